@@ -1,0 +1,165 @@
+"""Shardwatch settings. Every value that varies between machines comes from the environment
+through config.env, which refuses bad values at start-up."""
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import env_bool, env_float, env_int, env_list, env_secret_key, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret_key("SECRET_KEY", fallback_file=VAR_DIR / "secret_key", allow_fallback=DEBUG)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "streams",
+    "workers",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    f"sqlite:///{VAR_DIR / 'shardwatch.sqlite3'}",
+    schemes={"sqlite", "postgres", "postgresql", "pgsql"},
+)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)
+    # WAL lets the web server read while a worker writes; IMMEDIATE takes the write lock at
+    # BEGIN so two writers queue on the busy timeout instead of failing with "database is locked".
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve straight from the app folders in development and tests, so no collectstatic step is needed.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGIN_URL = "admin:login"
+
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes={"redis", "rediss", "unix"})
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            # Workers send one message per saved batch; a browser that falls this far behind
+            # reconnects and fetches what it missed over HTTP, so nothing is lost by the cap.
+            "capacity": env_int("CHANNEL_CAPACITY", 500, minimum=10),
+            "expiry": 60,
+            "prefix": env_str("CHANNEL_PREFIX", "shardwatch"),
+        },
+    }
+}
+
+# Celery. Tasks are short and idempotent: a reader task does one GetRecords call.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 60, minimum=5)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+# Above the hard time limit, so a running task is never handed to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 4}
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "shardwatch")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Stream reading. Lambda polls a shard with data 4 times a second; DynamoDB allows 5.
+SHARDWATCH_POLL_INTERVAL_S = env_float("SHARDWATCH_POLL_INTERVAL_S", 0.25, minimum=0.2)
+SHARDWATCH_IDLE_POLL_INTERVAL_S = env_float("SHARDWATCH_IDLE_POLL_INTERVAL_S", 1.0, minimum=0.2)
+SHARDWATCH_IDLE_AFTER_S = env_float("SHARDWATCH_IDLE_AFTER_S", 60.0, minimum=0)
+SHARDWATCH_LEASE_S = env_int("SHARDWATCH_LEASE_S", 15, minimum=3)
+SHARDWATCH_DISPATCH_INTERVAL_S = env_float("SHARDWATCH_DISPATCH_INTERVAL_S", 5.0, minimum=0.5)
+SHARDWATCH_DISCOVERY_INTERVAL_S = env_float("SHARDWATCH_DISCOVERY_INTERVAL_S", 30.0, minimum=1)
+SHARDWATCH_RETENTION_INTERVAL_S = env_float("SHARDWATCH_RETENTION_INTERVAL_S", 600.0, minimum=1)
+SHARDWATCH_MAX_BACKOFF_S = env_float("SHARDWATCH_MAX_BACKOFF_S", 30.0, minimum=1)
+SHARDWATCH_DEFAULT_RETENTION_DAYS = env_int("SHARDWATCH_DEFAULT_RETENTION_DAYS", 7, minimum=1)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"botocore": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-readers": {
+        "task": "workers.tasks.dispatch_readers",
+        "schedule": SHARDWATCH_DISPATCH_INTERVAL_S,
+        "options": {"expires": SHARDWATCH_DISPATCH_INTERVAL_S},
+    },
+    "discover-shards": {
+        "task": "workers.tasks.discover_all",
+        "schedule": SHARDWATCH_DISCOVERY_INTERVAL_S,
+        "options": {"expires": SHARDWATCH_DISCOVERY_INTERVAL_S},
+    },
+    "enforce-retention": {
+        "task": "workers.tasks.enforce_retention",
+        "schedule": SHARDWATCH_RETENTION_INTERVAL_S,
+        "options": {"expires": SHARDWATCH_RETENTION_INTERVAL_S},
+    },
+}

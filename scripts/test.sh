@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole suite against the real services. DynamoDB Local is started by the test session.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/shardwatch}"
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+
+.venv/bin/python - <<'PY'
+import os, sys
+import psycopg, redis
+problems = []
+try:
+    redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=2).ping()
+except Exception as exc:
+    problems.append(f"Redis at {os.environ['REDIS_URL']} does not answer ({exc}).\n  Start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no")
+try:
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+    psycopg.connect(url, connect_timeout=3).close()
+except Exception as exc:
+    problems.append(f"PostgreSQL at {os.environ['DATABASE_URL']} does not answer ({exc}).\n  Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+
+exec .venv/bin/pytest "$@"

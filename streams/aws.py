@@ -1,0 +1,110 @@
+"""The DynamoDB and DynamoDB Streams clients, and what their errors mean to us.
+
+Endpoints come from boto3's standard variables (AWS_ENDPOINT_URL_DYNAMODB,
+AWS_ENDPOINT_URL_DYNAMODB_STREAMS) unless a source names its own, so pointing at real AWS
+needs no code change.
+"""
+
+import enum
+import threading
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+# Fail fast: a hung endpoint must cost one short poll, not a worker for a minute. Throttling
+# is retried by our own scheduler with backoff, so botocore only retries once.
+_CONFIG = botocore.config.Config(
+    connect_timeout=3,
+    read_timeout=10,
+    retries={"mode": "standard", "max_attempts": 2},
+)
+
+_clients: dict = {}
+_lock = threading.Lock()
+
+
+def _client(service: str, *, region: str, endpoint_url: str = ""):
+    key = (service, region, endpoint_url)
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = boto3.session.Session().client(
+                    service, region_name=region, endpoint_url=endpoint_url or None, config=_CONFIG
+                )
+                _clients[key] = client
+    return client
+
+
+def dynamodb_client(*, region: str, endpoint_url: str = ""):
+    return _client("dynamodb", region=region, endpoint_url=endpoint_url)
+
+
+def streams_client(*, region: str, endpoint_url: str = ""):
+    return _client("dynamodbstreams", region=region, endpoint_url=endpoint_url)
+
+
+def forget_clients() -> None:
+    """Drop cached clients, so that changed credentials or endpoints take effect."""
+    with _lock:
+        _clients.clear()
+
+
+class Failure(enum.Enum):
+    EXPIRED_ITERATOR = "expired_iterator"
+    TRIMMED = "trimmed"
+    THROTTLED = "throttled"
+    NOT_FOUND = "not_found"
+    UNREACHABLE = "unreachable"
+    DENIED = "denied"
+    OTHER = "other"
+
+
+_CODES = {
+    "ExpiredIteratorException": Failure.EXPIRED_ITERATOR,
+    "TrimmedDataAccessException": Failure.TRIMMED,
+    "LimitExceededException": Failure.THROTTLED,
+    "ThrottlingException": Failure.THROTTLED,
+    "ProvisionedThroughputExceededException": Failure.THROTTLED,
+    "RequestLimitExceeded": Failure.THROTTLED,
+    "InternalServerError": Failure.THROTTLED,
+    "ServiceUnavailable": Failure.THROTTLED,
+    "ResourceNotFoundException": Failure.NOT_FOUND,
+    "UnrecognizedClientException": Failure.DENIED,
+    "InvalidSignatureException": Failure.DENIED,
+    "AccessDeniedException": Failure.DENIED,
+    "ExpiredTokenException": Failure.DENIED,
+    "MissingAuthenticationTokenException": Failure.DENIED,
+}
+
+
+def classify(exc: Exception) -> Failure:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return _CODES.get(exc.response.get("Error", {}).get("Code", ""), Failure.OTHER)
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)):
+        return Failure.UNREACHABLE
+    if isinstance(exc, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError,
+                        botocore.exceptions.NoRegionError, botocore.exceptions.ProfileNotFound)):
+        return Failure.DENIED
+    return Failure.OTHER
+
+
+AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+def describe(exc: Exception) -> str:
+    """The AWS error as a user should read it: code and message, no traceback."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def client_install(*, service: str, region: str, endpoint_url: str = "", client) -> None:
+    """Use this client for (service, region, endpoint). For tests that stand in a fake or a
+    botocore Stubber where DynamoDB Local cannot play the part (several shards)."""
+    with _lock:
+        _clients[(service, region, endpoint_url)] = client

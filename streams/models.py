@@ -1,0 +1,255 @@
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def sequence_key(sequence_number: str) -> str:
+    """A string that sorts like the decimal sequence number it encodes.
+
+    Sequence numbers are decimal strings of varying length (21 to 40+ digits); zero-padding
+    to a fixed width makes string order equal numeric order on every database.
+    """
+    digits = sequence_number.lstrip("0") or "0"
+    if not digits.isdigit() or len(digits) > SEQUENCE_KEY_WIDTH:
+        raise ValueError(f"not a stream sequence number: {sequence_number!r}")
+    return digits.rjust(SEQUENCE_KEY_WIDTH, "0")
+
+
+SEQUENCE_KEY_WIDTH = 64
+
+
+def digest_item_key(item_key: str) -> str:
+    return hashlib.sha1(item_key.encode()).hexdigest()
+
+
+class StreamSource(models.Model):
+    """A DynamoDB table whose stream Shardwatch watches."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        TABLE_MISSING = "table_missing", "Table missing"
+        STREAM_DISABLED = "stream_disabled", "Stream disabled"
+        STREAM_GONE = "stream_gone", "Stream gone"
+        UNREACHABLE = "unreachable", "Endpoint unreachable"
+        ERROR = "error", "Error"
+
+    class StartPosition(models.TextChoices):
+        TRIM_HORIZON = "TRIM_HORIZON", "Trim horizon (everything still in the stream)"
+        LATEST = "LATEST", "Latest (only changes from now on)"
+
+    class ViewType(models.TextChoices):
+        KEYS_ONLY = "KEYS_ONLY", "Keys only"
+        NEW_IMAGE = "NEW_IMAGE", "New image"
+        OLD_IMAGE = "OLD_IMAGE", "Old image"
+        NEW_AND_OLD_IMAGES = "NEW_AND_OLD_IMAGES", "New and old images"
+
+    table_name = models.CharField(max_length=255)
+    region = models.CharField(max_length=32)
+    endpoint_url = models.URLField(
+        blank=True,
+        help_text="Leave empty for AWS, or for the endpoint in AWS_ENDPOINT_URL_DYNAMODB(_STREAMS).",
+    )
+    stream_arn = models.CharField(max_length=512, blank=True, help_text="Resolved with DescribeTable.")
+    view_type = models.CharField(max_length=32, choices=ViewType.choices, blank=True)
+    key_schema = models.JSONField(default=list, blank=True, help_text="Key attribute names, hash key first.")
+    enabled = models.BooleanField(default=True)
+    start_position = models.CharField(max_length=16, choices=StartPosition.choices, default=StartPosition.TRIM_HORIZON)
+    retention_days = models.PositiveIntegerField(default=settings.SHARDWATCH_DEFAULT_RETENTION_DAYS)
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.PENDING)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_discovered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["table_name", "region", "endpoint_url"], name="unique_source_table"),
+        ]
+        ordering = ["table_name"]
+
+    def __str__(self):
+        return f"{self.table_name} ({self.region})"
+
+    @property
+    def group_name(self) -> str:
+        return f"source-{self.pk}"
+
+
+class StreamQuerySet(models.QuerySet):
+    def for_discovery(self):
+        """Streams that may still have shards to find or read."""
+        return self.exclude(state=Stream.State.DRAINED)
+
+
+class Stream(models.Model):
+    """One stream ARN of a source. Disabling and re-enabling a table's stream gives a new ARN;
+    the older stream is read to its end before the newer one starts."""
+
+    class State(models.TextChoices):
+        CURRENT = "current", "Current"
+        SUPERSEDED = "superseded", "Superseded (reading to its end)"
+        DRAINED = "drained", "Drained"
+
+    source = models.ForeignKey(StreamSource, on_delete=models.CASCADE, related_name="streams")
+    arn = models.CharField(max_length=512)
+    label = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CURRENT)
+    discovered_at = models.DateTimeField(default=timezone.now)
+
+    objects = StreamQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "arn"], name="unique_stream_arn")]
+        ordering = ["source", "discovered_at", "id"]
+
+    def __str__(self):
+        return self.arn
+
+
+class ShardQuerySet(models.QuerySet):
+    def readable(self):
+        """Shards that may be read now: not finished, parent finished or unknown to us,
+        and every older stream of the same source drained."""
+        unfinished_parent = Shard.objects.filter(
+            stream=models.OuterRef("stream"),
+            shard_id=models.OuterRef("parent_shard_id"),
+        ).exclude(state=Shard.State.FINISHED)
+        older_stream_undrained = Stream.objects.filter(
+            source=models.OuterRef("stream__source"),
+            discovered_at__lt=models.OuterRef("stream__discovered_at"),
+        ).exclude(state=Stream.State.DRAINED)
+        return (
+            self.exclude(state=Shard.State.FINISHED)
+            .filter(stream__source__enabled=True)
+            .exclude(models.Exists(unfinished_parent))
+            .exclude(models.Exists(older_stream_undrained))
+        )
+
+    def unleased(self, *, now):
+        """Shards nobody holds, or whose holder stopped renewing."""
+        return self.filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+
+
+class Shard(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+        FINISHED = "finished", "Finished"
+
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="shards")
+    shard_id = models.CharField(max_length=128)
+    parent_shard_id = models.CharField(max_length=128, blank=True)
+    starting_sequence_number = models.CharField(max_length=64, blank=True)
+    ending_sequence_number = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    # Where a shard with no checkpoint starts: LATEST only for shards open when a LATEST source
+    # was first seen; everything discovered later starts at its beginning, as Lambda does.
+    initial_position = models.CharField(max_length=16, default="TRIM_HORIZON")
+    checkpoint = models.CharField(max_length=64, blank=True, help_text="Last persisted sequence number.")
+    # A LATEST position has no sequence number until the first record arrives. Until then the
+    # reader keeps its newest iterator here, so a restarted reader resumes where the last one
+    # was instead of skipping what was written meanwhile. Iterators expire after 15 minutes.
+    resume_iterator = models.TextField(blank=True)
+    resume_iterator_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Counts the polls of the current lease. Each poll task carries the number it expects, so
+    # a poll task delivered twice (a worker killed after scheduling the next poll) ends at once.
+    lease_poll = models.PositiveBigIntegerField(default=0)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_record_at = models.DateTimeField(null=True, blank=True, help_text="When a poll last returned records.")
+    error_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    discovered_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShardQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["stream", "shard_id"], name="unique_shard")]
+        indexes = [models.Index(fields=["state", "lease_expires_at"], name="shard_lease_idx")]
+        ordering = ["stream", "discovered_at", "id"]
+
+    def __str__(self):
+        return self.shard_id
+
+
+class Gap(models.Model):
+    """Records that were lost before we read them (trimmed by the 24-hour retention, or a
+    stream deleted while shards were unread). Shown on the source, never hidden."""
+
+    source = models.ForeignKey(StreamSource, on_delete=models.CASCADE, related_name="gaps")
+    shard = models.ForeignKey(Shard, on_delete=models.SET_NULL, null=True, related_name="gaps")
+    after_sequence_number = models.CharField(max_length=64, blank=True)
+    reason = models.TextField()
+    detected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-detected_at"]
+
+
+class ChangeRecordQuerySet(models.QuerySet):
+    def for_feed(self):
+        """Newest first, in the order we saved them."""
+        return self.order_by("-id")
+
+    def for_item(self, *, source_id, item_key: str):
+        """One item's changes, oldest first."""
+        return self.filter(source_id=source_id, item_hash=digest_item_key(item_key), item_key=item_key).order_by(
+            "approximate_creation_time", "sequence_key"
+        )
+
+    def older_than(self, *, source_id, cutoff):
+        """Records a source's retention no longer keeps."""
+        return self.filter(source_id=source_id, approximate_creation_time__lt=cutoff)
+
+
+class ChangeRecord(models.Model):
+    class EventName(models.TextChoices):
+        INSERT = "INSERT"
+        MODIFY = "MODIFY"
+        REMOVE = "REMOVE"
+
+    source = models.ForeignKey(StreamSource, on_delete=models.CASCADE, related_name="records")
+    shard = models.ForeignKey(Shard, on_delete=models.CASCADE, related_name="records")
+    sequence_number = models.CharField(max_length=64)
+    sequence_key = models.CharField(max_length=SEQUENCE_KEY_WIDTH, help_text="Zero-padded; sorts numerically.")
+    event_id = models.CharField(max_length=64)
+    event_name = models.CharField(max_length=8, choices=EventName.choices)
+    event_version = models.CharField(max_length=8, blank=True)
+    approximate_creation_time = models.DateTimeField()
+    size_bytes = models.PositiveIntegerField()
+    view_type = models.CharField(max_length=32)
+    # Typed DynamoDB JSON exactly as the stream gave it (B as base64), so nothing is lost.
+    keys = models.JSONField()
+    old_image = models.JSONField(null=True)
+    new_image = models.JSONField(null=True)
+    item_key = models.TextField(help_text="Canonical JSON of the typed Keys, for item history.")
+    # Keys may be kilobytes long, past what a B-tree index takes; the digest is what we index.
+    item_hash = models.CharField(max_length=40)
+    diff = models.JSONField(default=list)
+    diff_complete = models.BooleanField(default=True, help_text="False when the view type hides one side.")
+    user_identity = models.JSONField(null=True)
+    is_ttl_delete = models.BooleanField(default=False)
+    received_at = models.DateTimeField(default=timezone.now)
+    decode_error = models.TextField(blank=True, help_text="Set when the record could not be decoded; kept as received.")
+
+    objects = ChangeRecordQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["shard", "sequence_number"], name="unique_record_per_shard"),
+        ]
+        indexes = [
+            models.Index(fields=["source", "-id"], name="record_feed_idx"),
+            models.Index(fields=["source", "approximate_creation_time"], name="record_time_idx"),
+            models.Index(fields=["shard", "sequence_key"], name="record_shard_seq_idx"),
+            models.Index(fields=["source", "item_hash", "sequence_key"], name="record_item_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_name} {self.item_key} @{self.sequence_number}"

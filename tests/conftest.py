@@ -1,0 +1,63 @@
+import os
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from streams import aws
+from tests import dynamodb_local
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint():
+    """A real DynamoDB Local for the whole session, reached through boto3's standard
+    endpoint variables exactly as a deployment would configure them."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = dynamodb_local.free_port()
+    process = dynamodb_local.start(port=port, log_path=ARTIFACTS / "dynamodb-local.log")
+    previous = {name: os.environ.get(name) for name in dynamodb_local.environment(port)}
+    os.environ.update(dynamodb_local.environment(port))
+    aws.forget_clients()
+    yield f"http://127.0.0.1:{port}"
+    dynamodb_local.stop(process)
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    aws.forget_clients()
+
+
+@pytest.fixture
+def dynamodb(dynamodb_endpoint):
+    return boto3.client("dynamodb")
+
+
+@pytest.fixture
+def make_table(dynamodb):
+    """Create a table with a stream; returns its name. Names are unique per call, so tests
+    share one DynamoDB Local without seeing each other's data."""
+
+    def make(*, view_type="NEW_AND_OLD_IMAGES", range_key=True, stream=True, prefix="t"):
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+        attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+        if range_key:
+            schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+            attributes.append({"AttributeName": "sk", "AttributeType": "N"})
+        kwargs = {}
+        if stream:
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=schema,
+            AttributeDefinitions=attributes,
+            BillingMode="PAY_PER_REQUEST",
+            **kwargs,
+        )
+        return name
+
+    return make

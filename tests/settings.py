@@ -1,0 +1,14 @@
+"""Test settings: the real settings, with environment defaults that point at this machine's
+services. Anything set in the environment wins, so CI can point elsewhere."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shardwatch")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-that-is-long-enough-0123456789")
+os.environ.setdefault("CELERY_QUEUE", f"shardwatch-test-{os.getpid()}")
+os.environ.setdefault("CHANNEL_PREFIX", f"shardwatch-test-{os.getpid()}")
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
