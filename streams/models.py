@@ -161,6 +161,7 @@ class Shard(models.Model):
     # a poll task delivered twice (a worker killed after scheduling the next poll) ends at once.
     lease_poll = models.PositiveBigIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_polled_by = models.CharField(max_length=255, blank=True, help_text="host:pid of the process that last polled.")
     last_record_at = models.DateTimeField(null=True, blank=True, help_text="When a poll last returned records.")
     error_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

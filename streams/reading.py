@@ -9,7 +9,9 @@ What must stay true:
 """
 
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -128,6 +130,7 @@ def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | N
         lease_poll=poll_no + 1,
         lease_expires_at=now + timedelta(seconds=settings.SHARDWATCH_LEASE_S),
         last_polled_at=now,
+        last_polled_by=f"{socket.gethostname()}:{os.getpid()}",
     )
     if renewed != 1:
         return STOP
