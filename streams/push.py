@@ -49,28 +49,32 @@ def _scalar(value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def feed_row(record, *, source) -> dict:
-    """What one row of the live feed needs; images stay on the server."""
+def feed_row(row: dict, *, source) -> dict:
+    """What one row of the live feed needs; images stay on the server.
+
+    `row` holds ChangeRecord's column values by name, with "id": an ingest row, or
+    model_to_dict-like values of a saved record.
+    """
     return {
-        "id": record.pk,
+        "id": row["id"],
         "source_id": source.pk,
         "table": source.table_name,
-        "event_name": record.event_name,
-        "key": key_display(record.keys, source.key_schema),
-        "item_key": record.item_key,
-        "summary": summarize(record.diff) if record.diff_complete else "",
-        "diff_complete": record.diff_complete,
-        "paths": sorted({change["path"] for change in record.diff}),
-        "approximate_creation_time": record.approximate_creation_time.isoformat(),
-        "sequence_number": record.sequence_number,
-        "is_ttl_delete": record.is_ttl_delete,
-        "decode_error": record.decode_error,
+        "event_name": row["event_name"],
+        "key": key_display(row["keys"], source.key_schema),
+        "item_key": row["item_key"],
+        "summary": summarize(row["diff"]) if row["diff_complete"] else "",
+        "diff_complete": row["diff_complete"],
+        "paths": sorted({change["path"] for change in row["diff"]}),
+        "approximate_creation_time": row["approximate_creation_time"].isoformat(),
+        "sequence_number": row["sequence_number"],
+        "is_ttl_delete": row["is_ttl_delete"],
+        "decode_error": row["decode_error"],
     }
 
 
-def batch_publish(*, source, records: list) -> bool:
+def batch_publish(*, source, rows: list[dict]) -> bool:
     """Send one message describing a saved batch to the source's group. Returns whether it went."""
-    if not records:
+    if not rows:
         return True
     layer = get_channel_layer()
     if layer is None:
@@ -78,8 +82,8 @@ def batch_publish(*, source, records: list) -> bool:
     message = {
         "type": MESSAGE_TYPE,
         "source_id": source.pk,
-        "records": [feed_row(record, source=source) for record in records],
-        "last_id": max(record.pk for record in records),
+        "records": [feed_row(row, source=source) for row in rows],
+        "last_id": max(row["id"] for row in rows),
     }
     try:
         _run(layer.group_send(source.group_name, message))

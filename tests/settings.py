@@ -12,3 +12,6 @@ os.environ.setdefault("CHANNEL_PREFIX", f"shardwatch-test-{os.getpid()}")
 from config.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Lets two suites run side by side on one server (a developer's run and CI, say).
+DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME", "test_shardwatch")  # noqa: F405

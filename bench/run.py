@@ -1,0 +1,249 @@
+"""`make bench`: ingestion throughput against a naive pipeline, and write-to-database latency
+through real Celery workers. Prints the figures and merges them into bench-results.json."""
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import django
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results.json"
+
+
+def ensure_database() -> None:
+    url = os.environ["DATABASE_URL"]
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def reset_tables() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE streams_changerecord, streams_gap, streams_shard, streams_stream, streams_streamsource CASCADE"
+        )
+
+
+def bench_source(name: str):
+    from streams.models import Stream, StreamSource
+
+    source = StreamSource.objects.create(
+        table_name=name, region="us-east-1", stream_arn=f"arn:bench:{name}", view_type="NEW_AND_OLD_IMAGES",
+        key_schema=["pk"], status=StreamSource.Status.ACTIVE,
+    )
+    return source, Stream.objects.create(source=source, arn=source.stream_arn)
+
+
+def fresh_shard(stream, owner: str):
+    from streams.models import Shard
+
+    return Shard.objects.create(stream=stream, shard_id=f"shardId-{uuid.uuid4().hex}", lease_owner=owner)
+
+
+def run_ours(responses, stream) -> float:
+    from streams.ingest import records_save
+
+    owner = "bench"
+    shard = fresh_shard(stream, owner)
+    shard = type(shard).objects.select_related("stream__source").get(pk=shard.pk)
+    count = 0
+    started = time.perf_counter()
+    for response in responses:
+        saved = records_save(shard=shard, owner=owner, records=response["Records"], finished=False)
+        assert saved == len(response["Records"])
+        count += saved
+    return count / (time.perf_counter() - started)
+
+
+def _plain(value):
+    from boto3.dynamodb.types import Binary
+
+    if isinstance(value, set):
+        return sorted(_plain(member) for member in value)
+    if isinstance(value, Binary):
+        import base64
+
+        return base64.b64encode(value.value).decode()
+    return str(value)
+
+
+def run_naive(responses, stream) -> float:
+    """What one would write first: boto3's TypeDeserializer on every image, a top-level diff,
+    and one ORM save (one transaction) per record."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from streams.models import ChangeRecord, digest_item_key, sequence_key
+
+    deserializer = TypeDeserializer()
+    shard = fresh_shard(stream, "naive")
+
+    def plain(image):
+        if image is None:
+            return None
+        decoded = {name: deserializer.deserialize(value) for name, value in image.items()}
+        return json.loads(json.dumps(decoded, default=_plain))
+
+    count = 0
+    started = time.perf_counter()
+    for response in responses:
+        for record in response["Records"]:
+            data = record["dynamodb"]
+            keys, old, new = plain(data["Keys"]), plain(data.get("OldImage")), plain(data.get("NewImage"))
+            changed = sorted(name for name in {*(old or {}), *(new or {})} if (old or {}).get(name) != (new or {}).get(name))
+            item_key = json.dumps(keys, sort_keys=True)
+            ChangeRecord.objects.create(
+                source_id=stream.source_id, shard=shard, sequence_number=data["SequenceNumber"],
+                sequence_key=sequence_key(data["SequenceNumber"]), event_id=record["eventID"],
+                event_name=record["eventName"], approximate_creation_time=data["ApproximateCreationDateTime"],
+                size_bytes=data["SizeBytes"], view_type=data["StreamViewType"], keys=keys, old_image=old,
+                new_image=new, item_key=item_key, item_hash=digest_item_key(item_key),
+                diff=[{"path": name} for name in changed],
+            )
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+def bench_ingest() -> dict:
+    from bench import workload
+
+    table = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+    workload.create_table(table)
+    print("writing the captured workload to DynamoDB Local ...", flush=True)
+    writes = workload.write_orders(table=table, orders=2000)
+    responses = workload.capture_responses(table=table)
+    records = sum(len(response["Records"]) for response in responses)
+    assert records == writes, (records, writes)
+    reset_tables()
+    _, stream = bench_source(table)
+    ours = [run_ours(responses, stream) for _ in range(3)]
+    naive = [run_naive(responses[:2], stream)]
+    result = {
+        "ingest_records": records,
+        "ingest_records_per_s": round(statistics.median(ours)),
+        "naive_records_per_s": round(statistics.median(naive)),
+    }
+    result["ingest_speedup_vs_naive"] = round(result["ingest_records_per_s"] / result["naive_records_per_s"], 1)
+    return result
+
+
+def bench_write_to_db(*, writes: int = 500, rate_per_s: float = 20.0) -> dict:
+    import boto3
+    from channels.layers import get_channel_layer
+
+    from streams.models import Shard
+    from streams.sources import source_add
+    from tests.processes import Processes
+
+    reset_tables()
+    table = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    source = source_add(table_name=table, region="us-east-1")
+    processes = Processes(
+        DJANGO_SETTINGS_MODULE="bench.settings", SHARDWATCH_DISPATCH_INTERVAL_S="1", SHARDWATCH_DISCOVERY_INTERVAL_S="2"
+    )
+    processes.worker("bench", concurrency=2)
+    processes.beat(ROOT / "var" / f"bench-beat-{os.getpid()}")
+    try:
+        deadline = time.monotonic() + 60
+        while not Shard.objects.filter(stream__source=source, last_polled_at__isnull=False).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no worker polled the shard within 60 s; see test-artifacts/bench.log")
+            time.sleep(0.2)
+        latencies = asyncio.run(_measure(source=source, table=table, writes=writes, rate_per_s=rate_per_s))
+    finally:
+        processes.stop_all()
+    return {
+        "write_to_db_writes": len(latencies),
+        "write_to_db_ms_p50": round(percentile(latencies, 0.50), 1),
+        "write_to_db_ms_p95": round(percentile(latencies, 0.95), 1),
+        "write_to_db_ms_p99": round(percentile(latencies, 0.99), 1),
+    }
+
+
+async def _measure(*, source, table, writes, rate_per_s) -> list[float]:
+    """put_item time to the moment the worker's after-commit push arrives. The push is sent
+    from transaction.on_commit, so its arrival is the commit plus one Redis hop (about 1 ms)."""
+    import boto3
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(source.group_name, channel)
+    client = boto3.client("dynamodb")
+    sent: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def writer():
+        for number in range(writes):
+            key = f"lat-{number:05d}"
+            sent[f"pk={key}"] = time.time()
+            await loop.run_in_executor(None, lambda k=key: client.put_item(TableName=table, Item={"pk": {"S": k}}))
+            await asyncio.sleep(1 / rate_per_s)
+
+    async def receiver():
+        while len(arrived) < writes:
+            message = await asyncio.wait_for(layer.receive(channel), 30)
+            now = time.time()
+            for row in message["records"]:
+                arrived.setdefault(row["key"], now)
+
+    await asyncio.gather(writer(), receiver())
+    await layer.group_discard(source.group_name, channel)
+    return [(arrived[key] - sent[key]) * 1000 for key in sent]
+
+
+def main() -> None:
+    ensure_database()
+    django.setup()
+    from django.core.management import call_command
+
+    from tests import dynamodb_local
+
+    call_command("migrate", verbosity=0)
+    (ROOT / "var").mkdir(exist_ok=True)
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    port = dynamodb_local.free_port()
+    ddb = dynamodb_local.start(port=port, log_path=ROOT / "test-artifacts" / "bench-dynamodb-local.log")
+    os.environ.update(dynamodb_local.environment(port))
+    try:
+        results = {}
+        only = set(sys.argv[1:])
+        if not only or "ingest" in only:
+            results.update(bench_ingest())
+            print(json.dumps(results, indent=2), flush=True)
+        if not only or "latency" in only:
+            results.update(bench_write_to_db())
+    finally:
+        dynamodb_local.stop(ddb)
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    merged.update(results)
+    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    print(f"written to {RESULTS.name}")
+
+
+if __name__ == "__main__":
+    main()
