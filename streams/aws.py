@@ -6,6 +6,7 @@ needs no code change.
 """
 
 import enum
+import json
 import threading
 
 import boto3
@@ -34,6 +35,8 @@ def _client(service: str, *, region: str, endpoint_url: str = ""):
                 client = boto3.session.Session().client(
                     service, region_name=region, endpoint_url=endpoint_url or None, config=_CONFIG
                 )
+                if service == "dynamodbstreams":
+                    client.meta.events.register("before-parse.dynamodb-streams.GetRecords", _records_as_sent)
                 _clients[key] = client
     return client
 
@@ -44,6 +47,24 @@ def dynamodb_client(*, region: str, endpoint_url: str = ""):
 
 def streams_client(*, region: str, endpoint_url: str = ""):
     return _client("dynamodbstreams", region=region, endpoint_url=endpoint_url)
+
+
+def _records_as_sent(response_dict, customized_response_dict, **kwargs):
+    """GetRecords records exactly as the service sent them, instead of botocore's model-driven
+    parse of every attribute value.
+
+    Shardwatch keeps the stream's typed JSON as sent (binary as base64), so botocore's parse
+    is work undone straight after: decoding base64 to bytes, epoch seconds to datetimes. It
+    also costs more than everything else on the ingest path together. Error responses are
+    left to botocore, so exceptions stay the ones boto3 documents.
+    """
+    if response_dict.get("status_code") != 200:
+        return
+    body = json.loads(response_dict["body"])
+    customized_response_dict["Records"] = body.get("Records", [])
+    if body.get("NextShardIterator"):
+        customized_response_dict["NextShardIterator"] = body["NextShardIterator"]
+    response_dict["body"] = b"{}"
 
 
 def forget_clients() -> None:

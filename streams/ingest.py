@@ -9,6 +9,7 @@ with no per-row ORM objects and no per-value quoting in Python.
 import hashlib
 import json
 import logging
+from datetime import UTC, datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -45,7 +46,7 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, received_a
         "event_id": record.get("eventID", ""),
         "event_name": event_name,
         "event_version": record.get("eventVersion", ""),
-        "approximate_creation_time": data.get("ApproximateCreationDateTime") or received_at,
+        "approximate_creation_time": _timestamp(data.get("ApproximateCreationDateTime")) or received_at,
         "size_bytes": data.get("SizeBytes", 0),
         "view_type": view_type,
         "keys": data.get("Keys") or {},
@@ -81,6 +82,13 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, received_a
                 row[image] = {"unreadable": repr(row[image])}
     row["item_hash"] = hashlib.sha1(row["item_key"].encode()).hexdigest()
     return row
+
+
+def _timestamp(value):
+    """Epoch seconds as the stream sends them; a datetime where something parsed them already."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def _is_json(value) -> bool:

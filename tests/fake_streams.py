@@ -2,8 +2,8 @@
 has exactly one shard per stream, so paging past 100 shards, shard lineage and AWS's
 rarer errors are played by this fake instead. Everything else runs against DynamoDB Local.
 
-It returns what boto3's client returns (parsed responses) and raises real botocore
-ClientErrors with AWS's error codes.
+It returns what Shardwatch's streams client returns (records as the service sends them, see
+streams.aws) and raises real botocore ClientErrors with AWS's error codes.
 """
 
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ def aws_error(code: str, operation: str, message: str = "fake") -> ClientError:
 
 def stream_record(*, sequence_number: str, pk: str, event_name: str = "INSERT", new=None, old=None) -> dict:
     data = {
-        "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=UTC),
+        "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=UTC).timestamp(),
         "Keys": {"pk": {"S": pk}},
         "SequenceNumber": sequence_number,
         "SizeBytes": 42,

@@ -238,3 +238,22 @@ def test_it_shows_a_deleted_table_as_a_status_not_a_crash(make_table, dynamodb):
     assert source.status == StreamSource.Status.TABLE_MISSING
     assert "does not exist" in source.last_error
     assert ChangeRecord.objects.filter(source=source).count() == 1
+
+
+def test_it_receives_records_exactly_as_the_stream_sends_them(make_table, dynamodb):
+    table = make_table(range_key=False)
+    arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "k"}, "b": {"B": b"\xff\x00"}})
+    client = aws.streams_client(region="us-east-1")
+    shard = client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = client.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+
+    response = client.get_records(ShardIterator=iterator)
+
+    [record] = response["Records"]
+    assert record["dynamodb"]["NewImage"]["b"] == {"B": B64(b"\xff\x00")}
+    assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], float)
+    assert response["NextShardIterator"]
+    # Errors still come from botocore, as boto3 documents them.
+    with pytest.raises(client.exceptions.ClientError, match="ValidationException|ExpiredIterator|Invalid"):
+        client.get_records(ShardIterator="not-an-iterator" * 3)
