@@ -56,7 +56,13 @@ def fresh_shard(stream, owner: str):
     return Shard.objects.create(stream=stream, shard_id=f"shardId-{uuid.uuid4().hex}", lease_owner=owner)
 
 
-def run_ours(responses, stream) -> float:
+def _response_dict(body: bytes) -> dict:
+    return {"status_code": 200, "headers": {}, "body": body}
+
+
+def run_ours(bodies, stream) -> float:
+    """Shardwatch's path: the streams client's raw-records hook, then records_save."""
+    from streams.aws import _records_as_sent
     from streams.ingest import records_save
 
     owner = "bench"
@@ -64,7 +70,9 @@ def run_ours(responses, stream) -> float:
     shard = type(shard).objects.select_related("stream__source").get(pk=shard.pk)
     count = 0
     started = time.perf_counter()
-    for response in responses:
+    for body in bodies:
+        response: dict = {}
+        _records_as_sent(response_dict=_response_dict(body), customized_response_dict=response)
         saved = records_save(shard=shard, owner=owner, records=response["Records"], finished=False)
         assert saved == len(response["Records"])
         count += saved
@@ -83,9 +91,11 @@ def _plain(value):
     return str(value)
 
 
-def run_naive(responses, stream) -> float:
-    """What one would write first: boto3's TypeDeserializer on every image, a top-level diff,
-    and one ORM save (one transaction) per record."""
+def run_naive(bodies, stream) -> float:
+    """What one would write first: boto3's own response parsing, its TypeDeserializer on
+    every image, a top-level diff, and one ORM save (one transaction) per record."""
+    import botocore.parsers
+    import botocore.session
     from boto3.dynamodb.types import TypeDeserializer
 
     from streams.models import ChangeRecord, digest_item_key, sequence_key
@@ -99,9 +109,14 @@ def run_naive(responses, stream) -> float:
         decoded = {name: deserializer.deserialize(value) for name, value in image.items()}
         return json.loads(json.dumps(decoded, default=_plain))
 
+    output_shape = (
+        botocore.session.get_session().get_service_model("dynamodbstreams").operation_model("GetRecords").output_shape
+    )
+    parser = botocore.parsers.create_parser("json")
     count = 0
     started = time.perf_counter()
-    for response in responses:
+    for body in bodies:
+        response = parser.parse(_response_dict(body), output_shape)
         for record in response["Records"]:
             data = record["dynamodb"]
             keys, old, new = plain(data["Keys"]), plain(data.get("OldImage")), plain(data.get("NewImage"))
@@ -126,13 +141,14 @@ def bench_ingest() -> dict:
     workload.create_table(table)
     print("writing the captured workload to DynamoDB Local ...", flush=True)
     writes = workload.write_orders(table=table, orders=2000)
-    responses = workload.capture_responses(table=table)
-    records = sum(len(response["Records"]) for response in responses)
+    bodies = workload.capture_bodies(table=table)
+    records = sum(len(json.loads(body)["Records"]) for body in bodies)
     assert records == writes, (records, writes)
     reset_tables()
     _, stream = bench_source(table)
-    ours = [run_ours(responses, stream) for _ in range(3)]
-    naive = [run_naive(responses[:2], stream)]
+    ours = [run_ours(bodies, stream) for _ in range(3)]
+    # Two thousand records give the naive rate well enough; all of them would take minutes.
+    naive = [run_naive(bodies[:2], stream)]
     result = {
         "ingest_records": records,
         "ingest_records_per_s": round(statistics.median(ours)),
@@ -144,7 +160,6 @@ def bench_ingest() -> dict:
 
 def bench_write_to_db(*, writes: int = 500, rate_per_s: float = 20.0) -> dict:
     import boto3
-    from channels.layers import get_channel_layer
 
     from streams.models import Shard
     from streams.sources import source_add

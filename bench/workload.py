@@ -65,18 +65,24 @@ def create_table(name: str) -> None:
     )
 
 
-def capture_responses(*, table: str) -> list[dict]:
-    """Every GetRecords response of the table's stream, as boto3 returns them."""
+def capture_bodies(*, table: str) -> list[bytes]:
+    """Every GetRecords response body of the table's stream, as raw bytes off the wire."""
     client = boto3.client("dynamodbstreams")
+    bodies: list[bytes] = []
+
+    def keep(response_dict, **kwargs):
+        if response_dict.get("status_code") == 200:
+            bodies.append(bytes(response_dict["body"]))
+
+    client.meta.events.register("before-parse.dynamodb-streams.GetRecords", keep)
     arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard = client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = client.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    responses = []
     while iterator:
         response = client.get_records(ShardIterator=iterator, Limit=1000)
         if not response["Records"]:
+            bodies.pop()
             break
-        responses.append(response)
         iterator = response.get("NextShardIterator")
         time.sleep(0.01)
-    return responses
+    return bodies

@@ -6,12 +6,12 @@ needs no code change.
 """
 
 import enum
-import json
 import threading
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import orjson
 
 # Fail fast: a hung endpoint must cost one short poll, not a worker for a minute. Throttling
 # is retried by our own scheduler with backoff, so botocore only retries once.
@@ -60,7 +60,7 @@ def _records_as_sent(response_dict, customized_response_dict, **kwargs):
     """
     if response_dict.get("status_code") != 200:
         return
-    body = json.loads(response_dict["body"])
+    body = orjson.loads(response_dict["body"])
     customized_response_dict["Records"] = body.get("Records", [])
     if body.get("NextShardIterator"):
         customized_response_dict["NextShardIterator"] = body["NextShardIterator"]

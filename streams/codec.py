@@ -23,8 +23,6 @@ __all__ = [
     "encode_item",
     "item_key",
     "to_display",
-    "wire_from_botocore",
-    "wire_item_from_botocore",
 ]
 
 # DynamoDB's documented number limits: 38 significant digits, magnitudes from 1E-130 up to
@@ -239,80 +237,6 @@ def encode_item(item: Mapping) -> dict:
             raise TypeError(f"attribute names must be str, got {type(name).__name__} {name!r}")
         encoded[name] = encode(value)
     return encoded
-
-
-# Tags whose values botocore returns exactly as the wire has them.
-_PLAIN_TAGS = frozenset({"S", "N", "SS", "NS", "NULL", "BOOL"})
-
-
-def _wire_list(values):
-    converted = None
-    for index, value in enumerate(values):
-        # Read the single tag inline: most values are plain scalars, and skipping them without
-        # a function call is what makes binary-free records cheap.
-        for tag in value:
-            break
-        else:
-            tag = None
-        if tag in _PLAIN_TAGS:
-            continue
-        wire = wire_from_botocore(value)
-        if wire is not value:
-            if converted is None:
-                converted = list(values)
-            converted[index] = wire
-    return values if converted is None else converted
-
-
-def _wire_map(values):
-    converted = None
-    for name, value in values.items():
-        for tag in value:
-            break
-        else:
-            tag = None
-        if tag in _PLAIN_TAGS:
-            continue
-        wire = wire_from_botocore(value)
-        if wire is not value:
-            if converted is None:
-                converted = dict(values)
-            converted[name] = wire
-    return values if converted is None else converted
-
-
-def wire_from_botocore(value: dict) -> dict:
-    """Wire format for a typed value as botocore's dynamodbstreams client returns it.
-
-    botocore base64-decodes B and BS members into bytes; this encodes them back. Everything
-    else is already wire format and is returned as is: when nothing inside needed changing the
-    very same object comes back, so the common binary-free record costs one walk and no copies.
-    The input is never mutated. Also repairs DynamoDB Local's {} for an empty map into
-    {"M": {}}. Safe to apply twice: base64 strings are left alone.
-    """
-    for tag, inner in value.items():
-        if tag == "M":
-            converted = _wire_map(inner)
-            return value if converted is inner else {"M": converted}
-        if tag == "L":
-            converted = _wire_list(inner)
-            return value if converted is inner else {"L": converted}
-        if tag == "B":
-            return {"B": _b64encode(inner)} if isinstance(inner, (bytes, bytearray)) else value
-        if tag == "BS":
-            if inner and isinstance(inner[0], (bytes, bytearray)):
-                return {"BS": [_b64encode(member) for member in inner]}
-            return value
-        return value
-    return {"M": {}}
-
-
-def wire_item_from_botocore(image: dict | None) -> dict | None:
-    """wire_from_botocore() for a whole image or Keys map. None (an image the record does
-    not carry) passes through, so callers can hand over record["dynamodb"].get("OldImage")."""
-    if image is None:
-        return None
-    return _wire_map(image)
 
 
 # DynamoDB's own spelling of a stored number; most keys already match and skip Decimal.

@@ -11,6 +11,9 @@ import json
 import logging
 from datetime import UTC, datetime
 
+import orjson
+import psycopg
+
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -28,8 +31,8 @@ EVENT_NAMES = frozenset(ChangeRecord.EventName.values)
 def change_record_row(*, record: dict, source_id: int, shard_id: int, received_at) -> dict:
     """One stream record, as boto3 returns it, to a row for the change record table.
 
-    Images are kept as typed DynamoDB JSON with binary re-encoded as base64, exactly as the
-    stream sent them. A record we cannot decode is still kept, with the reason, so that
+    `record` is as the service sent it (see streams.aws): Keys and images are stored as that
+    typed DynamoDB JSON, untouched, binary as base64. A record we cannot decode is still kept, with the reason, so that
     nothing is lost and the shard moves on. Raises only when the record has no usable
     sequence number, since then it cannot be stored at all.
     """
@@ -63,10 +66,7 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, received_a
         "decode_error": "",
     }
     try:
-        row["keys"] = keys = codec.wire_item_from_botocore(row["keys"])
-        row["old_image"] = codec.wire_item_from_botocore(row["old_image"])
-        row["new_image"] = codec.wire_item_from_botocore(row["new_image"])
-        row["item_key"] = codec.item_key(keys)
+        row["item_key"] = codec.item_key(row["keys"])
         if event_name not in EVENT_NAMES:
             raise ValueError(f"unknown eventName {event_name!r}")
         row["diff"], row["diff_complete"] = record_diff(
@@ -149,52 +149,82 @@ _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _TABLE = ChangeRecord._meta.db_table
 
 # A record read twice (after a crash, or from an older checkpoint) conflicts on
-# (shard, sequence_number) and is skipped; RETURNING names only the rows that are new.
+# (shard, sequence_key) and is skipped; RETURNING names only the rows that are new.
 _INSERT_POSTGRES = f"""
     INSERT INTO {_TABLE} ({_NAMES})
     SELECT {_NAMES} FROM jsonb_to_recordset(%s::jsonb) AS r({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)})
     ORDER BY sequence_key
-    ON CONFLICT (shard_id, sequence_number) DO NOTHING
+    ON CONFLICT (shard_id, sequence_key) DO NOTHING
     RETURNING id, sequence_number
 """
-_JSON_COLUMNS = {name for name, kind in _COLUMNS if kind == "jsonb"}
 _INSERT_SQLITE = f"""
     INSERT INTO {_TABLE} ({_NAMES})
     SELECT {", ".join(f"json_extract(value, '$.{name}')" for name, _ in _COLUMNS)}
     FROM json_each(%s) WHERE true
     ORDER BY json_extract(value, '$.sequence_key')
-    ON CONFLICT (shard_id, sequence_number) DO NOTHING
+    ON CONFLICT (shard_id, sequence_key) DO NOTHING
     RETURNING id, sequence_number
 """
 
 
-def _encode_rows(rows: list[dict]) -> str:
-    if connection.vendor == "sqlite":
-        # Django stores datetimes in SQLite as naive UTC text, and reads JSON columns as text.
-        adapt = connection.ops.adapt_datetimefield_value
-        return json.dumps(
-            [{**row, "approximate_creation_time": adapt(row["approximate_creation_time"]),
-              "received_at": adapt(row["received_at"])} for row in rows],
-            default=str,
+def _sqlite_payload(rows: list[dict]) -> str:
+    # Django keeps datetimes in SQLite as naive UTC text.
+    adapt = connection.ops.adapt_datetimefield_value
+    return orjson.dumps(
+        [
+            {**row, "approximate_creation_time": adapt(row["approximate_creation_time"]), "received_at": adapt(row["received_at"])}
+            for row in rows
+        ]
+    ).decode()
+
+
+_COPY_POSTGRES = f"COPY {_TABLE} ({_NAMES}) FROM STDIN"
+_JSON_INDEXES = [index for index, (name, kind) in enumerate(_COLUMNS) if kind == "jsonb"]
+
+
+def _copy_values(row: dict) -> list:
+    values = [row[name] for name, _ in _COLUMNS]
+    for index in _JSON_INDEXES:
+        if values[index] is not None:
+            values[index] = orjson.dumps(values[index]).decode()
+    return values
+
+
+def _insert_postgres(rows: list[dict]) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        try:
+            # COPY is the fastest way in, but it cannot skip rows already stored. Records are
+            # read twice only after a crash or a reset checkpoint, so try COPY and fall back to
+            # the conflict-aware INSERT when it meets one.
+            with transaction.atomic():
+                with cursor.cursor.copy(_COPY_POSTGRES) as copy:
+                    for row in rows:
+                        copy.write_row(_copy_values(row))
+        except psycopg.errors.UniqueViolation:
+            cursor.execute(_INSERT_POSTGRES, [orjson.dumps(rows).decode()])
+            return {sequence_number: pk for pk, sequence_number in cursor.fetchall()}
+        cursor.execute(
+            f"SELECT id, sequence_number FROM {_TABLE} WHERE shard_id = %s AND sequence_key BETWEEN %s AND %s",
+            [rows[0]["shard_id"], rows[0]["sequence_key"], rows[-1]["sequence_key"]],
         )
-    return json.dumps(rows, default=_iso)
+        return {sequence_number: pk for pk, sequence_number in cursor.fetchall()}
 
 
-def _iso(value):
-    return value.isoformat()
+def _insert_sqlite(rows: list[dict]) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_SQLITE, [_sqlite_payload(rows)])
+        return {sequence_number: pk for pk, sequence_number in cursor.fetchall()}
 
 
 def records_insert(rows: list[dict]) -> list[dict]:
-    """Insert rows, skipping any already stored. Returns the rows that are new, with ids."""
+    """Insert one shard's rows, in sequence order, skipping any already stored. Returns the
+    rows that are new, with their ids."""
     if connection.vendor == "postgresql":
-        sql = _INSERT_POSTGRES
+        inserted = _insert_postgres(rows)
     elif connection.vendor == "sqlite":
-        sql = _INSERT_SQLITE
+        inserted = _insert_sqlite(rows)
     else:
         raise NotImplementedError(f"no batch insert for {connection.vendor}; use PostgreSQL or SQLite")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_encode_rows(rows)])
-        inserted = dict((sequence_number, pk) for pk, sequence_number in cursor.fetchall())
     fresh = []
     for row in rows:
         pk = inserted.get(row["sequence_number"])

@@ -243,12 +243,13 @@ class ChangeRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["shard", "sequence_number"], name="unique_record_per_shard"),
+            # sequence_key is sequence_number zero-padded, so this is uniqueness per (shard, number)
+            # and also the index that orders a shard's records.
+            models.UniqueConstraint(fields=["shard", "sequence_key"], name="unique_record_per_shard"),
         ]
         indexes = [
             models.Index(fields=["source", "-id"], name="record_feed_idx"),
             models.Index(fields=["source", "approximate_creation_time"], name="record_time_idx"),
-            models.Index(fields=["shard", "sequence_key"], name="record_shard_seq_idx"),
             models.Index(fields=["source", "item_hash", "sequence_key"], name="record_item_idx"),
         ]
 

@@ -5,7 +5,7 @@ What must stay true:
   on the reader still holding the lease, so a reader that lost its lease changes nothing.
 - A batch of records and the checkpoint after it are committed in one transaction. A crash
   at any point leaves either both or neither; records read twice are ignored by the unique
-  (shard, sequence_number) key.
+  (shard, sequence_key) key.
 """
 
 import logging

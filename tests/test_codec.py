@@ -1,17 +1,15 @@
 import base64
-import copy
 import decimal
 import json
 from decimal import Decimal
 
 import botocore.parsers
-import botocore.session
 import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.fixture_records import load_capture, load_records, record_at_step
+from tests.fixture_records import load_records, record_at_step
 from streams.codec import (
     WireFormatError,
     decode,
@@ -20,8 +18,6 @@ from streams.codec import (
     encode_item,
     item_key,
     to_display,
-    wire_from_botocore,
-    wire_item_from_botocore,
 )
 
 CAPTURES = [
@@ -155,14 +151,6 @@ def boto3_serialize(value):
         return None
 
 
-def parse_like_botocore(response_body):
-    """What boto3's dynamodbstreams client returns for a raw GetRecords body."""
-    model = botocore.session.get_session().get_service_model("dynamodbstreams")
-    parser = botocore.parsers.create_parser(model.metadata["protocol"])
-    http = {"body": json.dumps(response_body).encode(), "headers": {}, "status_code": 200}
-    return parser.parse(http, model.operation_model("GetRecords").output_shape)
-
-
 def captured_images():
     for name in CAPTURES:
         for record in load_records(name):
@@ -202,31 +190,11 @@ def test_it_decodes_like_boto3(value):
 
 
 @HYPOTHESIS
-@given(plain_values)
-def test_it_turns_botocore_values_back_into_wire_format(value):
-    wire = encode(value)
-    botocore_value = wire_to_botocore(wire)
-    untouched = copy.deepcopy(botocore_value)
-
-    assert wire_from_botocore(botocore_value) == wire
-    assert botocore_value == untouched
-
-
-@HYPOTHESIS
-@given(plain_values)
-def test_it_leaves_wire_format_alone_in_wire_from_botocore(value):
-    wire = encode(value)
-
-    assert wire_from_botocore(wire) is wire
-
-
-@HYPOTHESIS
 @given(st.dictionaries(st.text(max_size=8), values, max_size=6))
 def test_it_round_trips_whole_items(item):
     image = encode_item(item)
 
     assert exact(decode_item(image)) == exact(item)
-    assert wire_item_from_botocore(wire_to_botocore({"M": image})["M"]) == image
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -338,39 +306,6 @@ def test_it_re_encodes_captured_images_to_the_same_numbers_and_values():
 
         # The text may differ ("1E-130" for "0.000…1"), the digits and exponent may not.
         assert exact(decode_item(encode_item(decoded))) == exact(decoded)
-
-
-def test_it_turns_real_botocore_output_back_into_the_raw_stream_records():
-    for name in CAPTURES:
-        for response in load_capture(name)["responses"]:
-            parsed = parse_like_botocore(response)
-            for raw, record in zip(response["Records"], parsed["Records"], strict=True):
-                for part in ("Keys", "NewImage", "OldImage"):
-                    if part in raw["dynamodb"]:
-                        # sorted_sets also spells DynamoDB Local's bare {} as {"M": {}}.
-                        wire = wire_item_from_botocore(record["dynamodb"][part])
-                        assert sorted_sets({"M": wire}) == sorted_sets({"M": raw["dynamodb"][part]})
-                        assert json.dumps(wire)  # nothing left that JSON cannot hold
-
-
-def test_it_returns_binary_free_botocore_images_unchanged():
-    parsed = [parse_like_botocore(response) for response in load_capture("getrecords_new_and_old_images")["responses"]]
-    record = next(
-        record
-        for page in parsed
-        for record in page["Records"]
-        if record["eventName"] == "INSERT" and record["dynamodb"]["Keys"]["pk"] == {"S": "deep#1"}
-    )
-
-    image = record["dynamodb"]["NewImage"]
-
-    assert wire_item_from_botocore(image) is image
-    assert wire_item_from_botocore(None) is None
-
-
-def test_it_repairs_dynamodb_locals_bare_empty_map_from_botocore():
-    assert wire_from_botocore({}) == {"M": {}}
-    assert wire_from_botocore({"L": [{}, {"B": b"\x01"}]}) == {"L": [{"M": {}}, {"B": "AQ=="}]}
 
 
 # --- item_key ------------------------------------------------------------------------------
