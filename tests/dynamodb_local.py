@@ -27,7 +27,7 @@ def start(*, port: int, log_path: Path) -> subprocess.Popen:
     log = open(log_path, "wb")
     process = subprocess.Popen(
         ["java", f"-Djava.library.path={directory / 'DynamoDBLocal_lib'}", "-jar", str(directory / "DynamoDBLocal.jar"),
-         "-inMemory", "-port", str(port)],
+         "-inMemory", "-disableTelemetry", "-port", str(port)],
         cwd=directory,
         stdout=log,
         stderr=subprocess.STDOUT,

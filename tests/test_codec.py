@@ -3,7 +3,6 @@ import decimal
 import json
 from decimal import Decimal
 
-import botocore.parsers
 import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from hypothesis import HealthCheck, assume, given, settings

@@ -192,9 +192,11 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
     # few days. So the writer deletes them itself, conditional on them really having expired.
     # (A real TTL delete also carries userIdentity {type: Service, principalId:
     # dynamodb.amazonaws.com}; these are ordinary deletes and the stream shows them as such.)
+    # State changes only after a write went through (or found the item changed), so a write
+    # that fails with a transient error is simply tried again on a later step.
     if state.expiring and state.expiring[0][0] <= now:
-        expires_at, pk = heapq.heappop(state.expiring)
-        return _write(
+        pk = state.expiring[0][1]
+        action = _write(
             state,
             "expire",
             lambda: client.delete_item(
@@ -205,6 +207,8 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
                 ExpressionAttributeValues={":now": _n(int(now))},
             ),
         )
+        heapq.heappop(state.expiring)
+        return action
 
     roll = rng.random()
     if not state.orders or (roll < 0.35 and len(state.orders) < MAX_OPEN_ORDERS):
@@ -214,23 +218,18 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
         action = _write(
             state,
             "abandon" if abandoned else "insert",
-            lambda: client.put_item(
-                TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            ),
+            lambda: client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)"),
         )
-        if action == "stale":
-            return action
-        if abandoned:
+        if action == "abandon":
             heapq.heappush(state.expiring, (int(item["expires_at"]["N"]), pk))
-        else:
+        elif action == "insert":
             state.orders[pk] = "PENDING"
         return action
 
     pk = rng.choice(list(state.orders))
     status = state.orders[pk]
     if roll < 0.45 and status in CANCELLABLE:
-        del state.orders[pk]
-        return _write(
+        action = _write(
             state,
             "cancel",
             lambda: client.delete_item(
@@ -242,10 +241,11 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
                 ReturnValues="ALL_OLD",
             ),
         )
+        del state.orders[pk]
+        return action
 
     expression, names, values = _transition(rng=rng, status=status, now=now)
     target = NEXT_STATUS[status]
-    del state.orders[pk]
     action = _write(
         state,
         {"PAID": "pay", "SHIPPED": "ship", "DELIVERED": "deliver"}[target],
@@ -258,6 +258,7 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
             ExpressionAttributeValues=values,
         ),
     )
+    del state.orders[pk]
     if action == "stale":
         return action
     if target == "DELIVERED":
@@ -402,7 +403,7 @@ def demo_run(
         except aws.AWS_ERRORS as exc:
             failures += 1
             state.counts["error"] += 1
-            pause = min(max_backoff_s, interval * 2**failures)
+            pause = min(max_backoff_s, interval * 2 ** min(failures, 16))
             log.warning("Write failed (%s); retrying in %.1f s", aws.describe(exc), pause)
             stop.wait(pause)
             next_at = time.monotonic()
