@@ -259,3 +259,28 @@ def test_it_receives_records_exactly_as_the_stream_sends_them(make_table, dynamo
     # Errors still come from botocore, as boto3 documents them.
     with pytest.raises(client.exceptions.ClientError, match="ValidationException|ExpiredIterator|Invalid"):
         client.get_records(ShardIterator="not-an-iterator" * 3)
+
+
+def test_it_keeps_reading_other_sources_while_one_fails(make_table, dynamodb):
+    from streams.reading import shard_poll
+
+    healthy_table, broken_table = make_table(range_key=False), make_table(range_key=False)
+    healthy = source_add(table_name=healthy_table, region="us-east-1")
+    broken = source_add(table_name=broken_table, region="us-east-1")
+    source_discover(source_id=healthy.pk)
+    source_discover(source_id=broken.pk)
+    StreamSource.objects.filter(pk=broken.pk).update(endpoint_url="http://127.0.0.1:9")
+    dynamodb.put_item(TableName=healthy_table, Item={"pk": {"S": "still-read"}})
+    leases = dict(shards_claim())
+
+    polls = {
+        shard.stream.source_id: shard_poll(shard_id=shard.pk, owner=leases[shard.pk])
+        for shard in Shard.objects.select_related("stream").filter(pk__in=leases)
+    }
+
+    assert polls[healthy.pk].saved == 1
+    assert polls[broken.pk].keep_reading and polls[broken.pk].error_count == 1
+    healthy.refresh_from_db()
+    broken.refresh_from_db()
+    assert healthy.status == StreamSource.Status.ACTIVE
+    assert broken.status == StreamSource.Status.UNREACHABLE
