@@ -159,21 +159,15 @@ def bench_ingest() -> dict:
 
 
 def bench_write_to_db(*, writes: int = 500, rate_per_s: float = 20.0) -> dict:
-    import boto3
-
     from streams.models import Shard
     from streams.sources import source_add
     from tests.processes import Processes
 
+    from bench import workload
+
     reset_tables()
     table = f"bench-latency-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    workload.create_table(table)
     source = source_add(table_name=table, region="us-east-1")
     processes = Processes(DJANGO_SETTINGS_MODULE="bench.settings")
     processes.worker("bench", concurrency=2)

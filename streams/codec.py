@@ -23,6 +23,7 @@ __all__ = [
     "encode_item",
     "item_key",
     "to_display",
+    "typed_entry",
 ]
 
 # DynamoDB's documented number limits: 38 significant digits, magnitudes from 1E-130 up to
@@ -125,7 +126,7 @@ _DECODERS = {
 }
 
 
-def _single_entry(value):
+def typed_entry(value) -> tuple[str, object]:
     """(tag, inner) of a typed value. DynamoDB Local writes an empty map as {} instead of
     {"M": {}} in stream images (GetItem is fine), so {} is read as an empty map."""
     if type(value) is not dict:
@@ -145,7 +146,7 @@ def decode(value: dict):
     SS/NS/BS -> set of str/Decimal/bytes, NULL -> None, BOOL -> bool, M -> dict, L -> list.
     Raises WireFormatError for anything DynamoDB would not send.
     """
-    tag, inner = _single_entry(value)
+    tag, inner = typed_entry(value)
     try:
         decoder = _DECODERS[tag]
     except (KeyError, TypeError):
@@ -285,7 +286,7 @@ def to_display(value: dict):
     L -> list. The type tags are dropped, so N "1" and S "1" look alike: pages that must tell
     them apart (the diff view) keep the typed value next to this.
     """
-    tag, inner = _single_entry(value)
+    tag, inner = typed_entry(value)
     if tag == "S" or tag == "N" or tag == "B" or tag == "BOOL":
         return inner
     if tag == "M":

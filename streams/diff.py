@@ -22,7 +22,7 @@ the same way.
 import json
 from decimal import Decimal
 
-from streams.codec import WireFormatError, to_display
+from streams.codec import to_display, typed_entry
 
 __all__ = ["diff_images", "record_diff", "summarize"]
 
@@ -45,16 +45,6 @@ def _child(prefix, name):
     if name.isascii() and name.isidentifier():
         return f"{prefix}.{name}" if prefix else name
     return f"{prefix}[{_quote(name)}]"
-
-
-def _entry(value):
-    if len(value) == 1:
-        for entry in value.items():
-            return entry
-    if not value:
-        # DynamoDB Local writes an empty map as {} in stream images.
-        return "M", {}
-    raise WireFormatError(f"a typed value must have exactly one type tag, got {sorted(value)}")
 
 
 def _diff_maps(old, new, prefix, out):
@@ -110,8 +100,8 @@ def _diff_values(old, new, path, out):
         ((old_tag, old_inner),) = old.items()
         ((new_tag, new_inner),) = new.items()
     except ValueError:
-        old_tag, old_inner = _entry(old)
-        new_tag, new_inner = _entry(new)
+        old_tag, old_inner = typed_entry(old)
+        new_tag, new_inner = typed_entry(new)
     if old_tag != new_tag:
         out.append({"path": path, "kind": "type_changed", "old": old, "new": new})
     elif old_tag == "M":
@@ -212,7 +202,7 @@ def _members(tag, members):
 
 
 def _render(value):
-    tag, inner = _entry(value)
+    tag, inner = typed_entry(value)
     if tag == "S":
         text = _quote(inner)
     elif tag == "N":
@@ -238,9 +228,9 @@ def _describe(change):
         return f"-{path}"
     old, new = change["old"], change["new"]
     if kind == "type_changed":
-        return f"{path}: {_entry(old)[0]} {_render(old)} → {_entry(new)[0]} {_render(new)}"
+        return f"{path}: {typed_entry(old)[0]} {_render(old)} → {typed_entry(new)[0]} {_render(new)}"
     if "added" in change:
-        tag = _entry(new)[0]
+        tag = typed_entry(new)[0]
         parts = [path]
         if change["added"]:
             parts.append("+" + _members(tag, change["added"]))
