@@ -1,3 +1,7 @@
-# The live feed consumer arrives with the dashboard issue; until then no websocket route exists
-# and the ASGI router refuses every websocket.
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from dashboard.consumers import FeedConsumer
+
+websocket_urlpatterns = [
+    path("ws/feed/", FeedConsumer.as_asgi()),
+]

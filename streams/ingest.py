@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from streams import codec
 from streams.diff import record_diff
-from streams.models import ChangeRecord, Gap, Shard, sequence_key
+from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, Shard, sequence_key
 from streams.push import batch_publish
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 EVENT_NAMES = frozenset(ChangeRecord.EventName.values)
 
 
-def change_record_row(*, record: dict, source_id: int, shard_id: int, received_at) -> dict:
+def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: str, received_at) -> dict:
     """One stream record, as boto3 returns it, to a row for the change record table.
 
     `record` is as the service sent it (see streams.aws): Keys and images are stored as that
@@ -56,6 +56,8 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, received_a
         "old_image": data.get("OldImage"),
         "new_image": data.get("NewImage"),
         "item_key": "",
+        "partition_key": "",
+        "changed_paths": "",
         "diff": [],
         "diff_complete": False,
         "user_identity": identity,
@@ -72,6 +74,11 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, received_a
         row["diff"], row["diff_complete"] = record_diff(
             event_name=event_name, view_type=view_type, old_image=row["old_image"], new_image=row["new_image"]
         )
+        if row["diff"]:
+            row["changed_paths"] = "\n" + "\n".join(change["path"] for change in row["diff"]) + "\n"
+        hash_value = row["keys"].get(hash_key)
+        if hash_value is not None:
+            row["partition_key"] = str(codec.to_display(hash_value))[:PARTITION_KEY_INDEXED]
     except Exception as exc:  # noqa: BLE001 - one bad record must not stop the shard
         log.warning("could not decode record %s: %s: %s", sequence_number, type(exc).__name__, exc)
         row["decode_error"] = f"{type(exc).__name__}: {exc}"
@@ -105,16 +112,21 @@ def _json_or_repr(value) -> str:
 
 def records_build(*, records: list[dict], shard: Shard, received_at) -> list[dict]:
     rows = []
-    source_id = shard.stream.source_id
+    source = shard.stream.source
+    hash_key = source.key_schema[0] if source.key_schema else ""
     for record in records:
         try:
-            rows.append(change_record_row(record=record, source_id=source_id, shard_id=shard.pk, received_at=received_at))
+            rows.append(
+                change_record_row(
+                    record=record, source_id=source.pk, shard_id=shard.pk, hash_key=hash_key, received_at=received_at
+                )
+            )
         except (KeyError, TypeError, ValueError) as exc:
             # Without a sequence number a record cannot be stored or ordered; say so on the
             # source rather than stall the shard behind it.
             log.error("unusable stream record on shard %s: %r", shard.shard_id, exc)
             Gap.objects.create(
-                source_id=source_id,
+                source_id=source.pk,
                 shard=shard,
                 after_sequence_number=rows[-1]["sequence_number"] if rows else shard.checkpoint,
                 reason=f"A stream record without a usable sequence number was skipped ({type(exc).__name__}: {exc}).",
@@ -138,6 +150,8 @@ _COLUMNS = [
     ("new_image", "jsonb"),
     ("item_key", "text"),
     ("item_hash", "text"),
+    ("partition_key", "text"),
+    ("changed_paths", "text"),
     ("diff", "jsonb"),
     ("diff_complete", "boolean"),
     ("user_identity", "jsonb"),

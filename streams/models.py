@@ -19,6 +19,7 @@ def sequence_key(sequence_number: str) -> str:
 
 
 SEQUENCE_KEY_WIDTH = 64
+PARTITION_KEY_INDEXED = 512
 
 
 def digest_item_key(item_key: str) -> str:
@@ -232,6 +233,12 @@ class ChangeRecord(models.Model):
     item_key = models.TextField(help_text="Canonical JSON of the typed Keys, for item history.")
     # Keys may be kilobytes long, past what a B-tree index takes; the digest is what we index.
     item_hash = models.CharField(max_length=40)
+    # At most PARTITION_KEY_INDEXED characters: a 2 KB binary key is 2.7 KB of base64, past the
+    # size of a B-tree index entry, and an insert that fails on it would stall the shard.
+    partition_key = models.TextField(blank=True, help_text="The partition key's value as text, for key filters.")
+    # "\npath\n" per changed path, so "which records changed status" is a substring match
+    # that works the same on PostgreSQL and SQLite.
+    changed_paths = models.TextField(blank=True)
     diff = models.JSONField(default=list)
     diff_complete = models.BooleanField(default=True, help_text="False when the view type hides one side.")
     user_identity = models.JSONField(null=True)
@@ -251,6 +258,10 @@ class ChangeRecord(models.Model):
             models.Index(fields=["source", "-id"], name="record_feed_idx"),
             models.Index(fields=["source", "approximate_creation_time"], name="record_time_idx"),
             models.Index(fields=["source", "item_hash", "sequence_key"], name="record_item_idx"),
+            models.Index(fields=["partition_key", "id"], name="record_partition_key_idx"),
+            # The overview counts each source's records per minute over the last hour; this
+            # index keeps that count to the last hour's rows, however many a source keeps.
+            models.Index(fields=["source", "received_at"], name="record_received_idx"),
         ]
 
     def __str__(self):

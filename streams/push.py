@@ -62,6 +62,7 @@ def feed_row(row: dict, *, source) -> dict:
         "event_name": row["event_name"],
         "key": key_display(row["keys"], source.key_schema),
         "item_key": row["item_key"],
+        "partition_key": row["partition_key"],
         "summary": summarize(row["diff"]) if row["diff_complete"] else "",
         "diff_complete": row["diff_complete"],
         "paths": sorted({change["path"] for change in row["diff"]}),

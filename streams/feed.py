@@ -1,0 +1,184 @@
+"""Which change records a person is looking at: the feed's filters, applied the same way to a
+database query (pages, API, export) and to records pushed live to a browser."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlencode
+
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_naive, make_aware
+
+from streams.models import PARTITION_KEY_INDEXED, ChangeRecord
+
+EVENT_NAMES = tuple(ChangeRecord.EventName.values)
+KEY_MATCHES = ("equals", "prefix")
+MAX_TEXT = 200
+
+
+class FilterError(ValueError):
+    """A filter parameter is not valid; the message names it and is meant for the user."""
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    sources: tuple[int, ...] = ()
+    events: tuple[str, ...] = ()
+    key: str = ""
+    key_match: str = "equals"
+    path: str = ""
+    text: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    # Derived once: the partition_key column holds at most PARTITION_KEY_INDEXED characters.
+    _key_column_value: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_key_column_value", self.key[:PARTITION_KEY_INDEXED])
+
+    @classmethod
+    def from_params(cls, params: Mapping) -> "FeedFilter":
+        """From query parameters: source (repeatable), event (repeatable), key, key_match
+        (equals|prefix), path, q, from, to (ISO 8601)."""
+        getlist = params.getlist if hasattr(params, "getlist") else (lambda name: _as_list(params.get(name)))
+        try:
+            sources = tuple(sorted({int(value) for value in getlist("source") if str(value).strip()}))
+        except ValueError:
+            raise FilterError("source must be a source id (a whole number).") from None
+        events = tuple(value.upper() for value in getlist("event") if value.strip())
+        unknown = sorted(set(events) - set(EVENT_NAMES))
+        if unknown:
+            raise FilterError(f"event must be INSERT, MODIFY or REMOVE, not {', '.join(unknown)}.")
+        key_match = (params.get("key_match") or "equals").strip()
+        if key_match not in KEY_MATCHES:
+            raise FilterError("key_match must be equals or prefix.")
+        text = (params.get("q") or "").strip()
+        if len(text) > MAX_TEXT:
+            raise FilterError(f"q is limited to {MAX_TEXT} characters.")
+        start, end = _parse_time(params.get("from"), "from"), _parse_time(params.get("to"), "to")
+        if start and end and start > end:
+            raise FilterError("from must be before to.")
+        return cls(
+            sources=sources,
+            events=tuple(sorted(set(events))),
+            key=(params.get("key") or "").strip(),
+            key_match=key_match,
+            path=(params.get("path") or "").strip(),
+            text=text,
+            start=start,
+            end=end,
+        )
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """The query parameters that give this filter back, for permalinks."""
+        params = [("source", str(source)) for source in self.sources]
+        params += [("event", event) for event in self.events]
+        if self.key:
+            params += [("key", self.key), ("key_match", self.key_match)]
+        if self.path:
+            params.append(("path", self.path))
+        if self.text:
+            params.append(("q", self.text))
+        if self.start:
+            params.append(("from", self.start.isoformat()))
+        if self.end:
+            params.append(("to", self.end.isoformat()))
+        return params
+
+    def querystring(self) -> str:
+        return urlencode(self.to_params())
+
+    def as_json(self) -> dict:
+        return {
+            "source": list(self.sources),
+            "event": list(self.events),
+            "key": self.key,
+            "key_match": self.key_match,
+            "path": self.path,
+            "q": self.text,
+            "from": self.start.isoformat() if self.start else "",
+            "to": self.end.isoformat() if self.end else "",
+        }
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.to_params()
+
+    @property
+    def needs_database(self) -> bool:
+        """Free text searches whole images, which live rows do not carry."""
+        return bool(self.text)
+
+    def q(self) -> Q:
+        condition = Q()
+        if self.sources:
+            condition &= Q(source_id__in=self.sources)
+        if self.events:
+            condition &= Q(event_name__in=self.events)
+        if self.key:
+            lookup = "partition_key" if self.key_match == "equals" else "partition_key__startswith"
+            condition &= Q(**{lookup: self._key_column_value})
+        if self.path:
+            condition &= (
+                Q(changed_paths__contains=f"\n{self.path}\n")
+                | Q(changed_paths__contains=f"\n{self.path}.")
+                | Q(changed_paths__contains=f"\n{self.path}[")
+            )
+        if self.start:
+            condition &= Q(approximate_creation_time__gte=self.start)
+        if self.end:
+            condition &= Q(approximate_creation_time__lte=self.end)
+        return condition
+
+    def apply(self, queryset):
+        queryset = queryset.filter(self.q())
+        if self.text:
+            queryset = queryset.annotate(
+                _keys_text=Cast("keys", TextField()),
+                _new_text=Cast("new_image", TextField()),
+                _old_text=Cast("old_image", TextField()),
+            ).filter(
+                Q(_keys_text__icontains=self.text)
+                | Q(_new_text__icontains=self.text)
+                | Q(_old_text__icontains=self.text)
+            )
+        return queryset
+
+    def matches_row(self, row: dict) -> bool:
+        """The same test as q() for a pushed feed row; free text is left to the database."""
+        if self.sources and row["source_id"] not in self.sources:
+            return False
+        if self.events and row["event_name"] not in self.events:
+            return False
+        if self.key:
+            value = row["partition_key"]
+            if self.key_match == "equals" and value != self._key_column_value:
+                return False
+            if self.key_match == "prefix" and not value.startswith(self._key_column_value):
+                return False
+        if self.path:
+            prefixes = (self.path + ".", self.path + "[")
+            if not any(path == self.path or path.startswith(prefixes) for path in row["paths"]):
+                return False
+        if self.start or self.end:
+            created = parse_datetime(row["approximate_creation_time"])
+            if (self.start and created < self.start) or (self.end and created > self.end):
+                return False
+        return True
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _parse_time(value, name):
+    if not value:
+        return None
+    parsed = parse_datetime(value.strip().replace(" ", "T", 1) if "T" not in value else value.strip())
+    if parsed is None:
+        raise FilterError(f"{name} must be a date and time such as 2026-01-31T13:45 (UTC unless it says otherwise).")
+    return make_aware(parsed) if is_naive(parsed) else parsed

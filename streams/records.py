@@ -1,0 +1,63 @@
+"""Reading change records back: pages of the feed, one record, one item's history."""
+
+from django.db.models import Q
+
+from streams.feed import FeedFilter
+from streams.models import ChangeRecord, digest_item_key
+
+# What a feed row needs; the images stay in the database until a record is opened.
+FEED_FIELDS = (
+    "id", "source_id", "shard_id", "event_name", "keys", "item_key", "partition_key", "diff", "diff_complete",
+    "approximate_creation_time", "sequence_number", "is_ttl_delete", "decode_error", "size_bytes",
+)
+PAGE_MAX = 500
+
+
+def records_page(*, flt: FeedFilter, before_id: int | None = None, after_id: int | None = None, limit: int = 50):
+    """Keyset pages in saved order: newest first, or with after_id the ones saved after it,
+    oldest first (what a reconnecting page missed)."""
+    limit = max(1, min(limit, PAGE_MAX))
+    queryset = flt.apply(ChangeRecord.objects.select_related("source").only(*FEED_FIELDS, "source__table_name", "source__key_schema"))
+    if after_id is not None:
+        return list(queryset.filter(id__gt=after_id).order_by("id")[:limit])
+    if before_id is not None:
+        queryset = queryset.filter(id__lt=before_id)
+    return list(queryset.order_by("-id")[:limit])
+
+
+def record_as_row(record: ChangeRecord) -> dict:
+    """A saved record as the row dict streams.push.feed_row takes."""
+    return {name: getattr(record, name) for name in FEED_FIELDS}
+
+
+def record_get(*, record_id: int) -> ChangeRecord:
+    return ChangeRecord.objects.select_related("source", "shard__stream").get(pk=record_id)
+
+
+def _item_changes(record: ChangeRecord):
+    return ChangeRecord.objects.filter(
+        source_id=record.source_id, item_hash=record.item_hash, item_key=record.item_key
+    )
+
+
+def record_neighbours(*, record: ChangeRecord) -> tuple[ChangeRecord | None, ChangeRecord | None]:
+    """The change of the same item just before and just after this one."""
+    earlier = Q(approximate_creation_time__lt=record.approximate_creation_time) | Q(
+        approximate_creation_time=record.approximate_creation_time, sequence_key__lt=record.sequence_key
+    )
+    later = Q(approximate_creation_time__gt=record.approximate_creation_time) | Q(
+        approximate_creation_time=record.approximate_creation_time, sequence_key__gt=record.sequence_key
+    )
+    changes = _item_changes(record).only("id", "event_name", "approximate_creation_time", "sequence_number")
+    previous = changes.filter(earlier).order_by("-approximate_creation_time", "-sequence_key").first()
+    following = changes.filter(later).order_by("approximate_creation_time", "sequence_key").first()
+    return previous, following
+
+
+def item_history(*, source_id: int, item_key: str, limit: int = PAGE_MAX) -> list[ChangeRecord]:
+    """Every stored change of one item, oldest first."""
+    return list(
+        ChangeRecord.objects.filter(source_id=source_id, item_hash=digest_item_key(item_key), item_key=item_key)
+        .select_related("source", "shard")
+        .order_by("approximate_creation_time", "sequence_key")[:limit]
+    )
