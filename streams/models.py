@@ -258,7 +258,11 @@ class ChangeRecord(models.Model):
             models.Index(fields=["source", "-id"], name="record_feed_idx"),
             models.Index(fields=["source", "approximate_creation_time"], name="record_time_idx"),
             models.Index(fields=["source", "item_hash", "sequence_key"], name="record_item_idx"),
-            models.Index(fields=["partition_key", "id"], name="record_partition_key_idx"),
+            # text_pattern_ops lets PostgreSQL use the index for "key starts with" (LIKE 'x%')
+            # under any collation; SQLite ignores the operator class.
+            models.Index(
+                fields=["partition_key", "id"], name="record_partition_key_idx", opclasses=["text_pattern_ops", ""]
+            ),
             # The overview counts each source's records per minute over the last hour; this
             # index keeps that count to the last hour's rows, however many a source keeps.
             models.Index(fields=["source", "received_at"], name="record_received_idx"),
