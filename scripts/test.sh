@@ -5,6 +5,21 @@ cd "$(dirname "$0")/.."
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/shardwatch}"
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 
+# The browser tests drive Debian's Chromium (tests/browser/conftest.py); Playwright's own
+# browser download cannot be used, so Chromium comes from apt.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "Installing Chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends chromium
+  else
+    echo "The browser tests need Debian's Chromium. Install it, then run make test again:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium" >&2
+    exit 1
+  fi
+fi
+
 .venv/bin/python - <<'PY'
 import os, sys
 import psycopg, redis
