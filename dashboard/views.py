@@ -1,9 +1,12 @@
 """Pages. Each gathers what its template needs from streams' selectors; pages that update
 live get their data URLs through data-* attributes and one static JS file each."""
 
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.api_records import feed_rows, item_history_json, record_detail_json
@@ -44,19 +47,34 @@ def feed(request):
     return render(request, "dashboard/feed.html", {**context, "rows": rows})
 
 
+HISTORY_PAGE = 100
+
+
 @login_required
 def history(request):
     context = _filter_context(request)
     try:
         before = int_param(request, "before", minimum=1)
-        limit = int_param(request, "limit", default=100, minimum=1, maximum=PAGE_MAX)
+        limit = int_param(request, "limit", default=HISTORY_PAGE, minimum=1, maximum=PAGE_MAX)
     except FilterError as exc:
-        before, limit, context["filter_error"] = None, 100, str(exc)
+        before, limit, context["filter_error"] = None, HISTORY_PAGE, str(exc)
     rows = [] if context["filter_error"] else feed_rows(records_page(flt=context["filter"], before_id=before, limit=limit))
     older = rows[-1]["id"] if len(rows) == limit else None
-    return render(
-        request, "dashboard/history.html", {**context, "rows": rows, "older": older, "before": before, "limit": limit}
-    )
+    links = {
+        "older_url": _history_url(context["filter"], limit=limit, before=older) if older else "",
+        "newest_url": _history_url(context["filter"], limit=limit) if before else "",
+    }
+    return render(request, "dashboard/history.html", {**context, **links, "rows": rows, "before": before})
+
+
+def _history_url(flt: FeedFilter, *, limit: int, before: int | None = None) -> str:
+    """A history page with the same filter: keyset paging, so `before` is a record id."""
+    params = flt.to_params()
+    if before:
+        params.append(("before", str(before)))
+    if limit != HISTORY_PAGE:
+        params.append(("limit", str(limit)))
+    return reverse("dashboard:history") + (f"?{urlencode(params)}" if params else "")
 
 
 @login_required

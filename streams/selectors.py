@@ -1,13 +1,221 @@
 """Read-side queries for pages and APIs."""
 
-from django.db.models import Prefetch
+from datetime import timedelta
 
-from streams.models import Gap, Shard, StreamSource
+from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
+
+PER_MINUTE_BUCKETS = 60
+GAPS_SHOWN = 20
+# DynamoDB keeps a stream's records, and lists its shards, for 24 hours. A shard finished
+# before that has nothing left to show, and a long-lived source collects thousands of them.
+FINISHED_SHARDS_SHOWN_FOR = timedelta(hours=24)
 
 
-def sources_for_overview():
-    """Every source with its streams, shards and gaps, in a fixed number of queries."""
-    return StreamSource.objects.prefetch_related(
-        Prefetch("streams__shards", queryset=Shard.objects.order_by("discovered_at", "id")),
-        Prefetch("gaps", queryset=Gap.objects.order_by("-detected_at")),
-    ).order_by("table_name")
+def sources_for_overview(*, now=None, source_ids=None):
+    """Every source (or those in source_ids) with its streams, its shards still of interest
+    and its newest gaps, annotated with its newest record times, in a fixed number of queries."""
+    now = now or timezone.now()
+    recent_shards = Shard.objects.filter(
+        Q(finished_at__isnull=True) | Q(finished_at__gte=now - FINISHED_SHARDS_SHOWN_FOR)
+    ).order_by("discovered_at", "id")
+    records = ChangeRecord.objects.filter(source=OuterRef("pk"))
+    sources = StreamSource.objects.annotate(
+        # One index probe per source each: record_time_idx and record_received_idx, read backwards.
+        newest_record_at=Subquery(
+            records.order_by("-approximate_creation_time").values("approximate_creation_time")[:1]
+        ),
+        last_received_at=Subquery(records.order_by("-received_at").values("received_at")[:1]),
+        gap_count=Subquery(
+            Gap.objects.filter(source=OuterRef("pk")).order_by().values("source").annotate(n=Count("pk")).values("n")
+        ),
+    ).prefetch_related(
+        Prefetch(
+            "streams",
+            queryset=Stream.objects.order_by("discovered_at", "id").prefetch_related(
+                Prefetch("shards", queryset=recent_shards)
+            ),
+        ),
+        # A sliced prefetch needs to_attr: the newest gaps land in source.recent_gaps.
+        Prefetch(
+            "gaps",
+            queryset=Gap.objects.select_related("shard").order_by("-detected_at", "-id")[:GAPS_SHOWN],
+            to_attr="recent_gaps",
+        ),
+    )
+    if source_ids is not None:
+        sources = sources.filter(pk__in=source_ids)
+    return sources.order_by("table_name", "region", "id")
+
+
+def source_health(*, now, source_ids=None) -> list[dict]:
+    """What the overview page and its JSON API show for each source, as plain dicts.
+
+    Six queries however many sources, shards and records there are. Datetimes are aware
+    datetimes (DjangoJSONEncoder writes them as ISO 8601). Each stream's "shards" are its
+    lineage roots (no parent, or a parent we do not show), each with its "children".
+    """
+    sources = list(sources_for_overview(now=now, source_ids=source_ids))
+    if not sources:
+        return []
+    ids = [source.pk for source in sources]
+    shard_stats = _shard_stats(source_ids=ids)
+    per_minute = records_per_minute(now=now, source_ids=ids)
+    return [
+        _source_dict(source, now=now, shard_stats=shard_stats, per_minute=per_minute[source.pk])
+        for source in sources
+    ]
+
+
+def records_per_minute(*, now, source_ids) -> dict[int, list[int]]:
+    """Records received per minute over the last hour, oldest minute first; the last bucket is
+    the minute now is in. One aggregate over the last hour's rows, through record_received_idx."""
+    this_minute = now.replace(second=0, microsecond=0)
+    start = this_minute - timedelta(minutes=PER_MINUTE_BUCKETS - 1)
+    counts = {source_id: [0] * PER_MINUTE_BUCKETS for source_id in source_ids}
+    rows = (
+        ChangeRecord.objects.filter(
+            source_id__in=source_ids, received_at__gte=start, received_at__lt=this_minute + timedelta(minutes=1)
+        )
+        .annotate(minute=TruncMinute("received_at"))
+        .values("source_id", "minute")
+        # COUNT(*), not COUNT(id): the index holds both columns read, so the scan can skip the table.
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    for row in rows:
+        bucket = (row["minute"] - start) // timedelta(minutes=1)
+        if 0 <= bucket < PER_MINUTE_BUCKETS:
+            counts[row["source_id"]][bucket] += row["n"]
+    return counts
+
+
+def _shard_stats(*, source_ids) -> dict[int, dict]:
+    """Per stream: shards in each state (shown or not) and the newest poll of any of them."""
+    rows = (
+        Shard.objects.filter(stream__source_id__in=source_ids)
+        .values("stream_id")
+        .annotate(
+            open=Count("pk", filter=Q(state=Shard.State.OPEN)),
+            closed=Count("pk", filter=Q(state=Shard.State.CLOSED)),
+            finished=Count("pk", filter=Q(state=Shard.State.FINISHED)),
+            last_polled_at=Max("last_polled_at"),
+        )
+        .order_by()
+    )
+    return {row.pop("stream_id"): row for row in rows}
+
+
+def _source_dict(source: StreamSource, *, now, shard_stats: dict, per_minute: list[int]) -> dict:
+    streams = [_stream_dict(stream, now=now, stats=shard_stats.get(stream.pk, {})) for stream in source.streams.all()]
+    polls = [shard_stats[stream.pk]["last_polled_at"] for stream in source.streams.all() if stream.pk in shard_stats]
+    polls = [poll for poll in polls if poll is not None]
+    newest = source.newest_record_at
+    lag = None
+    if newest is not None:
+        # ApproximateCreationDateTime comes from AWS's clock; a little skew must not read as negative lag.
+        lag = round(max(0.0, (now - newest).total_seconds()), 3)
+    return {
+        "id": source.pk,
+        "table": source.table_name,
+        "region": source.region,
+        "endpoint_url": source.endpoint_url,
+        "view_type": source.view_type,
+        "start_position": source.start_position,
+        "retention_days": source.retention_days,
+        "enabled": source.enabled,
+        "status": source.status,
+        "status_display": source.get_status_display(),
+        "last_error": source.last_error,
+        "last_error_at": source.last_error_at,
+        "gaps": [_gap_dict(gap) for gap in source.recent_gaps],
+        "gap_count": source.gap_count or 0,
+        "streams": streams,
+        "newest_record_at": newest,
+        "last_received_at": source.last_received_at,
+        "lag_seconds": lag,
+        "last_polled_at": max(polls, default=None),
+        "per_minute": per_minute,
+        "records_last_hour": sum(per_minute),
+    }
+
+
+def _gap_dict(gap: Gap) -> dict:
+    return {
+        "id": gap.pk,
+        "detected_at": gap.detected_at,
+        "shard_id": gap.shard.shard_id if gap.shard else None,
+        "after_sequence_number": gap.after_sequence_number,
+        "reason": gap.reason,
+    }
+
+
+def _stream_dict(stream: Stream, *, now, stats: dict) -> dict:
+    shards = list(stream.shards.all())
+    finished_shown = sum(1 for shard in shards if shard.state == Shard.State.FINISHED)
+    return {
+        "id": stream.pk,
+        "arn": stream.arn,
+        "label": stream.label,
+        "state": stream.state,
+        "state_display": stream.get_state_display(),
+        "shard_counts": {state: stats.get(state, 0) for state in Shard.State.values},
+        "finished_hidden": max(0, stats.get(Shard.State.FINISHED, 0) - finished_shown),
+        "shards": shard_lineage(shards=[_shard_dict(shard, now=now) for shard in shards]),
+    }
+
+
+def _shard_dict(shard: Shard, *, now) -> dict:
+    return {
+        "shard_id": shard.shard_id,
+        "parent_shard_id": shard.parent_shard_id,
+        "state": shard.state,
+        "state_display": shard.get_state_display(),
+        "checkpoint": shard.checkpoint,
+        "last_polled_at": shard.last_polled_at,
+        "last_polled_by": shard.last_polled_by,
+        "last_record_at": shard.last_record_at,
+        "lease_held": bool(shard.lease_owner) and shard.lease_expires_at is not None and shard.lease_expires_at > now,
+        "lease_expires_at": shard.lease_expires_at,
+        "error": shard.last_error,
+        "error_count": shard.error_count,
+    }
+
+
+def shard_lineage(*, shards: list[dict]) -> list[dict]:
+    """Arrange one stream's shard dicts as a forest: returns the roots (no parent, or a parent
+    not among `shards`), each given "depth" and "children", children in the order given."""
+    by_id = {shard["shard_id"]: shard for shard in shards}
+    children: dict[str, list[dict]] = {}
+    roots = []
+    for shard in shards:
+        shard["children"] = []
+        parent = shard["parent_shard_id"]
+        if parent and parent in by_id and parent != shard["shard_id"]:
+            children.setdefault(parent, []).append(shard)
+        else:
+            roots.append(shard)
+    placed = set()
+
+    def place(root: dict) -> None:
+        stack = [(root, 0)]
+        while stack:
+            shard, depth = stack.pop()
+            placed.add(shard["shard_id"])
+            shard["depth"] = depth
+            kids = [kid for kid in children.get(shard["shard_id"], []) if kid["shard_id"] not in placed]
+            shard["children"] = kids
+            stack.extend((kid, depth + 1) for kid in reversed(kids))
+
+    for root in roots:
+        place(root)
+    # Parents come from DynamoDB; a loop of parents (never seen, but not ours to rule out)
+    # has no root, so its shards are shown as roots rather than dropped.
+    for shard in shards:
+        if shard["shard_id"] not in placed:
+            roots.append(shard)
+            place(shard)
+    return roots
