@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from streams import codec
 from streams.diff import record_diff
-from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, Shard, sequence_key
+from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, RecordRate, Shard, sequence_key
 from streams.push import batch_publish
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,19 @@ def records_insert(rows: list[dict]) -> list[dict]:
     return fresh
 
 
+_RATE_TABLE = RecordRate._meta.db_table
+# Concurrent readers of one source's shards add to the same minute; the upsert makes that safe.
+_RATE_UPSERT = f"""
+    INSERT INTO {_RATE_TABLE} (source_id, minute, count) VALUES (%s, %s, %s)
+    ON CONFLICT (source_id, minute) DO UPDATE SET count = {_RATE_TABLE}.count + excluded.count
+"""
+
+
+def rate_count(*, source_id: int, at, count: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_RATE_UPSERT, [source_id, at.replace(second=0, microsecond=0), count])
+
+
 def records_save(*, shard: Shard, owner: str, records: list[dict], finished: bool) -> int | None:
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
@@ -271,6 +284,7 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
             transaction.set_rollback(True)
             return None
         if fresh:
+            rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             source = shard.stream.source
             transaction.on_commit(lambda: batch_publish(source=source, rows=fresh))
     return len(rows)

@@ -3,10 +3,9 @@
 from datetime import timedelta
 
 from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery
-from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
+from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource
 
 PER_MINUTE_BUCKETS = 60
 GAPS_SHOWN = 20
@@ -24,11 +23,16 @@ def sources_for_overview(*, now=None, source_ids=None):
     ).order_by("discovered_at", "id")
     records = ChangeRecord.objects.filter(source=OuterRef("pk"))
     sources = StreamSource.objects.annotate(
-        # One index probe per source each: record_time_idx and record_received_idx, read backwards.
+        # One probe of record_time_idx per source, read backwards.
         newest_record_at=Subquery(
             records.order_by("-approximate_creation_time").values("approximate_creation_time")[:1]
         ),
-        last_received_at=Subquery(records.order_by("-received_at").values("received_at")[:1]),
+        # Readers stamp a shard when a poll returns records.
+        last_received_at=Subquery(
+            Shard.objects.filter(stream__source=OuterRef("pk"), last_record_at__isnull=False)
+            .order_by("-last_record_at")
+            .values("last_record_at")[:1]
+        ),
         gap_count=Subquery(
             Gap.objects.filter(source=OuterRef("pk")).order_by().values("source").annotate(n=Count("pk")).values("n")
         ),
@@ -71,25 +75,16 @@ def source_health(*, now, source_ids=None) -> list[dict]:
 
 
 def records_per_minute(*, now, source_ids) -> dict[int, list[int]]:
-    """Records received per minute over the last hour, oldest minute first; the last bucket is
-    the minute now is in. One aggregate over the last hour's rows, through record_received_idx."""
+    """Records saved per minute over the last hour, oldest minute first; the last bucket is
+    the minute now is in. Read from the per-minute counts kept at ingest."""
     this_minute = now.replace(second=0, microsecond=0)
     start = this_minute - timedelta(minutes=PER_MINUTE_BUCKETS - 1)
     counts = {source_id: [0] * PER_MINUTE_BUCKETS for source_id in source_ids}
-    rows = (
-        ChangeRecord.objects.filter(
-            source_id__in=source_ids, received_at__gte=start, received_at__lt=this_minute + timedelta(minutes=1)
-        )
-        .annotate(minute=TruncMinute("received_at"))
-        .values("source_id", "minute")
-        # COUNT(*), not COUNT(id): the index holds both columns read, so the scan can skip the table.
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    for row in rows:
-        bucket = (row["minute"] - start) // timedelta(minutes=1)
+    rows = RecordRate.objects.filter(source_id__in=source_ids, minute__gte=start, minute__lte=this_minute)
+    for source_id, minute, count in rows.values_list("source_id", "minute", "count"):
+        bucket = (minute - start) // timedelta(minutes=1)
         if 0 <= bucket < PER_MINUTE_BUCKETS:
-            counts[row["source_id"]][bucket] += row["n"]
+            counts[source_id][bucket] += count
     return counts
 
 
