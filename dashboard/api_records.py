@@ -104,6 +104,7 @@ def item_history_json(*, source: StreamSource, item_key: str) -> dict:
             {
                 **feed_row(record_as_row(change), source=source),
                 "view_type": change.view_type,
+                "diff": change.diff,
                 "old_image": change.old_image,
                 "new_image": change.new_image,
                 # The item as it stood after this change: None once it was removed, and

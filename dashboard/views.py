@@ -104,14 +104,4 @@ def item(request, source_id: int):
     if not item_key:
         raise Http404("Which item? Open item history from a record.")
     history_json = item_history_json(source=source, item_key=item_key)
-    _add_diffs(history_json["changes"])
     return render(request, "dashboard/item.html", {"source": source, "history": history_json})
-
-
-def _add_diffs(changes: list[dict]) -> None:
-    """The page shows each change's own diff, which item_history_json leaves out."""
-    missing = [change["id"] for change in changes if "diff" not in change]
-    if missing:
-        diffs = dict(ChangeRecord.objects.filter(pk__in=missing).values_list("id", "diff"))
-        for change in changes:
-            change.setdefault("diff", diffs.get(change["id"], []))
