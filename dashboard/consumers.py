@@ -65,6 +65,11 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         await self._join(await _source_groups(self.filter.sources))
         await self.send_json({"type": "subscribed", "filter": self.filter.as_json()})
 
+    async def feed_close(self, event):
+        """Ends this socket from the server side. The page reconnects with backoff and fetches
+        what it missed, so this is also how to drop browsers after, say, a deploy."""
+        await self.close(code=event.get("code", 1012))
+
     async def records_batch(self, event):
         rows = [row for row in event["records"] if self.filter.matches_row(row)]
         if rows and self.filter.needs_database:

@@ -40,11 +40,15 @@ def _filter_context(request) -> dict:
     }
 
 
+FEED_ROWS = 100
+
+
 @login_required
 def feed(request):
     context = _filter_context(request)
-    rows = feed_rows(records_page(flt=context["filter"], limit=100)) if not context["filter_error"] else []
-    return render(request, "dashboard/feed.html", {**context, "rows": rows})
+    rows = feed_rows(records_page(flt=context["filter"], limit=FEED_ROWS)) if not context["filter_error"] else []
+    older = rows[-1]["id"] if len(rows) == FEED_ROWS else None
+    return render(request, "dashboard/feed.html", {**context, "rows": rows, "older": older})
 
 
 HISTORY_PAGE = 100

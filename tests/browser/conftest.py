@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +269,36 @@ def install_xss_tripwire(page: Page) -> None:
 
 def xss_fired(page: Page) -> bool:
     return page.evaluate("() => window.__xssFired === true")
+
+
+def in_thread(function):
+    """Runs function in a thread of its own and returns what it returned.
+
+    Playwright's sync API keeps its event loop marked as running on the test's thread, and
+    asyncio refuses to run another loop there: the push after each saved batch (streams.push)
+    and channel-layer calls need one."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = function()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "timed out"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def ingest(source) -> int:
+    """Reads what was written to the table into the database, as the readers would, pushing
+    each saved batch to the source's group. Returns how many records were saved."""
+    from tests.readers import read_until_idle
+
+    return in_thread(lambda: read_until_idle(source_id=source.pk))

@@ -2,42 +2,16 @@
 DynamoDB Local and read from its stream: the diff they draw, copying, and escaping."""
 
 import json
-import threading
 
 import pytest
-from django.db import connections
 from playwright.sync_api import expect
 
 from streams.models import ChangeRecord
 from streams.sources import source_add
-from tests.browser.conftest import install_xss_tripwire, screenshot, xss_fired
-from tests.readers import read_until_idle
+from tests.browser.conftest import ingest, install_xss_tripwire, screenshot, xss_fired
 
 IMG = "<img src=x onerror=__xss()>"
 SCRIPT = '"><script>__xss()</script>'
-
-
-def ingest(source) -> int:
-    """read_until_idle in a thread of its own: Playwright's sync API keeps an event loop marked
-    as running on the test's thread, and the push after each saved batch (streams.push) needs
-    to run one. (tests/browser/test_feed_browser.py has the same helper.)"""
-    outcome = {}
-
-    def run():
-        try:
-            outcome["saved"] = read_until_idle(source_id=source.pk)
-        except BaseException as exc:  # re-raised in the test's thread
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "timed out"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["saved"]
 
 
 @pytest.fixture
