@@ -1,10 +1,17 @@
-"""`make bench`: ingestion throughput against a naive pipeline, and write-to-database latency
-through real Celery workers. Prints the figures and merges them into bench-results.json."""
+"""`make bench`: ingestion throughput against a naive pipeline, write-to-database latency
+through real Celery workers, feed and API query times on a million records, websocket fan-out
+to 100 clients, and write-to-browser latency in Chromium. Prints the figures and merges them
+into bench-results.json.
+
+`python -m bench.run [ingest] [latency] [feed] [fanout] [browser]` runs the ones named; no
+name runs them all, in that order.
+"""
 
 import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -231,33 +238,92 @@ async def _measure(*, source, table, writes, rate_per_s, prefix="lat") -> list[f
     return [(arrived[key] - sent[key]) * 1000 for key in sent]
 
 
+def feed_database_url(url: str) -> str:
+    """The feed benchmark's own database, next to the bench database: the other benchmarks
+    empty the tables, and the million seeded records are kept between runs."""
+    base, name = url.rsplit("/", 1)
+    return f"{base}/{name}_feed"
+
+
+def bench_feed() -> dict:
+    """bench.feed_queries in a process of its own, where Django is set up on the feed database."""
+    out = ROOT / "test-artifacts" / "bench-feed.json"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "DATABASE_URL": feed_database_url(os.environ["DATABASE_URL"])}
+    subprocess.run([sys.executable, "-m", "bench.feed_queries", str(out)], cwd=ROOT, env=env, check=True)
+    return json.loads(out.read_text())
+
+
+def bench_fanout() -> dict:
+    from bench.fanout import bench_fanout
+
+    return bench_fanout()
+
+
+def bench_browser() -> dict:
+    from bench.browser import bench_write_to_browser
+
+    return bench_write_to_browser()
+
+
+BENCHMARKS = {
+    "ingest": bench_ingest,
+    "latency": bench_write_to_db,
+    "feed": bench_feed,
+    "fanout": bench_fanout,
+    "browser": bench_browser,
+}
+NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser"}
+
+
+def merge_results(results: dict) -> None:
+    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    merged.update(results)
+    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
+
+
 def main() -> None:
+    unknown = [name for name in sys.argv[1:] if name not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    selected = [name for name in BENCHMARKS if not sys.argv[1:] or name in sys.argv[1:]]
     ensure_database()
     django.setup()
     from django.core.management import call_command
 
+    from streams import aws
     from tests import dynamodb_local
 
     call_command("migrate", verbosity=0)
     (ROOT / "var").mkdir(exist_ok=True)
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    port = dynamodb_local.free_port()
-    ddb = dynamodb_local.start(port=port, log_path=ROOT / "test-artifacts" / "bench-dynamodb-local.log")
-    os.environ.update(dynamodb_local.environment(port))
-    try:
-        results = {}
-        only = set(sys.argv[1:])
-        if not only or "ingest" in only:
-            results.update(bench_ingest())
-            print(json.dumps(results, indent=2), flush=True)
-        if not only or "latency" in only:
-            results.update(bench_write_to_db())
-    finally:
-        dynamodb_local.stop(ddb)
-    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    merged.update(results)
-    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    results = {}
+    for name in selected:
+        print(f"== {name}", flush=True)
+        started, load_before = time.monotonic(), os.getloadavg()[0]
+        # A DynamoDB Local of its own for each benchmark: one that has served the others is
+        # slower (their tables and streams stay in it), and the figures would depend on order.
+        ddb = None
+        if name in NEEDS_DYNAMODB:
+            port = dynamodb_local.free_port()
+            ddb = dynamodb_local.start(port=port, log_path=ROOT / "test-artifacts" / f"bench-dynamodb-local-{name}.log")
+            os.environ.update(dynamodb_local.environment(port))
+            aws.forget_clients()  # clients made for an earlier instance point at its port
+        try:
+            figures = BENCHMARKS[name]()
+        finally:
+            if ddb is not None:
+                dynamodb_local.stop(ddb)
+        figures[f"{name}_bench_s"] = round(time.monotonic() - started, 1)
+        # The machine's 1-minute load average before and after: on 2 cores, anything else
+        # running (a test suite, a browser) shows in every figure above.
+        figures[f"{name}_machine_load"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
+        print(json.dumps(figures, indent=2), flush=True)
+        # Merged one by one, so a benchmark that fails keeps the figures of those before it.
+        merge_results(figures)
+        results.update(figures)
+    headline = {name: value for name, value in results.items() if not isinstance(value, (dict, list))}
+    print(json.dumps(headline, indent=2))
     print(f"written to {RESULTS.name}")
 
 

@@ -119,7 +119,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 times reads out after 5 s, the length of channels_redis's own blocking
+            # read, which kills idle consumers; and it caps a pool at 100 connections, which
+            # refuses the 101st simultaneous handshake (django/channels_redis#422).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}],
             # Workers send one message per saved batch; a browser that falls this far behind
             # reconnects and fetches what it missed over HTTP, so nothing is lost by the cap.
             "capacity": env_int("CHANNEL_CAPACITY", 500, minimum=10),

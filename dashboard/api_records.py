@@ -105,8 +105,6 @@ def item_history_json(*, source: StreamSource, item_key: str) -> dict:
                 **feed_row(record_as_row(change), source=source),
                 "view_type": change.view_type,
                 "diff": change.diff,
-                "old_image": change.old_image,
-                "new_image": change.new_image,
                 # The item as it stood after this change: None once it was removed, and
                 # unknown (absent) when the stream's view type does not carry new images.
                 "state_after": change.new_image if change.event_name != "REMOVE" else None,

@@ -148,3 +148,20 @@ def test_it_pushes_saved_records_matching_free_text_end_to_end(session_cookie, m
 
     message = async_to_sync(scenario)()
     assert [r["partition_key"] for r in message["records"]] == ["a"]
+
+
+def test_it_keeps_an_idle_socket_open_past_the_redis_read_timeout(session_cookie, source):
+    # redis-py 8 times a read out after 5 s by default, as long as channels_redis blocks
+    # waiting for a message, which used to kill every consumer that sat idle that long.
+    async def scenario():
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        await communicator.connect()
+        idle = await communicator.receive_nothing(timeout=7)
+        await publish(source, [row(1, source)])
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return idle, message
+
+    idle, message = async_to_sync(scenario)()
+    assert idle
+    assert [r["id"] for r in message["records"]] == [1]
