@@ -11,6 +11,15 @@ from tests import dynamodb_local
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+@pytest.fixture
+def owner(client):
+    """The operator of the dashboard, logged in (staff, not superuser)."""
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_user("owner", "owner@example.com", "a-long-password-1", is_staff=True))
+    return client
+
+
 @pytest.fixture(scope="session")
 def dynamodb_endpoint():
     """A real DynamoDB Local for the whole session, reached through boto3's standard

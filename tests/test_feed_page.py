@@ -9,7 +9,6 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import User
 
 from streams.models import ChangeRecord
 from streams.sources import source_add
@@ -18,13 +17,6 @@ from tests.readers import read_until_idle
 pytestmark = pytest.mark.django_db
 
 XSS_KEY = '<img src=x onerror=__xss()>"><script>__xss()</script>'
-
-
-@pytest.fixture
-def owner(client):
-    """The operator, logged in."""
-    client.force_login(User.objects.create_user("owner", password="a-long-password-1", is_staff=True))
-    return client
 
 
 @pytest.fixture

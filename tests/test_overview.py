@@ -7,7 +7,6 @@ Stream, Shard and ChangeRecord rows directly; one reads a real DynamoDB Local ta
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test.html import parse_html
 from django.test.utils import CaptureQueriesContext
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 3, 4, 12, 30, 20, tzinfo=UTC)
 API = "/api/sources"
-
-
-@pytest.fixture
-def owner(client):
-    """A logged-in user of the dashboard."""
-    client.force_login(User.objects.create_user("owner", "owner@example.com", "a-long-password-1"))
-    return client
 
 
 def source_create(name="orders", **fields) -> StreamSource:
