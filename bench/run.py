@@ -266,12 +266,19 @@ def bench_browser() -> dict:
     return bench_write_to_browser()
 
 
+def bench_filters() -> dict:
+    from bench.filters import bench_filters
+
+    return bench_filters()
+
+
 BENCHMARKS = {
     "ingest": bench_ingest,
     "latency": bench_write_to_db,
     "feed": bench_feed,
     "fanout": bench_fanout,
     "browser": bench_browser,
+    "filters": bench_filters,
 }
 NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser"}
 
