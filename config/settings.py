@@ -156,6 +156,7 @@ SHARDWATCH_DISPATCH_INTERVAL_S = env_float("SHARDWATCH_DISPATCH_INTERVAL_S", 5.0
 SHARDWATCH_DISCOVERY_INTERVAL_S = env_float("SHARDWATCH_DISCOVERY_INTERVAL_S", 30.0, minimum=1)
 SHARDWATCH_RETENTION_INTERVAL_S = env_float("SHARDWATCH_RETENTION_INTERVAL_S", 600.0, minimum=1)
 SHARDWATCH_MAX_BACKOFF_S = env_float("SHARDWATCH_MAX_BACKOFF_S", 30.0, minimum=1)
+SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S = env_float("SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S", 2.0, minimum=0.5)
 SHARDWATCH_DEFAULT_RETENTION_DAYS = env_int("SHARDWATCH_DEFAULT_RETENTION_DAYS", 7, minimum=1)
 
 LOGGING = {
@@ -177,6 +178,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.discover_all",
         "schedule": SHARDWATCH_DISCOVERY_INTERVAL_S,
         "options": {"expires": SHARDWATCH_DISCOVERY_INTERVAL_S},
+    },
+    "dispatch-triggers": {
+        "task": "workers.tasks.dispatch_triggers",
+        "schedule": SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S,
+        "options": {"expires": SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S},
     },
     "enforce-retention": {
         "task": "workers.tasks.enforce_retention",

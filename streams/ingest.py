@@ -260,6 +260,15 @@ def rate_count(*, source_id: int, at, count: int) -> None:
         cursor.execute(_RATE_UPSERT, [source_id, at.replace(second=0, microsecond=0), count])
 
 
+def _triggers_kick(*, source_id: int) -> None:
+    # Triggers run as soon as their records are saved, not at the next periodic dispatch.
+    from workers.models import Trigger
+    from workers.tasks import dispatch_triggers
+
+    if Trigger.objects.filter(source_id=source_id, enabled=True).exists():
+        dispatch_triggers.delay(source_id)
+
+
 def records_save(*, shard: Shard, owner: str, records: list[dict], finished: bool) -> int | None:
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
@@ -287,4 +296,5 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
             rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             source = shard.stream.source
             transaction.on_commit(lambda: batch_publish(source=source, rows=fresh))
+            transaction.on_commit(lambda: _triggers_kick(source_id=source.pk))
     return len(rows)

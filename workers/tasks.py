@@ -1,12 +1,16 @@
 """Celery tasks: thin adapters that take ids and call one function each."""
 
 import logging
+import time
 
 from celery import shared_task
 from django.db import close_old_connections, transaction
 
 from streams import reading, retention, sources
 from streams.models import StreamSource
+from workers import triggers as triggers_module
+
+TRIGGER_RUN_BUDGET_S = 20.0
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +60,32 @@ def read_shard(shard_id: int, owner: str, poll_no: int = 0, iterator: str | None
 @shared_task(ignore_result=True)
 def enforce_retention() -> None:
     retention.records_expire()
+
+
+@shared_task(ignore_result=True)
+def dispatch_triggers(source_id: int | None = None) -> None:
+    """Start a runner for every trigger cursor with work that nobody holds."""
+    from workers.models import Trigger
+
+    triggers = Trigger.objects.filter(enabled=True)
+    if source_id is not None:
+        triggers = triggers.filter(source_id=source_id)
+    for trigger in triggers:
+        triggers_module.cursors_ensure(trigger=trigger)
+        with transaction.atomic():
+            for cursor_id, owner in triggers_module.cursors_claim(trigger_id=trigger.pk):
+                transaction.on_commit(lambda c=cursor_id, o=owner: run_trigger_cursor.delay(c, o))
+
+
+@shared_task(ignore_result=True)
+def run_trigger_cursor(cursor_id: int, owner: str) -> None:
+    """Batches of one cursor until it has nothing ready or a short time budget is spent, so
+    one busy trigger never holds a worker for long."""
+    close_old_connections()
+    deadline = time.monotonic() + TRIGGER_RUN_BUDGET_S
+    try:
+        while triggers_module.cursor_process(cursor_id=cursor_id, owner=owner):
+            if time.monotonic() > deadline:
+                break
+    finally:
+        triggers_module.lease_release(cursor_id=cursor_id, owner=owner)

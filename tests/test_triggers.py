@@ -1,0 +1,202 @@
+"""Triggers end to end: put_item on DynamoDB Local, the readers save the records, and the
+trigger runner sends them to a Python handler with Lambda's batching and failure semantics."""
+
+import pytest
+from django.utils import timezone
+
+from streams.models import ChangeRecord
+from streams.sources import source_add
+from tests import trigger_handlers
+from tests.readers import read_until_idle
+from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lane_of, lease_release
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_handlers():
+    trigger_handlers.CALLS.clear()
+    trigger_handlers.STATE.clear()
+
+
+@pytest.fixture
+def orders(make_table, dynamodb):
+    table = make_table(range_key=False, prefix="orders")
+    source = source_add(table_name=table, region="us-east-1")
+
+    def put(pk, **attributes):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": pk}, **{k: {"S": v} for k, v in attributes.items()}})
+
+    source.put = put
+    source.ingest = lambda: read_until_idle(source_id=source.pk)
+    return source
+
+
+def trigger_for(source, handler, **settings) -> Trigger:
+    return Trigger.objects.create(
+        name=f"t-{handler}", source=source, target=Trigger.Target.PYTHON,
+        handler=f"tests.trigger_handlers.{handler}", **settings,
+    )
+
+
+def run_until_idle(trigger, *, rounds=50):
+    """The dispatcher and runner in this process. Backoff waits are skipped: time is not what
+    these tests are about."""
+    for _ in range(rounds):
+        cursors_ensure(trigger=trigger)
+        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
+        claimed = cursors_claim(trigger_id=trigger.pk)
+        if not claimed:
+            return
+        for cursor_id, owner in claimed:
+            try:
+                while cursor_process(cursor_id=cursor_id, owner=owner):
+                    pass
+            finally:
+                lease_release(cursor_id=cursor_id, owner=owner)
+    raise AssertionError("trigger still had work after many rounds")
+
+
+def test_it_sends_records_in_order_in_batches_of_batch_size(orders):
+    for number in range(5):
+        orders.put(f"k{number}")
+    orders.ingest()
+    trigger = trigger_for(orders, "record_batches", batch_size=2)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["k0", "k1"], ["k2", "k3"], ["k4"]]
+    invocations = list(Invocation.objects.filter(trigger=trigger).order_by("id"))
+    assert [i.outcome for i in invocations] == ["success"] * 3
+    assert [i.record_count for i in invocations] == [2, 2, 1]
+    last = ChangeRecord.objects.filter(source=orders).order_by("-sequence_key").first()
+    assert TriggerCursor.objects.get(trigger=trigger).position == last.sequence_key
+
+
+def test_it_skips_and_counts_records_no_pattern_matches(orders):
+    orders.put("a", status="PENDING")
+    orders.put("a", status="SHIPPED")
+    orders.put("b", status="PENDING")
+    orders.ingest()
+    trigger = trigger_for(orders, "record_batches", filter_patterns=['{"eventName": ["MODIFY"]}'])
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["a"]]
+    cursor = TriggerCursor.objects.get(trigger=trigger)
+    assert cursor.filtered_total == 2
+    assert cursor.position == ChangeRecord.objects.filter(source=orders).order_by("-sequence_key").first().sequence_key
+
+
+def test_it_retries_a_failing_batch_then_dead_letters_it_and_moves_on(orders):
+    orders.put("a")
+    orders.put("b")
+    orders.ingest()
+    trigger = trigger_for(orders, "fail_always", maximum_retry_attempts=2)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["a", "b"]] * 3
+    assert [i.attempt for i in Invocation.objects.filter(trigger=trigger).order_by("id")] == [0, 1, 2]
+    assert set(Invocation.objects.filter(trigger=trigger).values_list("error_type", flat=True)) == {"ValueError"}
+    letter = DeadLetter.objects.get(trigger=trigger)
+    assert len(letter.record_ids) == 2 and "Retries exhausted" in letter.reason
+    orders.put("c")
+    orders.ingest()
+    run_until_idle(trigger)
+    assert trigger_handlers.CALLS[-1] == ["c"]
+
+
+def test_it_bisects_a_failing_batch_to_isolate_the_poison_record(orders):
+    orders.put("k1")
+    orders.put("k2")
+    orders.put("k3", poison="yes")
+    orders.put("k4")
+    orders.ingest()
+    trigger = trigger_for(orders, "fail_on_poison", bisect_batch_on_function_error=True, maximum_retry_attempts=0)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["k1", "k2", "k3", "k4"], ["k1", "k2"], ["k3", "k4"], ["k3"], ["k4"]]
+    letter = DeadLetter.objects.get(trigger=trigger)
+    assert ChangeRecord.objects.get(pk=letter.record_ids[0]).partition_key == "k3" and len(letter.record_ids) == 1
+    bisected = Invocation.objects.filter(trigger=trigger, from_bisect=True).count()
+    assert bisected == 4  # both halves of each split: [k1, k2], [k3, k4], then [k3], [k4]
+
+
+def test_it_resends_from_the_lowest_reported_failure(orders):
+    for number in range(4):
+        orders.put(f"k{number}", **({"fail": "yes"} if number == 2 else {}))
+    orders.ingest()
+    trigger = trigger_for(orders, "report_failure_once", report_batch_item_failures=True)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["k0", "k1", "k2", "k3"], ["k2", "k3"]]
+    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("id").values_list("outcome", flat=True))
+    assert outcomes == ["partial_failure", "success"]
+
+
+def test_it_fails_the_whole_batch_on_a_malformed_failure_report(orders):
+    orders.put("k0")
+    orders.put("k1")
+    orders.ingest()
+    trigger = trigger_for(orders, "report_malformed_once", report_batch_item_failures=True)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["k0", "k1"], ["k0", "k1"]]
+    first = Invocation.objects.filter(trigger=trigger).order_by("id").first()
+    assert first.outcome == "function_error" and first.error_type == "InvalidBatchItemFailures"
+
+
+def test_it_discards_records_older_than_the_maximum_age(orders):
+    orders.put("old")
+    orders.put("new")
+    orders.ingest()
+    ChangeRecord.objects.filter(partition_key="old").update(
+        approximate_creation_time=timezone.now() - timezone.timedelta(hours=2)
+    )
+    trigger = trigger_for(orders, "record_batches", maximum_record_age_s=3600)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["new"]]
+    discarded = Invocation.objects.get(trigger=trigger, outcome="discarded")
+    assert discarded.record_count == 1
+    assert DeadLetter.objects.get(trigger=trigger).invocation == discarded
+
+
+def test_it_keeps_order_per_key_across_parallel_lanes(orders):
+    for round_number in range(3):
+        for key in ("a", "b", "c", "d", "e", "f"):
+            orders.put(key, round=str(round_number))
+    orders.ingest()
+    trigger = trigger_for(orders, "record_sequence", parallelization_factor=3, batch_size=4)
+
+    run_until_idle(trigger)
+
+    assert TriggerCursor.objects.filter(trigger=trigger).count() == 3
+    seen = trigger_handlers.STATE["seen"]
+    assert len(seen) == 18 and len(set(seen)) == 18  # every record once
+    for key in "abcdef":
+        numbers = [number for seen_key, number in seen if seen_key == key]
+        assert numbers == sorted(numbers) and len(numbers) == 3
+    # A batch never mixes lanes, so one key is never in flight in two batches at once.
+    lane = {record.partition_key: lane_of(record, 3) for record in ChangeRecord.objects.filter(source=orders)}
+    assert all(len({lane[key] for key in batch}) == 1 for batch in trigger_handlers.CALLS)
+    assert len({lane[key] for key in "abcdef"}) > 1
+
+
+def test_it_starts_a_latest_trigger_after_what_is_stored(orders):
+    orders.put("before")
+    orders.ingest()
+    trigger = trigger_for(orders, "record_batches", starting_position="LATEST")
+    cursors_ensure(trigger=trigger)
+    orders.put("after")
+    orders.ingest()
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["after"]]
