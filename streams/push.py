@@ -73,22 +73,28 @@ def feed_row(row: dict, *, source) -> dict:
     }
 
 
+def group_publish(*, group: str, message: dict) -> bool:
+    """Send one message to a Channels group from sync code (a Celery worker). Returns whether
+    it went; a failure is logged, never raised."""
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        _run(layer.group_send(group, message))
+    except Exception as exc:  # noqa: BLE001 - the push is best effort by design
+        log.warning("push to %s failed: %s: %s", group, type(exc).__name__, exc)
+        return False
+    return True
+
+
 def batch_publish(*, source, rows: list[dict]) -> bool:
     """Send one message describing a saved batch to the source's group. Returns whether it went."""
     if not rows:
         return True
-    layer = get_channel_layer()
-    if layer is None:
-        return False
     message = {
         "type": MESSAGE_TYPE,
         "source_id": source.pk,
         "records": [feed_row(row, source=source) for row in rows],
         "last_id": max(row["id"] for row in rows),
     }
-    try:
-        _run(layer.group_send(source.group_name, message))
-    except Exception as exc:  # noqa: BLE001 - the push is best effort by design
-        log.warning("push to %s failed: %s: %s", source.group_name, type(exc).__name__, exc)
-        return False
-    return True
+    return group_publish(group=source.group_name, message=message)

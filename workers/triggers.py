@@ -195,7 +195,47 @@ def batch_item_failures(*, response, records: list[ChangeRecord]) -> tuple[bool,
     return True, lowest
 
 
+INVOCATIONS_GROUP = "invocations"
+
+
+def invocation_row(invocation: Invocation) -> dict:
+    """What the live invocation timeline shows of one invocation."""
+    return {
+        "id": invocation.pk,
+        "trigger_id": invocation.trigger_id,
+        "shard_id": invocation.shard_id,
+        "lane": invocation.lane,
+        "outcome": invocation.outcome,
+        "record_count": invocation.record_count,
+        "filtered_count": invocation.filtered_count,
+        "attempt": invocation.attempt,
+        "from_bisect": invocation.from_bisect,
+        "started_at": invocation.started_at.isoformat(),
+        "duration_ms": round(invocation.duration_ms, 1),
+        "error_type": invocation.error_type,
+        "error_message": invocation.error_message[:300],
+        "first_sequence_number": invocation.first_sequence_number,
+        "last_sequence_number": invocation.last_sequence_number,
+    }
+
+
+def _invocation_publish(invocation: Invocation) -> None:
+    from streams.push import group_publish
+
+    row = invocation_row(invocation)
+    group_publish(group=INVOCATIONS_GROUP, message={"type": "invocations.new", "invocations": [row]})
+
+
 def _invocation_record(*, cursor, batch_records, filtered, outcome, result=None, attempt, from_bisect, started_at, error=""):
+    invocation = _invocation_create(
+        cursor=cursor, batch_records=batch_records, filtered=filtered, outcome=outcome, result=result,
+        attempt=attempt, from_bisect=from_bisect, started_at=started_at, error=error,
+    )
+    transaction.on_commit(lambda: _invocation_publish(invocation))
+    return invocation
+
+
+def _invocation_create(*, cursor, batch_records, filtered, outcome, result, attempt, from_bisect, started_at, error):
     return Invocation.objects.create(
         trigger_id=cursor.trigger_id,
         shard_id=cursor.shard_id,
