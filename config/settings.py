@@ -157,6 +157,9 @@ SHARDWATCH_DISCOVERY_INTERVAL_S = env_float("SHARDWATCH_DISCOVERY_INTERVAL_S", 3
 SHARDWATCH_RETENTION_INTERVAL_S = env_float("SHARDWATCH_RETENTION_INTERVAL_S", 600.0, minimum=1)
 SHARDWATCH_MAX_BACKOFF_S = env_float("SHARDWATCH_MAX_BACKOFF_S", 30.0, minimum=1)
 SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S = env_float("SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S", 2.0, minimum=0.5)
+# A trigger runner that stops renewing (its worker died) loses its cursor after this, plus the
+# trigger's own timeout while an invocation is under way.
+SHARDWATCH_TRIGGER_LEASE_S = env_int("SHARDWATCH_TRIGGER_LEASE_S", 30, minimum=5)
 SHARDWATCH_DEFAULT_RETENTION_DAYS = env_int("SHARDWATCH_DEFAULT_RETENTION_DAYS", 7, minimum=1)
 
 LOGGING = {

@@ -13,6 +13,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
+from workers.models import Invocation
+from workers.triggers import INVOCATIONS_GROUP
 
 # Close codes in the application range: 4401 mirrors HTTP 401.
 CLOSE_UNAUTHENTICATED = 4401
@@ -28,7 +30,10 @@ def _source_groups(source_ids: tuple[int, ...]) -> list[str]:
 
 @database_sync_to_async
 def _matching_ids(flt: FeedFilter, ids: list[int]) -> set[int]:
-    return set(flt.apply(ChangeRecord.objects.filter(pk__in=ids)).values_list("pk", flat=True))
+    records = flt.apply(ChangeRecord.objects.filter(pk__in=ids))
+    if not flt.pattern:
+        return set(records.values_list("pk", flat=True))
+    return {record.pk for record in records.select_related("source", "shard__stream") if flt.matches_record(record)}
 
 
 class FeedConsumer(AsyncJsonWebsocketConsumer):
@@ -77,3 +82,58 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
             rows = [row for row in rows if row["id"] in keep]
         if rows:
             await self.send_json({"type": "records", "records": rows, "last_id": event["last_id"]})
+
+
+class InvocationConsumer(AsyncJsonWebsocketConsumer):
+    """The live invocation timeline. The trigger runner sends one `invocations.new` message per
+    recorded invocation to INVOCATIONS_GROUP; this passes on those matching the page's filter.
+
+    Protocol (also in docs/API.md):
+      browser -> {"type": "subscribe", "trigger": <id or null>, "outcome": "<outcome>" or ""}
+      server  -> {"type": "subscribed", "trigger": ..., "outcome": ...}
+               | {"type": "invocations", "invocations": [<invocation row>...]}
+               | {"type": "error", "message": "..."}
+    Before a subscribe every invocation is sent.
+    """
+
+    async def connect(self):
+        if not self.scope["user"].is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.trigger_id: int | None = None
+        self.outcome = ""
+        await self.channel_layer.group_add(INVOCATIONS_GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+
+    async def disconnect(self, code):
+        if getattr(self, "joined", False):
+            await self.channel_layer.group_discard(INVOCATIONS_GROUP, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict) or content.get("type") != "subscribe":
+            await self.send_json({"type": "error", "message": "Send {\"type\": \"subscribe\", \"trigger\": id, \"outcome\": \"...\"}."})
+            return
+        trigger_id, outcome = content.get("trigger"), content.get("outcome") or ""
+        if trigger_id in ("", None):
+            trigger_id = None
+        elif isinstance(trigger_id, str) and trigger_id.isdigit():
+            trigger_id = int(trigger_id)
+        if trigger_id is not None and (not isinstance(trigger_id, int) or isinstance(trigger_id, bool)):
+            await self.send_json({"type": "error", "message": "trigger is a trigger id or null."})
+            return
+        if outcome not in Invocation.Outcome.values and outcome != "":
+            await self.send_json({"type": "error", "message": f"outcome is one of {', '.join(Invocation.Outcome.values)}."})
+            return
+        self.trigger_id, self.outcome = trigger_id, outcome
+        await self.send_json({"type": "subscribed", "trigger": trigger_id, "outcome": outcome})
+
+    def _matches(self, row: dict) -> bool:
+        if self.trigger_id is not None and row.get("trigger_id") != self.trigger_id:
+            return False
+        return not self.outcome or row.get("outcome") == self.outcome
+
+    async def invocations_new(self, event):
+        rows = [row for row in event["invocations"] if self._matches(row)]
+        if rows:
+            await self.send_json({"type": "invocations", "invocations": rows})

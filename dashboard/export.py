@@ -22,11 +22,14 @@ CSV_COLUMNS = [
 ]
 
 
-def _batch(flt: FeedFilter, before_id: int | None) -> list[ChangeRecord]:
-    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard"))
+def _batch(flt: FeedFilter, before_id: int | None) -> tuple[list[ChangeRecord], int | None]:
+    """The next page of matching records, and the id to continue before (None at the end)."""
+    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"))
     if before_id is not None:
         queryset = queryset.filter(id__lt=before_id)
-    return list(queryset.order_by("-id")[:BATCH])
+    scanned = list(queryset.order_by("-id")[:BATCH])
+    following = scanned[-1].pk if len(scanned) == BATCH else None
+    return [record for record in scanned if flt.matches_record(record)], following
 
 
 def record_export_dict(record: ChangeRecord) -> dict:
@@ -80,14 +83,13 @@ async def export(request, fmt: str):
         before_id = None
         first = True
         while True:
-            records = await sync_to_async(_batch)(flt, before_id)
+            records, before_id = await sync_to_async(_batch)(flt, before_id)
             if fmt == "csv":
                 yield _csv(records, header=first)
             elif records:
                 yield _ndjson(records)
-            if len(records) < BATCH:
+            if before_id is None:
                 return
-            before_id = records[-1].pk
             first = False
 
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")

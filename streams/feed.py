@@ -11,11 +11,13 @@ from django.db.models.functions import Cast
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from streams.filters import InvalidPattern, compile_pattern
 from streams.models import PARTITION_KEY_INDEXED, ChangeRecord
 
 EVENT_NAMES = tuple(ChangeRecord.EventName.values)
 KEY_MATCHES = ("equals", "prefix")
 MAX_TEXT = 200
+MAX_PATTERN = 4096
 
 
 class FilterError(ValueError):
@@ -32,11 +34,20 @@ class FeedFilter:
     text: str = ""
     start: datetime | None = None
     end: datetime | None = None
+    # A Lambda/EventBridge event pattern (JSON), matched against each record's Lambda event:
+    # the same test a trigger's FilterCriteria applies, so a filter can be tried here first.
+    pattern: str = ""
     # Derived once: the partition_key column holds at most PARTITION_KEY_INDEXED characters.
     _key_column_value: str = field(default="", init=False, repr=False, compare=False)
+    _compiled: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_key_column_value", self.key[:PARTITION_KEY_INDEXED])
+        if self.pattern:
+            try:
+                object.__setattr__(self, "_compiled", compile_pattern(self.pattern))
+            except InvalidPattern as exc:
+                raise FilterError(f"pattern is not a valid event pattern: {exc}") from None
 
     @classmethod
     def from_params(cls, params: Mapping) -> "FeedFilter":
@@ -60,7 +71,11 @@ class FeedFilter:
         start, end = _parse_time(params.get("from"), "from"), _parse_time(params.get("to"), "to")
         if start and end and start > end:
             raise FilterError("from must be before to.")
+        pattern = (params.get("pattern") or "").strip()
+        if len(pattern) > MAX_PATTERN:
+            raise FilterError(f"pattern is limited to {MAX_PATTERN} characters, as in Lambda.")
         return cls(
+            pattern=pattern,
             sources=sources,
             events=tuple(sorted(set(events))),
             key=(params.get("key") or "").strip(),
@@ -85,6 +100,8 @@ class FeedFilter:
             params.append(("from", self.start.isoformat()))
         if self.end:
             params.append(("to", self.end.isoformat()))
+        if self.pattern:
+            params.append(("pattern", self.pattern))
         return params
 
     def querystring(self) -> str:
@@ -100,6 +117,7 @@ class FeedFilter:
             "q": self.text,
             "from": self.start.isoformat() if self.start else "",
             "to": self.end.isoformat() if self.end else "",
+            "pattern": self.pattern,
         }
 
     @property
@@ -108,8 +126,17 @@ class FeedFilter:
 
     @property
     def needs_database(self) -> bool:
-        """Free text searches whole images, which live rows do not carry."""
-        return bool(self.text)
+        """Free text and patterns look at whole images, which live rows do not carry."""
+        return bool(self.text or self.pattern)
+
+    def matches_record(self, record) -> bool:
+        """The event pattern against a saved record's Lambda event (needs record.source and
+        record.shard.stream). Always true without a pattern."""
+        if self._compiled is None:
+            return True
+        from streams.lambda_event import lambda_record
+
+        return self._compiled.matches(lambda_record(record))
 
     def q(self) -> Q:
         condition = Q()

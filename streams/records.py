@@ -17,12 +17,39 @@ def records_page(*, flt: FeedFilter, before_id: int | None = None, after_id: int
     """Keyset pages in saved order: newest first, or with after_id the ones saved after it,
     oldest first (what a reconnecting page missed)."""
     limit = max(1, min(limit, PAGE_MAX))
+    if flt.pattern:
+        return _pattern_page(flt=flt, before_id=before_id, after_id=after_id, limit=limit)
     queryset = flt.apply(ChangeRecord.objects.select_related("source").only(*FEED_FIELDS, "source__table_name", "source__key_schema"))
     if after_id is not None:
         return list(queryset.filter(id__gt=after_id).order_by("id")[:limit])
     if before_id is not None:
         queryset = queryset.filter(id__lt=before_id)
     return list(queryset.order_by("-id")[:limit])
+
+
+# An event pattern is tested in Python on each record's Lambda event; a page scans at most this
+# many records for matches, so a pattern that matches nothing costs a bounded query.
+PATTERN_SCAN_MAX = 5000
+PATTERN_CHUNK = 500
+
+
+def _pattern_page(*, flt: FeedFilter, before_id, after_id, limit) -> list[ChangeRecord]:
+    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"))
+    ascending = after_id is not None
+    cursor = after_id if ascending else before_id
+    found: list[ChangeRecord] = []
+    scanned = 0
+    while len(found) < limit and scanned < PATTERN_SCAN_MAX:
+        page = queryset
+        if cursor is not None:
+            page = page.filter(id__gt=cursor) if ascending else page.filter(id__lt=cursor)
+        chunk = list(page.order_by("id" if ascending else "-id")[:PATTERN_CHUNK])
+        if not chunk:
+            break
+        scanned += len(chunk)
+        cursor = chunk[-1].pk
+        found.extend(record for record in chunk if flt.matches_record(record))
+    return found[:limit]
 
 
 def record_as_row(record: ChangeRecord) -> dict:

@@ -85,6 +85,8 @@ def test_it_returns_what_was_saved_after_a_cursor_oldest_first(viewer, orders):
         ("path=status&event=MODIFY", [("MODIFY", "ORDER#2")]),
         ("q=trk1", [("MODIFY", "ORDER#2")]),
         ("key=ORDER%231", [("INSERT", "ORDER#1")]),
+        ("pattern=%7B%22dynamodb%22%3A%7B%22NewImage%22%3A%7B%22tracking%22%3A%7B%22S%22%3A%5B%22TRK1%22%5D%7D%7D%7D%7D", [("MODIFY", "ORDER#2")]),
+        ("pattern=%7B%22eventName%22%3A%5B%22REMOVE%22%5D%7D&key=OTHER&key_match=prefix", [("REMOVE", "OTHER#3")]),
     ],
 )
 def test_it_filters_records(viewer, orders, query, expected):
@@ -102,6 +104,7 @@ def test_it_filters_records(viewer, orders, query, expected):
         ("from=2026-02-01T00:00&to=2026-01-01T00:00", "from must be before to"),
         ("before=-3", "before must be at least 1"),
         ("limit=ten", "limit must be a whole number"),
+        ("pattern=%7B%22eventName%22%3A%22INSERT%22%7D", "pattern is not a valid event pattern"),
     ],
 )
 def test_it_explains_bad_filters(viewer, orders, query, message):
@@ -174,6 +177,12 @@ def test_it_exports_the_filtered_view_as_csv(viewer, orders):
     assert rows[0]["event_name"] == "MODIFY"
     assert json.loads(rows[0]["new_image"])["tracking"] == {"S": "TRK1"}
     assert 'status: "PENDING" → "SHIPPED"' in rows[0]["summary"]
+
+
+def test_it_exports_only_records_matching_an_event_pattern(viewer, orders):
+    response = viewer.get("/export/records.ndjson", {"pattern": '{"eventName": ["INSERT"]}'})
+    lines = [json.loads(line) for line in body_of(response).splitlines()]
+    assert sorted(line["keys"]["pk"]["S"] for line in lines) == ["ORDER#1", "ORDER#2", "OTHER#3"]
 
 
 def test_it_refuses_anonymous_exports(client, orders):

@@ -81,6 +81,7 @@ def test_it_pushes_only_the_rows_that_match_the_subscribed_filter(session_cookie
     subscribed, message, nothing_else = async_to_sync(scenario)()
     assert subscribed == {"type": "subscribed", "filter": {
         "source": [], "event": ["MODIFY"], "key": "", "key_match": "equals", "path": "status", "q": "", "from": "", "to": "",
+        "pattern": "",
     }}
     assert message["type"] == "records"
     assert [r["id"] for r in message["records"]] == [2]
@@ -165,3 +166,31 @@ def test_it_keeps_an_idle_socket_open_past_the_redis_read_timeout(session_cookie
     idle, message = async_to_sync(scenario)()
     assert idle
     assert [r["id"] for r in message["records"]] == [1]
+
+
+def test_it_pushes_saved_records_matching_an_event_pattern(session_cookie, make_table, dynamodb):
+    from streams.sources import source_add
+    from tests.readers import read_until_idle
+
+    table = make_table(range_key=False)
+    watched = source_add(table_name=table, region="us-east-1")
+    pattern = '{"dynamodb": {"NewImage": {"note": {"S": [{"prefix": "handle"}]}}}}'
+
+    def write_and_ingest():
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "note": {"S": "sturdy"}})
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "b"}, "note": {"S": "handle with care"}})
+        read_until_idle(source_id=watched.pk)
+
+    async def scenario():
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        await communicator.connect()
+        await communicator.send_json_to({"type": "subscribe", "filter": {"pattern": pattern}})
+        subscribed = await communicator.receive_json_from(timeout=5)
+        await sync_to_async(write_and_ingest)()
+        message = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return subscribed, message
+
+    subscribed, message = async_to_sync(scenario)()
+    assert subscribed["filter"]["pattern"] == pattern
+    assert [r["partition_key"] for r in message["records"]] == ["b"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import orjson
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,7 +33,6 @@ from workers.models import MAX_PAYLOAD_BYTES, DeadLetter, Invocation, Trigger, T
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
 READ_CHUNK = 1000
 MAX_BACKOFF_S = 60.0
 
@@ -77,11 +77,18 @@ def cursors_claim(*, trigger_id: int | None = None, limit: int = 500) -> list[tu
             continue
         owner = uuid.uuid4().hex
         won = TriggerCursor.objects.filter(pk=cursor.pk).filter(models_q_unleased(now)).update(
-            lease_owner=owner, lease_expires_at=now + LEASE
+            lease_owner=owner, lease_expires_at=now + _lease()
         )
         if won == 1:
             claimed.append((cursor.pk, owner))
     return claimed
+
+
+def _lease(trigger: Trigger | None = None) -> timedelta:
+    """How long a runner holds a cursor: renewed before each invocation, for the invocation's
+    whole timeout, so a slow handler is never taken over while it runs."""
+    extra = trigger.timeout_s if trigger else 0
+    return timedelta(seconds=settings.SHARDWATCH_TRIGGER_LEASE_S + extra)
 
 
 def models_q_unleased(now):
@@ -329,6 +336,8 @@ def cursor_process(*, cursor_id: int, owner: str) -> bool:
     event = {"Records": [lambda_record(record) for record in batch.records]}
     from_bisect = bool(cursor.batch_limit)
     started_at = timezone.now()
+    if not _settle(cursor_id, owner, lease_expires_at=started_at + _lease(trigger)):
+        return False  # the lease expired and another runner has the cursor
     result = target_invoke(trigger=trigger, event=event, request_id=str(uuid.uuid4()))
     return _after_invoke(cursor=cursor, owner=owner, batch=batch, result=result, from_bisect=from_bisect, started_at=started_at)
 
