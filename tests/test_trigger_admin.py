@@ -103,3 +103,29 @@ def test_it_resets_a_trigger_to_latest_from_the_admin(admin_client, make_table, 
     [cursor] = TriggerCursor.objects.filter(trigger=trigger)
     newest = ChangeRecord.objects.filter(source=watched).order_by("-sequence_key").first()
     assert cursor.position == newest.sequence_key and cursor.attempt == 0
+
+
+def test_it_shows_which_recent_records_the_patterns_would_send(admin_client, make_table, dynamodb):
+    from streams.sources import source_add
+    from tests.readers import read_until_idle
+
+    table = make_table(range_key=False)
+    watched = source_add(table_name=table, region="us-east-1")
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "kept"}, "status": {"S": "SHIPPED"}})
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "skipped"}, "status": {"S": "PENDING"}})
+    read_until_idle(source_id=watched.pk)
+    post(admin_client, form(watched, filter_patterns='{"dynamodb": {"NewImage": {"status": {"S": ["SHIPPED"]}}}}'))
+    trigger = Trigger.objects.get()
+
+    page = admin_client.get(f"/admin/workers/trigger/{trigger.pk}/test-pattern/").content.decode()
+
+    assert "<strong>1</strong> of 2 would be sent; 1 would be skipped" in page
+    assert "kept" in page and "skipped" not in page.split("<table>")[1]
+
+
+def test_it_asks_for_a_time_or_a_sequence_number_to_reset_to(admin_client, source):
+    post(admin_client, form(source))
+    trigger = Trigger.objects.get()
+    data = {"action": "reset_to_time_or_sequence", "_selected_action": [trigger.pk], "apply": "1", "at": "", "sequence_number": ""}
+    page = admin_client.post("/admin/workers/trigger/", data).content.decode()
+    assert "Give a time or a sequence number" in page

@@ -9,7 +9,16 @@ from streams.sources import source_add
 from tests import trigger_handlers
 from tests.readers import read_until_idle
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
-from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lane_of, lease_release
+from workers.triggers import (
+    cursor_process,
+    cursors_claim,
+    cursors_ensure,
+    cursors_reset_to,
+    dead_letter_retry,
+    lane_of,
+    lease_release,
+    pattern_try,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -200,3 +209,55 @@ def test_it_starts_a_latest_trigger_after_what_is_stored(orders):
     run_until_idle(trigger)
 
     assert trigger_handlers.CALLS == [["after"]]
+
+
+def test_it_resets_a_trigger_to_a_sequence_number_or_a_time(orders):
+    for number in range(4):
+        orders.put(f"k{number}")
+    orders.ingest()
+    trigger = trigger_for(orders, "record_batches")
+    run_until_idle(trigger)
+    third = ChangeRecord.objects.filter(source=orders).order_by("sequence_key")[2]
+
+    cursors_reset_to(trigger=trigger, sequence_number=third.sequence_number)
+    run_until_idle(trigger)
+    assert trigger_handlers.CALLS[-1] == ["k2", "k3"]
+
+    ChangeRecord.objects.filter(partition_key__in=["k0", "k1"]).update(
+        approximate_creation_time=timezone.now() - timezone.timedelta(hours=1)
+    )
+    cursors_reset_to(trigger=trigger, at=timezone.now() - timezone.timedelta(minutes=30))
+    run_until_idle(trigger)
+    assert trigger_handlers.CALLS[-1] == ["k2", "k3"]
+
+
+def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(orders):
+    orders.put("a")
+    orders.put("b")
+    orders.ingest()
+    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=0)
+    run_until_idle(failing)
+    letter = DeadLetter.objects.get(trigger=failing)
+    position = TriggerCursor.objects.get(trigger=failing).position
+    Trigger.objects.filter(pk=failing.pk).update(handler="tests.trigger_handlers.record_batches")
+    letter.trigger.refresh_from_db()
+
+    invocations = dead_letter_retry(letter=letter)
+
+    assert [invocation.outcome for invocation in invocations] == ["success"]
+    assert trigger_handlers.CALLS[-1] == ["a", "b"]
+    letter.refresh_from_db()
+    assert letter.retried_at is not None
+    assert TriggerCursor.objects.get(trigger=failing).position == position
+
+
+def test_it_tries_the_filter_patterns_on_the_newest_records(orders):
+    orders.put("a", status="PENDING")
+    orders.put("b", status="SHIPPED")
+    orders.ingest()
+    trigger = trigger_for(
+        orders, "record_batches", filter_patterns=['{"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}']
+    )
+    tried, matched = pattern_try(trigger=trigger, last=10)
+    assert tried == 2
+    assert [record.partition_key for record in matched] == ["b"]

@@ -2,11 +2,16 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Max
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from streams.filters import InvalidPattern, compile_pattern
-from streams.models import ChangeRecord
-from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from workers.models import DeadLetter, Invocation, Trigger
+from workers.selectors import trigger_lag
 
 MAX_PATTERNS = 5
 MAX_PATTERN_LENGTH = 4096
@@ -49,6 +54,28 @@ class PatternsField(forms.CharField):
         return texts
 
 
+class PositionForm(forms.Form):
+    at = forms.DateTimeField(required=False, label="Time (UTC)", help_text="Start at the first record saved at or after this ApproximateCreationDateTime.")
+    sequence_number = forms.RegexField(regex=r"^\d+$", required=False, help_text="Or: start at this sequence number.")
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("at")) == bool(cleaned.get("sequence_number")):
+            raise forms.ValidationError("Give a time or a sequence number (one of the two).")
+        return cleaned
+
+
+class ReplayForm(forms.Form):
+    start = forms.DateTimeField(label="From (UTC)")
+    end = forms.DateTimeField(label="To (UTC)")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("start") and cleaned.get("end") and cleaned["start"] > cleaned["end"]:
+            raise forms.ValidationError("From must be before To.")
+        return cleaned
+
+
 class TriggerForm(forms.ModelForm):
     filter_patterns = PatternsField(required=False, label="FilterCriteria", help_text=Trigger._meta.get_field("filter_patterns").help_text)
 
@@ -84,7 +111,69 @@ class TriggerAdmin(admin.ModelAdmin):
     list_display = ["name", "source", "target", "enabled", "lag", "last_invocation", "error_rate"]
     list_filter = ["enabled", "target", "source"]
     search_fields = ["name", "handler", "function_name", "webhook_url"]
-    actions = ["enable", "disable", "reset_to_trim_horizon", "reset_to_latest"]
+    actions = ["enable", "disable", "reset_to_trim_horizon", "reset_to_latest", "reset_to_time_or_sequence", "replay_range"]
+    readonly_fields = ["pattern_test"]
+
+    @admin.display(description="FilterCriteria test")
+    def pattern_test(self, trigger):
+        if not trigger.pk:
+            return "Save the trigger first."
+        url = reverse("admin:workers_trigger_pattern_try", args=[trigger.pk])
+        return format_html('<a class="button" href="{}">Test the patterns against the last 100 records</a>', url)
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/test-pattern/", self.admin_site.admin_view(self.pattern_try_view), name="workers_trigger_pattern_try"),
+            *super().get_urls(),
+        ]
+
+    def pattern_try_view(self, request, pk):
+        from workers.triggers import pattern_try
+
+        trigger = get_object_or_404(Trigger, pk=pk)
+        try:
+            last = max(1, min(int(request.GET.get("last", 100)), 5000))
+        except ValueError:
+            last = 100
+        tried, matched = pattern_try(trigger=trigger, last=last)
+        context = {**self.admin_site.each_context(request), "trigger": trigger, "tried": tried, "tried_asked": last,
+                   "matched": matched, "skipped": tried - len(matched), "title": "Test FilterCriteria"}
+        return TemplateResponse(request, "admin/workers/pattern_try.html", context)
+
+    def _action_form(self, request, queryset, *, form_class, action, title, submit):
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            return form
+        context = {**self.admin_site.each_context(request), "form": form, "triggers": queryset, "action": action,
+                   "title": title, "submit": submit}
+        return TemplateResponse(request, "admin/workers/trigger_action_form.html", context)
+
+    @admin.action(description="Reset position to a time or a sequence number")
+    def reset_to_time_or_sequence(self, request, queryset):
+        from workers.triggers import cursors_reset_to
+
+        form = self._action_form(request, queryset, form_class=PositionForm, action="reset_to_time_or_sequence",
+                                 title="Reset position", submit="Reset")
+        if not isinstance(form, PositionForm):
+            return form
+        for trigger in queryset:
+            cursors_reset_to(trigger=trigger, at=form.cleaned_data["at"], sequence_number=form.cleaned_data["sequence_number"])
+        self.message_user(request, "Reset; the triggers continue from there.")
+        return None
+
+    @admin.action(description="Replay a range of records")
+    def replay_range(self, request, queryset):
+        from workers.tasks import replay_records
+
+        form = self._action_form(request, queryset, form_class=ReplayForm, action="replay_range",
+                                 title="Replay records saved between two times", submit="Replay")
+        if not isinstance(form, ReplayForm):
+            return form
+        for trigger in queryset:
+            start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+            transaction.on_commit(lambda t=trigger.pk, s=start, e=end: replay_records.delay(t, s.isoformat(), e.isoformat()))
+        self.message_user(request, "Replay queued; its invocations appear in the timeline.")
+        return None
 
     def save_model(self, request, obj, form, change):
         fresh_secret = None
@@ -102,13 +191,7 @@ class TriggerAdmin(admin.ModelAdmin):
     @admin.display(description="Lag (records)")
     def lag(self, trigger):
         """Records stored after the furthest-behind lane of each shard."""
-        behind = 0
-        slowest = {}
-        for shard_id, position in TriggerCursor.objects.filter(trigger=trigger).values_list("shard_id", "position"):
-            slowest[shard_id] = min(slowest.get(shard_id, position), position)
-        for shard_id, position in slowest.items():
-            behind += ChangeRecord.objects.filter(shard_id=shard_id, sequence_key__gt=position).count()
-        return behind
+        return trigger_lag(trigger=trigger)
 
     @admin.display(description="Last invocation")
     def last_invocation(self, trigger):
@@ -164,6 +247,15 @@ class InvocationAdmin(admin.ModelAdmin):
 class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ["created_at", "trigger", "first_sequence_number", "last_sequence_number", "reason", "retried_at"]
     list_filter = ["trigger"]
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected dead-letter entries")
+    def retry(self, request, queryset):
+        from workers.tasks import retry_dead_letter
+
+        for letter_id in queryset.values_list("pk", flat=True):
+            transaction.on_commit(lambda pk=letter_id: retry_dead_letter.delay(pk))
+        self.message_user(request, "Retry queued; the entries are marked when it has run.")
 
     def has_add_permission(self, request):
         return False

@@ -89,3 +89,30 @@ def run_trigger_cursor(cursor_id: int, owner: str) -> None:
                 break
     finally:
         triggers_module.lease_release(cursor_id=cursor_id, owner=owner)
+
+
+@shared_task(ignore_result=True)
+def replay_records(trigger_id: int, start: str, end: str) -> None:
+    from datetime import datetime
+
+    from streams.models import ChangeRecord
+    from workers.models import Trigger
+
+    trigger = Trigger.objects.get(pk=trigger_id)
+    records = list(
+        ChangeRecord.objects.filter(
+            source_id=trigger.source_id,
+            approximate_creation_time__gte=datetime.fromisoformat(start),
+            approximate_creation_time__lte=datetime.fromisoformat(end),
+        )
+        .select_related("source", "shard__stream")
+        .order_by("shard_id", "sequence_key")
+    )
+    triggers_module.records_replay(trigger=trigger, records=records)
+
+
+@shared_task(ignore_result=True)
+def retry_dead_letter(letter_id: int) -> None:
+    from workers.models import DeadLetter
+
+    triggers_module.dead_letter_retry(letter=DeadLetter.objects.select_related("trigger").get(pk=letter_id))

@@ -423,3 +423,73 @@ def cursors_reset(*, trigger: Trigger, position: str) -> None:
         TriggerCursor.objects.filter(pk=cursor.pk).update(
             position=target, attempt=0, batch_limit=0, bisect_end="", next_attempt_at=None
         )
+
+
+def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") -> None:
+    """Move every cursor so that the next record sent is the first saved at or after `at`
+    (ApproximateCreationDateTime), or the record with `sequence_number` and those after it."""
+    from streams.models import sequence_key
+
+    cursors_ensure(trigger=trigger)
+    for cursor in TriggerCursor.objects.filter(trigger=trigger):
+        earlier = ChangeRecord.objects.filter(shard_id=cursor.shard_id)
+        if sequence_number:
+            earlier = earlier.filter(sequence_key__lt=sequence_key(sequence_number))
+        else:
+            earlier = earlier.filter(approximate_creation_time__lt=at)
+        position = earlier.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
+        TriggerCursor.objects.filter(pk=cursor.pk).update(
+            position=position, attempt=0, batch_limit=0, bisect_end="", next_attempt_at=None
+        )
+
+
+def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Invocation]:
+    """Send stored records to the trigger's target again, in batches of BatchSize, without
+    moving its cursors. Each batch is tried once; a failed one goes to the dead-letter list."""
+    from workers.targets import target_invoke
+
+    invocations = []
+    for start in range(0, len(records), trigger.batch_size):
+        batch = records[start : start + trigger.batch_size]
+        started_at = timezone.now()
+        result = target_invoke(
+            trigger=trigger, event={"Records": [lambda_record(record) for record in batch]}, request_id=str(uuid.uuid4())
+        )
+        outcome = {"success": Invocation.Outcome.SUCCESS, "timeout": Invocation.Outcome.TIMEOUT}.get(
+            result.outcome, Invocation.Outcome.FUNCTION_ERROR
+        )
+        if outcome == Invocation.Outcome.SUCCESS and trigger.report_batch_item_failures:
+            valid, failed_from = batch_item_failures(response=result.response, records=batch)
+            if not valid or failed_from is not None:
+                outcome = Invocation.Outcome.PARTIAL_FAILURE
+        cursor = TriggerCursor(trigger=trigger, shard_id=batch[0].shard_id, lane=0)
+        with transaction.atomic():
+            invocation = _invocation_record(
+                cursor=cursor, batch_records=batch, filtered=0, outcome=outcome, result=result,
+                attempt=0, from_bisect=False, started_at=started_at,
+            )
+            if outcome != Invocation.Outcome.SUCCESS:
+                dead_letter(cursor=cursor, records=batch, invocation=invocation, reason=f"Replay failed: {outcome}")
+        invocations.append(invocation)
+    return invocations
+
+
+def dead_letter_retry(*, letter: DeadLetter) -> list[Invocation]:
+    """Send a dead-letter entry's records again; marks the entry retried."""
+    by_id = {record.pk: record for record in ChangeRecord.objects.filter(pk__in=letter.record_ids).select_related("source", "shard__stream")}
+    records = [by_id[pk] for pk in letter.record_ids if pk in by_id]
+    invocations = records_replay(trigger=letter.trigger, records=records) if records else []
+    DeadLetter.objects.filter(pk=letter.pk).update(retried_at=timezone.now())
+    return invocations
+
+
+def pattern_try(*, trigger: Trigger, last: int = 100) -> tuple[int, list[ChangeRecord]]:
+    """The trigger's filter patterns against its source's newest `last` records: how many were
+    tried, and which would be sent."""
+    patterns = [compile_pattern(text) for text in trigger.filter_patterns]
+    records = list(
+        ChangeRecord.objects.filter(source_id=trigger.source_id).select_related("source", "shard__stream").order_by("-id")[:last]
+    )
+    if not patterns:
+        return len(records), records
+    return len(records), [record for record in records if any(p.matches(lambda_record(record)) for p in patterns)]
