@@ -232,6 +232,10 @@ def test_it_creates_and_registers_the_demo_table(dynamodb):
     assert source.view_type == StreamSource.ViewType.NEW_AND_OLD_IMAGES
     assert source.key_schema == ["pk"]
     assert len(scan_all(client=dynamodb, table=table)) > 0
+    from workers.models import Trigger
+
+    [trigger] = Trigger.objects.filter(source=source)  # one example trigger, however often run
+    assert trigger.handler == "workers.examples.notify_shipped" and trigger.report_batch_item_failures
 
 
 PASSWORD_LINE = re.compile(r"^Admin user: admin  password: (\S+)$", re.MULTILINE)

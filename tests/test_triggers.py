@@ -261,3 +261,24 @@ def test_it_tries_the_filter_patterns_on_the_newest_records(orders):
     tried, matched = pattern_try(trigger=trigger, last=10)
     assert tried == 2
     assert [record.partition_key for record in matched] == ["b"]
+
+
+def test_it_runs_the_demo_example_handler_with_partial_failures(orders, dynamodb):
+    orders.put("ORDER#1", status="PENDING")
+    orders.put("ORDER#2", status="PENDING")
+    orders.put("ORDER#1", status="SHIPPED", tracking="TRK1")
+    orders.put("ORDER#2", status="SHIPPED")  # no tracking: reported as failed
+    orders.ingest()
+    trigger = Trigger.objects.create(
+        name="demo", source=orders, target=Trigger.Target.PYTHON, handler="workers.examples.notify_shipped",
+        report_batch_item_failures=True, maximum_retry_attempts=2,
+        filter_patterns=['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
+    )
+
+    run_until_idle(trigger)
+
+    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("id").values_list("outcome", "record_count"))
+    assert outcomes == [("partial_failure", 2), ("partial_failure", 1), ("partial_failure", 1)]
+    letter = DeadLetter.objects.get(trigger=trigger)
+    assert ChangeRecord.objects.get(pk=letter.record_ids[0]).partition_key == "ORDER#2"
+    assert TriggerCursor.objects.get(trigger=trigger).filtered_total == 2

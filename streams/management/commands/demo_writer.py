@@ -373,6 +373,30 @@ def source_ensure(*, table: str, region: str) -> tuple[StreamSource, bool]:
         return source, True
 
 
+DEMO_TRIGGER = "demo-notify-shipped"
+
+
+def trigger_ensure(*, source: StreamSource) -> bool:
+    """The demo's example trigger on its table: orders that become SHIPPED go to a Python
+    handler. True if it was added now."""
+    from workers.models import Trigger
+
+    _, created = Trigger.objects.get_or_create(
+        name=DEMO_TRIGGER,
+        defaults={
+            "source": source,
+            "target": Trigger.Target.PYTHON,
+            "handler": "workers.examples.notify_shipped",
+            "batch_size": 10,
+            "maximum_retry_attempts": 2,
+            "bisect_batch_on_function_error": True,
+            "report_batch_item_failures": True,
+            "filter_patterns": ['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
+        },
+    )
+    return created
+
+
 def demo_run(
     *,
     client,
@@ -493,3 +517,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if added:
             self.stdout.write(f"Watching {source.table_name} ({source.region}) as a source.")
+        if trigger_ensure(source=source):
+            self.stdout.write(f"Added the example trigger {DEMO_TRIGGER} (see Triggers in the dashboard).")
