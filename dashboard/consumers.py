@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
-from workers.models import Invocation
+from workers.models import Invocation, Trigger
 from workers.triggers import INVOCATIONS_GROUP
 
 # Close codes in the application range: 4401 mirrors HTTP 401.
@@ -84,6 +84,11 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "records", "records": rows, "last_id": event["last_id"]})
 
 
+@database_sync_to_async
+def _trigger_names(trigger_ids: set[int]) -> dict[int, str]:
+    return dict(Trigger.objects.filter(pk__in=trigger_ids).values_list("pk", "name"))
+
+
 class InvocationConsumer(AsyncJsonWebsocketConsumer):
     """The live invocation timeline. The trigger runner sends one `invocations.new` message per
     recorded invocation to INVOCATIONS_GROUP; this passes on those matching the page's filter.
@@ -91,7 +96,7 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
     Protocol (also in docs/API.md):
       browser -> {"type": "subscribe", "trigger": <id or null>, "outcome": "<outcome>" or ""}
       server  -> {"type": "subscribed", "trigger": ..., "outcome": ...}
-               | {"type": "invocations", "invocations": [<invocation row>...]}
+               | {"type": "invocations", "invocations": [<invocation row + "trigger_name">...]}
                | {"type": "error", "message": "..."}
     Before a subscribe every invocation is sent.
     """
@@ -102,6 +107,9 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.trigger_id: int | None = None
         self.outcome = ""
+        # Rows name their trigger; names are looked up once per socket (a trigger added after
+        # the page loaded is not in the page's list).
+        self.trigger_names: dict[int, str] = {}
         await self.channel_layer.group_add(INVOCATIONS_GROUP, self.channel_name)
         self.joined = True
         await self.accept()
@@ -135,5 +143,10 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
 
     async def invocations_new(self, event):
         rows = [row for row in event["invocations"] if self._matches(row)]
-        if rows:
-            await self.send_json({"type": "invocations", "invocations": rows})
+        if not rows:
+            return
+        unknown = {row["trigger_id"] for row in rows} - set(self.trigger_names)
+        if unknown:
+            self.trigger_names.update(await _trigger_names(unknown))
+        rows = [{**row, "trigger_name": self.trigger_names.get(row["trigger_id"], "")} for row in rows]
+        await self.send_json({"type": "invocations", "invocations": rows})

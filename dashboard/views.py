@@ -1,6 +1,8 @@
 """Pages. Each gathers what its template needs from streams' selectors; pages that update
 live get their data URLs through data-* attributes and one static JS file each."""
 
+import json
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -15,7 +17,16 @@ from streams.codec import typed_entry
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
+from streams.lambda_event import lambda_event
 from streams.selectors import source_health
+from workers.models import Invocation, Trigger
+from workers.selectors import (
+    dead_letters_list,
+    invocation_records,
+    invocations_for_record,
+    invocations_timeline,
+    trigger_health,
+)
 
 
 @login_required
@@ -90,7 +101,12 @@ def record(request, pk: int):
     return render(
         request,
         "dashboard/record.html",
-        {"record": change, "detail": record_detail_json(change), "key_parts": _key_parts(change)},
+        {
+            "record": change,
+            "detail": record_detail_json(change),
+            "key_parts": _key_parts(change),
+            "invocations": invocations_for_record(record_id=change.pk),
+        },
     )
 
 
@@ -109,3 +125,95 @@ def item(request, source_id: int):
         raise Http404("Which item? Open item history from a record.")
     history_json = item_history_json(source=source, item_key=item_key)
     return render(request, "dashboard/item.html", {"source": source, "history": history_json})
+
+
+@login_required
+def triggers(request):
+    now = timezone.now()
+    health = trigger_health(now=now)
+    for row in health:
+        row["spark_bars"] = _spark_bars(row["per_minute"], now=now)
+    return render(request, "dashboard/triggers.html", {"triggers": health, "now": now})
+
+
+def _spark_bars(counts: list[int], *, now) -> list[dict]:
+    """SVG bars (in a 60 x 24 box) for per-minute counts, drawn on the server: the trigger
+    list needs no script. The last bar is the minute still running."""
+    peak = max([1, *counts])
+    first = now.replace(second=0, microsecond=0) - timedelta(minutes=len(counts) - 1)
+    bars = []
+    for index, count in enumerate(counts):
+        if not count:
+            continue
+        height = max(1.0, count / peak * 22)
+        minute = first + timedelta(minutes=index)
+        bars.append({
+            "x": f"{index + 0.1:.1f}", "y": f"{24 - height:.2f}", "height": f"{height:.2f}",
+            "now": index == len(counts) - 1, "title": f"{minute:%H:%M} UTC: {count} invocation{'s' if count != 1 else ''}",
+        })
+    return bars
+
+
+TIMELINE_ROWS = 100
+
+
+@login_required
+def timeline(request):
+    """Invocations newest first; timeline.js keeps the list current over /ws/invocations/."""
+    error = ""
+    try:
+        trigger_id = int_param(request, "trigger", minimum=1)
+    except FilterError as exc:
+        trigger_id, error = None, str(exc)
+    outcome = request.GET.get("outcome", "").strip()
+    if outcome and outcome not in Invocation.Outcome.values:
+        error = f"outcome must be one of {', '.join(Invocation.Outcome.values)}."
+        outcome = ""
+    triggers_all = list(Trigger.objects.order_by("name").only("pk", "name"))
+    rows = [] if error else invocations_timeline(trigger_id=trigger_id, outcome=outcome, limit=TIMELINE_ROWS)
+    return render(
+        request,
+        "dashboard/timeline.html",
+        {
+            "invocations": rows,
+            "trigger_id": trigger_id,
+            "outcome": outcome,
+            "filter_error": error,
+            "triggers": triggers_all,
+            "trigger_names": {str(trigger.pk): trigger.name for trigger in triggers_all},
+            "outcomes": Invocation.Outcome.choices,
+            "outcomes_json": dict(Invocation.Outcome.choices),
+        },
+    )
+
+
+@login_required
+def invocation(request, pk: int):
+    invocation = get_object_or_404(Invocation.objects.select_related("trigger", "shard"), pk=pk)
+    records = invocation_records(invocation=invocation)
+    missing = len(invocation.record_ids) - len(records)
+    payload = json.dumps(lambda_event(records), indent=2) if records else ""
+    return render(
+        request,
+        "dashboard/invocation.html",
+        {
+            "invocation": invocation,
+            "payload": payload,
+            "missing": missing,
+            "records": feed_rows(records),
+            "dead_letters": list(invocation.dead_letters.order_by("-created_at")),
+        },
+    )
+
+
+@login_required
+def dead_letters(request):
+    try:
+        trigger_id = int_param(request, "trigger", minimum=1)
+    except FilterError:
+        trigger_id = None
+    trigger = Trigger.objects.filter(pk=trigger_id).first() if trigger_id else None
+    letters = dead_letters_list(trigger_id=trigger.pk if trigger else None)
+    for letter in letters:
+        letter.record_count = len(letter.record_ids)
+    return render(request, "dashboard/dead_letters.html", {"dead_letters": letters, "trigger": trigger})

@@ -137,7 +137,12 @@ class Invocation(models.Model):
     response_body = models.TextField(blank=True, help_text="Truncated to 64 KB.")
 
     class Meta:
-        indexes = [models.Index(fields=["trigger", "-started_at"], name="invocation_timeline_idx")]
+        indexes = [
+            models.Index(fields=["trigger", "-started_at"], name="invocation_timeline_idx"),
+            # The timeline of all triggers (newest first) and the per-minute sparklines range over
+            # started_at without a trigger.
+            models.Index(fields=["-started_at"], name="invocation_started_idx"),
+        ]
         ordering = ["-started_at", "-id"]
 
 

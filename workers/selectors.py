@@ -1,0 +1,130 @@
+"""Reading triggers' state for the dashboard and the admin: health, timelines, dead letters.
+
+Nothing here writes. Each function takes keyword arguments and returns plain values or
+querysets named for what the page shows.
+"""
+
+from datetime import timedelta
+
+from django.db import connection
+from django.db.models import Count, Max
+from django.db.models.functions import TruncMinute
+
+from streams.models import ChangeRecord
+from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+
+PER_MINUTE_BUCKETS = 60
+ERROR_RATE_WINDOW = 100
+# SQLite cannot ask "does this JSON list contain N" through the ORM, so there the record page
+# looks through this many of the newest invocations in Python instead.
+SQLITE_SCAN_LIMIT = 2000
+
+
+def trigger_lag(*, trigger: Trigger) -> int:
+    """Records stored after the furthest-behind lane of each shard: what the trigger still has
+    to send (or filter out). Lanes of one shard share its records, so the slowest one counts."""
+    slowest: dict[int, str] = {}
+    for shard_id, position in TriggerCursor.objects.filter(trigger=trigger).values_list("shard_id", "position"):
+        slowest[shard_id] = min(slowest.get(shard_id, position), position)
+    return sum(
+        ChangeRecord.objects.filter(shard_id=shard_id, sequence_key__gt=position).count()
+        for shard_id, position in slowest.items()
+    )
+
+
+def trigger_error_rate(*, trigger: Trigger) -> float | None:
+    """Share (0..1) of the last 100 invocations that did not succeed; None before the first."""
+    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
+    if not outcomes:
+        return None
+    return sum(outcome != Invocation.Outcome.SUCCESS for outcome in outcomes) / len(outcomes)
+
+
+def trigger_last_invocation(*, trigger: Trigger):
+    return Invocation.objects.filter(trigger=trigger).aggregate(last=Max("started_at"))["last"]
+
+
+def invocations_per_minute(*, now, trigger_ids) -> dict[int, list[int]]:
+    """Invocations started per minute over the last hour, oldest minute first, for each
+    trigger; the last bucket is the minute now is in. One query for all the triggers."""
+    this_minute = now.replace(second=0, microsecond=0)
+    start = this_minute - timedelta(minutes=PER_MINUTE_BUCKETS - 1)
+    counts = {trigger_id: [0] * PER_MINUTE_BUCKETS for trigger_id in trigger_ids}
+    rows = (
+        Invocation.objects.filter(trigger_id__in=trigger_ids, started_at__gte=start, started_at__lte=now)
+        .annotate(minute=TruncMinute("started_at"))
+        .values_list("trigger_id", "minute")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    for trigger_id, minute, count in rows:
+        bucket = (minute - start) // timedelta(minutes=1)
+        if 0 <= bucket < PER_MINUTE_BUCKETS:
+            counts[trigger_id][bucket] += count
+    return counts
+
+
+def trigger_health(*, now) -> list[dict]:
+    """Every trigger with what the trigger list shows of it."""
+    triggers = list(Trigger.objects.select_related("source").annotate(dead_letter_count=Count("dead_letters")))
+    per_minute = invocations_per_minute(now=now, trigger_ids=[trigger.pk for trigger in triggers])
+    health = []
+    for trigger in triggers:
+        rate = trigger_error_rate(trigger=trigger)
+        health.append({
+            "trigger": trigger,
+            "lag": trigger_lag(trigger=trigger),
+            "last_invocation": trigger_last_invocation(trigger=trigger),
+            "error_rate": rate,
+            "error_percent": None if rate is None else round(100 * rate),
+            "per_minute": per_minute[trigger.pk],
+            "invocations_last_hour": sum(per_minute[trigger.pk]),
+            "dead_letters": trigger.dead_letter_count,
+        })
+    return health
+
+
+def invocations_timeline(*, trigger_id: int | None = None, outcome: str = "", limit: int = 100):
+    """The newest invocations first, optionally of one trigger and one outcome."""
+    invocations = Invocation.objects.select_related("trigger").order_by("-started_at", "-id")
+    if trigger_id is not None:
+        invocations = invocations.filter(trigger_id=trigger_id)
+    if outcome:
+        invocations = invocations.filter(outcome=outcome)
+    return list(invocations[:limit])
+
+
+def invocation_records(*, invocation: Invocation) -> list[ChangeRecord]:
+    """The records the invocation sent, in the order it sent them. Records are never edited,
+    so lambda_event() of these is byte for byte the event that went out. Records removed by
+    retention since are missing from the list."""
+    ids = [record_id for record_id in invocation.record_ids if isinstance(record_id, int)]
+    found = ChangeRecord.objects.select_related("source", "shard__stream").in_bulk(ids)
+    return [found[record_id] for record_id in ids if record_id in found]
+
+
+def dead_letters_list(*, trigger_id: int | None = None, limit: int = 200):
+    """The newest dead letters first, with their trigger and shard."""
+    letters = DeadLetter.objects.select_related("trigger", "shard", "invocation").order_by("-created_at", "-id")
+    if trigger_id is not None:
+        letters = letters.filter(trigger_id=trigger_id)
+    return list(letters[:limit])
+
+
+def invocations_for_record(*, record_id: int, limit: int = 50) -> list[Invocation]:
+    """Invocations that sent this record, newest first.
+
+    On PostgreSQL this is a jsonb containment query (`record_ids @> [id]`). SQLite's JSONField
+    has no `contains` lookup, so there the newest SQLITE_SCAN_LIMIT invocations are read and
+    filtered in Python: a record sent before those is not listed on SQLite.
+    """
+    invocations = Invocation.objects.select_related("trigger").order_by("-started_at", "-id")
+    if connection.vendor == "postgresql":
+        return list(invocations.filter(record_ids__contains=[record_id])[:limit])
+    found = []
+    for invocation in invocations[:SQLITE_SCAN_LIMIT]:
+        if record_id in invocation.record_ids:
+            found.append(invocation)
+            if len(found) == limit:
+                break
+    return found
