@@ -266,6 +266,12 @@ def bench_browser() -> dict:
     return bench_write_to_browser()
 
 
+def bench_triggers() -> dict:
+    from bench.triggers import bench_triggers
+
+    return bench_triggers()
+
+
 def bench_filters() -> dict:
     from bench.filters import bench_filters
 
@@ -279,8 +285,9 @@ BENCHMARKS = {
     "fanout": bench_fanout,
     "browser": bench_browser,
     "filters": bench_filters,
+    "triggers": bench_triggers,
 }
-NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser"}
+NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser", "triggers"}
 
 
 def merge_results(results: dict) -> None:

@@ -1,0 +1,207 @@
+"""Trigger benchmarks.
+
+write_to_handler_ms_p50 / _p99: put_item on DynamoDB Local to a Python handler receiving the
+record, through the real pipeline (a Celery worker and beat, the shard reader, the after-save
+kick of dispatch_triggers, the trigger runner), with BatchSize 1 and no batching window. Each
+item carries its own put time; the handler notes time.time() at entry in a Redis list.
+
+trigger_overhead_ms_per_batch: in this process, the wall time of cursor_process per batch of
+100 records with a no-op handler, minus the handler's own time: reading the batch, building
+the Lambda event, the handler thread and its copy of the event, recording the invocation and
+moving the cursor.
+"""
+
+import base64
+import json
+import os
+import random
+import statistics
+import time
+import uuid
+
+from bench.run import ROOT, bench_source, fresh_shard, percentile, reset_tables
+
+HANDLER_KEY_ENV = "SHARDWATCH_BENCH_HANDLER_KEY"
+WRITES = 300
+RATE_PER_S = 20.0
+OVERHEAD_BATCH_SIZE = 100
+OVERHEAD_BATCHES = 200
+
+# The no-op handler's own time, summed: it runs in a thread of the benchmark process.
+_HANDLER_S = [0.0]
+
+
+def handler_note_arrival(event, context):
+    """Runs in the Celery worker: note when each record reached the handler."""
+    import redis
+    from django.conf import settings
+
+    arrived = time.time()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.rpush(
+        os.environ[HANDLER_KEY_ENV],
+        *[json.dumps({"pk": record["dynamodb"]["Keys"]["pk"]["S"],
+                      "written": float(record["dynamodb"]["NewImage"]["written_at"]["N"]), "arrived": arrived})
+          for record in event["Records"]],
+    )
+
+
+def handler_noop(event, context):
+    started = time.perf_counter()
+    _HANDLER_S[0] += time.perf_counter() - started
+
+
+def bench_write_to_handler(*, writes: int = WRITES, rate_per_s: float = RATE_PER_S) -> dict:
+    import boto3
+    import redis
+    from django.conf import settings
+
+    from bench import workload
+    from streams.models import Shard
+    from streams.sources import source_add
+    from tests.processes import Processes
+    from workers.models import Invocation, Trigger
+
+    reset_tables()
+    table = f"bench-trigger-{uuid.uuid4().hex[:8]}"
+    workload.create_table(table)
+    source = source_add(table_name=table, region="us-east-1")
+    trigger = Trigger.objects.create(
+        name=f"bench-{table}", source=source, target=Trigger.Target.PYTHON,
+        handler="bench.triggers.handler_note_arrival", batch_size=1, maximum_batching_window_s=0,
+    )
+    key = f"shardwatch-bench-handler-{uuid.uuid4().hex}"
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    processes = Processes(DJANGO_SETTINGS_MODULE="bench.settings", **{HANDLER_KEY_ENV: key})
+    processes.worker("bench-triggers", concurrency=2)
+    processes.beat(ROOT / "var" / f"bench-triggers-beat-{os.getpid()}")
+    client = boto3.client("dynamodb")
+
+    def write(prefix: str, count: int) -> list[str]:
+        keys = []
+        for number in range(count):
+            pk = f"{prefix}-{number:05d}"
+            client.put_item(TableName=table, Item={"pk": {"S": pk}, "written_at": {"N": repr(time.time())}})
+            keys.append(pk)
+            time.sleep(1 / rate_per_s)
+        return keys
+
+    def arrivals(keys: list[str], timeout_s: float = 60) -> dict[str, float]:
+        wanted = set(keys)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            seen = {}
+            for raw in store.lrange(key, 0, -1):
+                entry = json.loads(raw)
+                # At least once: a record sent twice counts at its first arrival.
+                if entry["pk"] in wanted and entry["pk"] not in seen:
+                    seen[entry["pk"]] = (entry["arrived"] - entry["written"]) * 1000
+            if len(seen) == len(wanted):
+                return seen
+            time.sleep(0.2)
+        raise RuntimeError(f"only {len(seen)} of {len(wanted)} records reached the handler; see test-artifacts/bench-triggers.log")
+
+    try:
+        deadline = time.monotonic() + 60
+        while not Shard.objects.filter(stream__source=source, last_polled_at__isnull=False).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no worker polled the shard within 60 s; see test-artifacts/bench-triggers.log")
+            time.sleep(0.2)
+        # The first write after quiet meets an idle-cadence reader; measured on its own, as in
+        # the write-to-database benchmark. Then a warm-up, then the writes that count.
+        [cold_ms] = arrivals(write("cold", 1)).values()
+        arrivals(write("warm", 10))
+        measured = write("lat", writes)
+        latencies_by_key = arrivals(measured)
+    finally:
+        processes.stop_all()
+        store.delete(key)
+    latencies = [latencies_by_key[pk] for pk in measured]
+    (ROOT / "test-artifacts" / "write-to-handler-latencies.json").write_text(json.dumps([round(v, 1) for v in latencies]))
+    invocations = Invocation.objects.filter(trigger=trigger)
+    return {
+        "write_to_handler_writes": len(latencies),
+        "write_to_handler_ms_first_after_idle": round(cold_ms, 1),
+        "write_to_handler_ms_p50": round(percentile(latencies, 0.50), 1),
+        "write_to_handler_ms_p95": round(percentile(latencies, 0.95), 1),
+        "write_to_handler_ms_p99": round(percentile(latencies, 0.99), 1),
+        "write_to_handler_ms_max": round(max(latencies), 1),
+        "write_to_handler_invocations": invocations.count(),
+        "write_to_handler_failed_invocations": invocations.exclude(outcome="success").count(),
+    }
+
+
+def _stream_records(count: int) -> list[dict]:
+    """GetRecords-shaped INSERTs of realistic order items, in sequence order."""
+    from bench.workload import order_item
+
+    rng = random.Random(11)
+    now = time.time()
+    records = []
+    for number in range(count):
+        image = order_item(rng, number)
+        image["signature"] = {"B": base64.b64encode(image["signature"]["B"]).decode()}  # as the stream sends binary
+        records.append({
+            "eventID": uuid.uuid4().hex, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {"ApproximateCreationDateTime": now, "Keys": {"pk": image["pk"]}, "NewImage": image,
+                         "SequenceNumber": str(10**20 + number), "SizeBytes": len(json.dumps(image)),
+                         "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        })
+    return records
+
+
+def bench_trigger_overhead(*, batches: int = OVERHEAD_BATCHES, batch_size: int = OVERHEAD_BATCH_SIZE) -> dict:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from streams.ingest import records_build, records_insert
+    from streams.models import Shard
+    from workers.models import Invocation, Trigger
+    from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lease_release
+
+    reset_tables()
+    source, stream = bench_source(f"bench-overhead-{uuid.uuid4().hex[:8]}")
+    shard = Shard.objects.select_related("stream__source").get(pk=fresh_shard(stream, "bench").pk)
+    rows = records_build(records=_stream_records(batches * batch_size), shard=shard, received_at=timezone.now())
+    with transaction.atomic():
+        for start in range(0, len(rows), 1000):
+            records_insert(rows[start:start + 1000])
+    trigger = Trigger.objects.create(
+        name=f"bench-overhead-{uuid.uuid4().hex[:6]}", source=source, target=Trigger.Target.PYTHON,
+        handler="bench.triggers.handler_noop", batch_size=batch_size,
+    )
+    cursors_ensure(trigger=trigger)
+    [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
+    _HANDLER_S[0] = 0.0
+    per_batch = []
+    try:
+        for _ in range(batches):
+            started = time.perf_counter()
+            more = cursor_process(cursor_id=cursor_id, owner=owner)
+            per_batch.append((time.perf_counter() - started) * 1000)
+            if not more:
+                break
+    finally:
+        lease_release(cursor_id=cursor_id, owner=owner)
+    invocations = Invocation.objects.filter(trigger=trigger)
+    assert invocations.count() == batches and not invocations.exclude(outcome="success").exists()
+    assert all(count == batch_size for count in invocations.values_list("record_count", flat=True))
+    handler_ms = _HANDLER_S[0] * 1000 / len(per_batch)
+    invoke_ms = statistics.mean(invocations.values_list("duration_ms", flat=True))  # target_invoke, thread included
+    overhead = [value - handler_ms for value in per_batch]
+    return {
+        "trigger_overhead_batches": len(per_batch),
+        "trigger_overhead_batch_size": batch_size,
+        "trigger_overhead_ms_per_batch": round(statistics.mean(overhead), 2),
+        "trigger_overhead_ms_per_batch_p50": round(percentile(overhead, 0.50), 2),
+        "trigger_overhead_ms_per_batch_p99": round(percentile(overhead, 0.99), 2),
+        "trigger_overhead_handler_ms_per_batch": round(handler_ms, 3),
+        "trigger_overhead_target_invoke_ms_per_batch": round(invoke_ms, 2),
+    }
+
+
+def bench_triggers() -> dict:
+    results = bench_trigger_overhead()
+    results.update(bench_write_to_handler())
+    return results
