@@ -15,6 +15,7 @@ urlpatterns = [
     path("invocations/<int:pk>/", views.invocation, name="invocation"),
     path("export/records.<str:fmt>", export.export, name="export"),
     path("api/sources", api.api_sources, name="api_sources"),
+    path("api/invocations", api.api_invocations, name="api_invocations"),
     path("api/records", api_records.records, name="api_records"),
     path("api/records/<int:pk>", api_records.record, name="api_record"),
     path("api/records/<int:pk>/lambda-event", api_records.record_lambda_event, name="api_lambda_event"),

@@ -165,6 +165,26 @@ def test_it_filters_the_timeline_by_outcome_and_trigger(owner, orders):
 
 
 @pytest.mark.django_db
+def test_it_returns_the_invocations_recorded_after_a_cursor(owner, orders):
+    orders.put("a")
+    orders.ingest()
+    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=1)
+    healthy = trigger_for(orders, "record_batches")
+    run_until_idle(failing)
+    run_until_idle(healthy)
+    ids = list(Invocation.objects.order_by("id").values_list("id", flat=True))
+
+    after_first = owner.get("/api/invocations", {"since": ids[0]}).json()
+    errors = owner.get("/api/invocations", {"outcome": "function_error", "limit": 1}).json()
+
+    assert [row["id"] for row in after_first["invocations"]] == ids[1:]
+    assert after_first["last_id"] == ids[-1] and after_first["more"] is False
+    assert [row["trigger_name"] for row in after_first["invocations"]] == [failing.name, healthy.name]
+    assert [row["id"] for row in errors["invocations"]] == ids[:1] and errors["more"] is True
+    assert owner.get("/api/invocations", {"outcome": "nope"}).status_code == 400
+
+
+@pytest.mark.django_db
 def test_it_explains_a_bad_timeline_filter(owner):
     response = owner.get(reverse("dashboard:timeline"), {"outcome": "exploded"})
     assert response.status_code == 200

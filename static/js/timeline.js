@@ -19,6 +19,7 @@
   const TRIGGERS = JSON.parse(document.getElementById("timeline-triggers").textContent);
 
   const wsPath = root.dataset.wsPath;
+  const apiUrl = root.dataset.apiUrl;
   const invocationUrl = root.dataset.invocationUrl; // the detail URL of invocation 0
   const triggerFilter = root.dataset.trigger ? Number(root.dataset.trigger) : null;
   const outcomeFilter = root.dataset.outcome || "";
@@ -148,6 +149,38 @@
     stateLabel.textContent = label;
   }
 
+  function highestRendered() {
+    let highest = 0;
+    for (const id of rendered) {
+      highest = Math.max(highest, id);
+    }
+    return highest;
+  }
+
+  async function catchUp() {
+    let since = highestRendered();
+    for (let page = 0; page < 10; page += 1) {
+      const url = new URL(apiUrl, window.location.href);
+      url.searchParams.set("since", String(since));
+      if (triggerFilter !== null) {
+        url.searchParams.set("trigger", String(triggerFilter));
+      }
+      if (outcomeFilter) {
+        url.searchParams.set("outcome", outcomeFilter);
+      }
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) {
+        throw new Error("catch-up failed: " + response.status);
+      }
+      const body = await response.json();
+      accept(body.invocations);
+      since = validId(body.last_id) ? body.last_id : since;
+      if (!body.more) {
+        return;
+      }
+    }
+  }
+
   function connect() {
     setState("connecting", "connecting");
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
@@ -168,10 +201,16 @@
       }
       if (message.type === "subscribed") {
         attempt = 0;
-        // After a dropped socket, invocations recorded meanwhile are not fetched: say so.
-        setState("live", everOpened ? "live (reload to see what was missed while disconnected)" : "live");
-        everOpened = true;
-        window.websocketConnected = true;
+        // Subscribed first, then fetch what was recorded before: an invocation recorded in
+        // between arrives both ways and is shown once.
+        catchUp().then(
+          () => {
+            setState("live", "live");
+            everOpened = true;
+            window.websocketConnected = true;
+          },
+          () => ws.close(),
+        );
       } else if (message.type === "invocations") {
         accept(message.invocations);
       } else if (message.type === "error") {
