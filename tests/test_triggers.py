@@ -282,3 +282,53 @@ def test_it_runs_the_demo_example_handler_with_partial_failures(orders, dynamodb
     letter = DeadLetter.objects.get(trigger=trigger)
     assert ChangeRecord.objects.get(pk=letter.record_ids[0]).partition_key == "ORDER#2"
     assert TriggerCursor.objects.get(trigger=trigger).filtered_total == 2
+
+
+def test_it_waits_for_the_batching_window_unless_the_batch_is_full(orders):
+    orders.put("a")
+    orders.ingest()
+    waiting = trigger_for(orders, "record_batches", maximum_batching_window_s=60, batch_size=2)
+    cursors_ensure(trigger=waiting)
+    [(cursor_id, owner)] = cursors_claim(trigger_id=waiting.pk)
+
+    assert cursor_process(cursor_id=cursor_id, owner=owner) is False
+    assert trigger_handlers.CALLS == []
+    assert TriggerCursor.objects.get(pk=cursor_id).next_attempt_at > timezone.now()
+
+    orders.put("b")  # now a full batch: the window no longer matters
+    orders.ingest()
+    cursor_process(cursor_id=cursor_id, owner=owner)
+    assert trigger_handlers.CALLS == [["a", "b"]]
+
+
+def test_it_caps_a_batch_at_six_megabytes_of_event(orders):
+    for number in range(17):
+        orders.put(f"big{number:02d}", blob="x" * (390 * 1024))
+    orders.ingest()
+    trigger = trigger_for(orders, "record_batches", batch_size=10000)
+
+    run_until_idle(trigger)
+
+    sizes = list(Invocation.objects.filter(trigger=trigger).order_by("id").values_list("record_count", flat=True))
+    assert sum(sizes) == 17 and len(sizes) == 2
+    assert sizes[0] == 15  # 15 × 390 KB fit under Lambda's 6 MB payload limit; 16 would not
+
+
+def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(orders):
+    orders.put("a")
+    orders.ingest()
+    stuck = trigger_for(orders, "fail_always")  # MaximumRetryAttempts -1: retries forever
+    healthy = trigger_for(orders, "record_batches")
+
+    run_until_idle(healthy)
+    for _ in range(3):
+        cursors_ensure(trigger=stuck)
+        for cursor_id, owner in cursors_claim(trigger_id=stuck.pk):
+            cursor_process(cursor_id=cursor_id, owner=owner)
+            lease_release(cursor_id=cursor_id, owner=owner)
+        TriggerCursor.objects.filter(trigger=stuck).update(next_attempt_at=None)
+
+    assert ["a"] in trigger_handlers.CALLS
+    assert Invocation.objects.filter(trigger=stuck, outcome="function_error").count() == 3
+    assert Invocation.objects.filter(trigger=healthy, outcome="success").count() == 1
+    assert not DeadLetter.objects.exists()
