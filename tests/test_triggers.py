@@ -266,7 +266,8 @@ def test_it_tries_the_filter_patterns_on_the_newest_records(orders):
 def test_it_runs_the_demo_example_handler_with_partial_failures(orders, dynamodb):
     orders.put("ORDER#1", status="PENDING")
     orders.put("ORDER#2", status="PENDING")
-    orders.put("ORDER#1", status="SHIPPED", tracking="TRK1")
+    tracking = {"M": {"number": {"S": "TRK1"}, "carrier": {"S": "Yamato"}}}
+    dynamodb.put_item(TableName=orders.table_name, Item={"pk": {"S": "ORDER#1"}, "status": {"S": "SHIPPED"}, "tracking": tracking})
     orders.put("ORDER#2", status="SHIPPED")  # no tracking: reported as failed
     orders.ingest()
     trigger = Trigger.objects.create(

@@ -14,7 +14,7 @@ def notify_shipped(event, context):
     for record in event["Records"]:
         image = record["dynamodb"].get("NewImage", {})
         order = record["dynamodb"]["Keys"]["pk"]["S"]
-        tracking = image.get("tracking", {}).get("S")
+        tracking = image.get("tracking", {}).get("M", {}).get("number", {}).get("S")
         if not tracking:
             # A shipped order without tracking is a data problem worth a retry and, after
             # that, a dead letter someone will look at.
