@@ -100,6 +100,23 @@ def _prepare_server_process(*, database_name: str) -> None:
     settings.DATABASES["default"]["NAME"] = database_name
 
 
+def _application():
+    """The ASGI application, clearing Django's ContentType cache before each request.
+
+    Transactional tests flush the database after each test, which re-creates content types
+    under new ids; this server process lives for the whole package and would go on using the
+    old ids (the admin's change log then fails its foreign key)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    application = make_application(static_wrapper=None)
+
+    async def fresh_content_types(scope, receive, send):
+        ContentType.objects.clear_cache()
+        await application(scope, receive, send)
+
+    return fresh_content_types
+
+
 @pytest.fixture(scope="package")
 def asgi_live_server(django_db_setup, django_db_blocker) -> Iterator[str]:
     """Channels' daphne live server for this package; yields its base URL. Use `live_server_url`
@@ -115,7 +132,7 @@ def asgi_live_server(django_db_setup, django_db_blocker) -> Iterator[str]:
                 connection.close()
         process = DaphneProcess(
             HOST,
-            functools.partial(make_application, static_wrapper=None),
+            _application,
             setup=functools.partial(_prepare_server_process, database_name=settings.DATABASES["default"]["NAME"]),
         )
         # Daemonic, so that a pytest that dies without its teardown does not wait for it at exit.
