@@ -17,7 +17,7 @@ from streams.sources import source_add
 from tests import trigger_handlers
 from tests.dynamodb_local import free_port
 from tests.readers import read_until_idle
-from tests.test_triggers import run_until_idle
+from tests.triggering import run_until_idle
 from workers.models import DeadLetter, Trigger, TriggerCursor
 
 pytestmark = pytest.mark.django_db

@@ -18,7 +18,7 @@ from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests import powertools_handler
 from tests.readers import read_until_idle
-from tests.test_triggers import run_until_idle
+from tests.triggering import run_until_idle
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,10 @@ from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests import trigger_handlers
 from tests.readers import read_until_idle
-from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from tests.triggering import run_until_idle, trigger_for
+from workers.models import DeadLetter, Invocation, Trigger
 from workers.selectors import invocations_for_record, invocations_per_minute, trigger_lag
-from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lease_release
+from workers.triggers import cursors_ensure
 
 ORIGIN = (b"origin", b"http://localhost")
 
@@ -43,31 +44,6 @@ def orders(make_table, dynamodb):
     source.put = put
     source.ingest = lambda: read_until_idle(source_id=source.pk)
     return source
-
-
-def trigger_for(source, handler, **settings) -> Trigger:
-    return Trigger.objects.create(
-        name=f"t-{handler}", source=source, target=Trigger.Target.PYTHON,
-        handler=f"tests.trigger_handlers.{handler}", **settings,
-    )
-
-
-def run_until_idle(trigger, *, rounds=50):
-    """The dispatcher and runner in this process, as in tests/test_triggers.py. Backoff waits
-    are skipped."""
-    for _ in range(rounds):
-        cursors_ensure(trigger=trigger)
-        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
-        claimed = cursors_claim(trigger_id=trigger.pk)
-        if not claimed:
-            return
-        for cursor_id, owner in claimed:
-            try:
-                while cursor_process(cursor_id=cursor_id, owner=owner):
-                    pass
-            finally:
-                lease_release(cursor_id=cursor_id, owner=owner)
-    raise AssertionError("trigger still had work after many rounds")
 
 
 @pytest.mark.django_db

@@ -8,6 +8,7 @@ from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests import trigger_handlers
 from tests.readers import read_until_idle
+from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
 from workers.triggers import (
     cursor_process,
@@ -40,31 +41,6 @@ def orders(make_table, dynamodb):
     source.put = put
     source.ingest = lambda: read_until_idle(source_id=source.pk)
     return source
-
-
-def trigger_for(source, handler, **settings) -> Trigger:
-    return Trigger.objects.create(
-        name=f"t-{handler}", source=source, target=Trigger.Target.PYTHON,
-        handler=f"tests.trigger_handlers.{handler}", **settings,
-    )
-
-
-def run_until_idle(trigger, *, rounds=50):
-    """The dispatcher and runner in this process. Backoff waits are skipped: time is not what
-    these tests are about."""
-    for _ in range(rounds):
-        cursors_ensure(trigger=trigger)
-        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
-        claimed = cursors_claim(trigger_id=trigger.pk)
-        if not claimed:
-            return
-        for cursor_id, owner in claimed:
-            try:
-                while cursor_process(cursor_id=cursor_id, owner=owner):
-                    pass
-            finally:
-                lease_release(cursor_id=cursor_id, owner=owner)
-    raise AssertionError("trigger still had work after many rounds")
 
 
 def test_it_sends_records_in_order_in_batches_of_batch_size(orders):

@@ -9,7 +9,7 @@ from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests import trigger_handlers
 from tests.browser.conftest import PASSWORD, in_thread, ingest, log_in, screenshot, wait_for_socket
-from tests.test_trigger_pages import run_until_idle
+from tests.triggering import run_until_idle
 from workers.models import Invocation, Trigger
 
 ROWS = "#timeline-rows tr.timeline-row"

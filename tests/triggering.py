@@ -1,0 +1,30 @@
+"""Running triggers in the test process, the way the dispatcher and runner tasks do."""
+
+from workers.models import Trigger, TriggerCursor
+from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lease_release
+
+
+def trigger_for(source, handler, **settings) -> Trigger:
+    """A Python-handler trigger on `source` running tests.trigger_handlers.<handler>."""
+    return Trigger.objects.create(
+        name=f"t-{handler}", source=source, target=Trigger.Target.PYTHON,
+        handler=f"tests.trigger_handlers.{handler}", **settings,
+    )
+
+
+def run_until_idle(trigger, *, rounds=50):
+    """The dispatcher and runner in this process. Backoff waits are skipped: time is not what
+    these tests are about."""
+    for _ in range(rounds):
+        cursors_ensure(trigger=trigger)
+        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
+        claimed = cursors_claim(trigger_id=trigger.pk)
+        if not claimed:
+            return
+        for cursor_id, owner in claimed:
+            try:
+                while cursor_process(cursor_id=cursor_id, owner=owner):
+                    pass
+            finally:
+                lease_release(cursor_id=cursor_id, owner=owner)
+    raise AssertionError("trigger still had work after many rounds")
