@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,8 @@ class Processes:
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(), **overrides}
         self.started: list[subprocess.Popen] = []
         ARTIFACTS.mkdir(exist_ok=True)
+        # Leftover messages from an earlier run would carry stale leases' tasks; start clean.
+        redis.Redis.from_url(settings.REDIS_URL).delete(self.env["CELERY_QUEUE"])
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(ARTIFACTS / f"{name}.log", "wb")
@@ -69,3 +72,13 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
+
+
+def wait_for(condition, *, timeout, interval=0.2):
+    """Poll condition until it is true or timeout seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

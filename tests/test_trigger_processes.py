@@ -9,12 +9,10 @@ import time
 from collections import Counter
 
 import pytest
-import redis
-from django.conf import settings
 
 from streams.models import ChangeRecord
 from streams.sources import source_add
-from tests.processes import Processes
+from tests.processes import Processes, wait_for
 from tests.slow_handlers import deliveries
 from workers.models import Trigger, TriggerCursor
 
@@ -45,19 +43,8 @@ def processes(handler_dir):
         SHARDWATCH_SLOW_HANDLER_DIR=str(handler_dir),
         SHARDWATCH_SLOW_HANDLER_SLEEP_S="1",
     )
-    # Leftover messages from an earlier run would hold stale leases' tasks; start clean.
-    redis.Redis.from_url(settings.REDIS_URL).delete(started.env["CELERY_QUEUE"])
     yield started
     started.stop_all()
-
-
-def wait_for(condition, *, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def in_flight(directory) -> dict | None:

@@ -6,12 +6,10 @@ import threading
 import time
 
 import pytest
-import redis
-from django.conf import settings
 
 from streams.models import ChangeRecord, Shard
 from streams.sources import source_add
-from tests.processes import Processes
+from tests.processes import Processes, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,19 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def processes(tmp_path):
     started = Processes(SHARDWATCH_DISCOVERY_INTERVAL_S="2", SHARDWATCH_DISPATCH_INTERVAL_S="1")
-    # Leftover messages from an earlier run would hold stale leases' polls; start clean.
-    redis.Redis.from_url(settings.REDIS_URL).delete(started.env["CELERY_QUEUE"])
     yield started
     started.stop_all()
-
-
-def wait_for(condition, *, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def polled_by() -> set[str]:
