@@ -309,3 +309,15 @@ def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(ord
     assert Invocation.objects.filter(trigger=stuck, outcome="function_error").count() == 3
     assert Invocation.objects.filter(trigger=healthy, outcome="success").count() == 1
     assert not DeadLetter.objects.exists()
+
+
+def test_it_starts_a_latest_trigger_at_its_creation_not_when_its_cursors_are_made(orders):
+    orders.put("before")
+    orders.ingest()
+    trigger = trigger_for(orders, "record_batches", starting_position="LATEST")
+    orders.put("meanwhile")  # saved after the trigger, before any dispatch made its cursor
+    orders.ingest()
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.CALLS == [["meanwhile"]]

@@ -24,6 +24,7 @@ from datetime import timedelta
 import orjson
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from streams.filters import compile_pattern
@@ -46,16 +47,19 @@ def lane_of(record: ChangeRecord, lanes: int) -> int:
 
 
 def cursors_ensure(*, trigger: Trigger) -> int:
-    """A cursor per shard and lane of the trigger's source. A LATEST trigger's new cursors
-    start after what is stored now; TRIM_HORIZON ones at the oldest stored record."""
+    """A cursor per shard and lane of the trigger's source. A LATEST trigger's cursors start
+    after what was saved before the trigger was created; TRIM_HORIZON ones at the oldest
+    stored record."""
     created = 0
     shards = Shard.objects.filter(stream__source_id=trigger.source_id)
     existing = set(TriggerCursor.objects.filter(trigger=trigger).values_list("shard_id", "lane"))
     for shard in shards:
         position = ""
         if trigger.starting_position == Trigger.StartingPosition.LATEST:
-            newest = ChangeRecord.objects.filter(shard=shard).order_by("-sequence_key").values_list("sequence_key", flat=True).first()
-            position = newest or ""
+            # LATEST means from when the trigger was created, whenever its cursors are made;
+            # shards that appear later start at their beginning, as Lambda's do.
+            saved_before = ChangeRecord.objects.filter(shard=shard, received_at__lte=trigger.created_at)
+            position = saved_before.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
         for lane in range(trigger.parallelization_factor):
             if (shard.pk, lane) not in existing:
                 TriggerCursor.objects.get_or_create(trigger=trigger, shard=shard, lane=lane, defaults={"position": position})
@@ -67,7 +71,7 @@ def cursors_claim(*, trigger_id: int | None = None, limit: int = 500) -> list[tu
     """Lease every cursor with work that nobody holds. Returns (cursor_id, owner) pairs."""
     now = timezone.now()
     candidates = TriggerCursor.objects.filter(trigger__enabled=True).filter(
-        models_q_unleased(now)
+        _unleased(now)
     ).exclude(next_attempt_at__gt=now)
     if trigger_id is not None:
         candidates = candidates.filter(trigger_id=trigger_id)
@@ -76,7 +80,7 @@ def cursors_claim(*, trigger_id: int | None = None, limit: int = 500) -> list[tu
         if not _has_work(cursor) or not _parent_done(cursor):
             continue
         owner = uuid.uuid4().hex
-        won = TriggerCursor.objects.filter(pk=cursor.pk).filter(models_q_unleased(now)).update(
+        won = TriggerCursor.objects.filter(pk=cursor.pk).filter(_unleased(now)).update(
             lease_owner=owner, lease_expires_at=now + _lease()
         )
         if won == 1:
@@ -91,9 +95,7 @@ def _lease(trigger: Trigger | None = None) -> timedelta:
     return timedelta(seconds=settings.SHARDWATCH_TRIGGER_LEASE_S + extra)
 
 
-def models_q_unleased(now):
-    from django.db.models import Q
-
+def _unleased(now) -> Q:
     return Q(lease_owner="") | Q(lease_expires_at__lt=now)
 
 
