@@ -14,16 +14,8 @@ the push to the DOM (daphne, the websocket, feed.js and the browser's rendering)
 
 import asyncio
 import time
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WRITES = 300
 RATE_PER_S = 20
 WARMUP_WRITES = 20

@@ -70,3 +70,30 @@ def make_table(dynamodb):
         return name
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def fresh_handlers():
+    """Handlers in tests/trigger_handlers.py note their calls in module state."""
+    from tests import trigger_handlers
+
+    trigger_handlers.CALLS.clear()
+    trigger_handlers.STATE.clear()
+
+
+@pytest.fixture
+def orders_table(make_table, dynamodb):
+    """A watched table: `orders_table.put(pk, **string_attributes)` writes, `orders_table.ingest()` reads
+    the stream into the database as the readers would."""
+    from streams.sources import source_add
+    from tests.readers import read_until_idle
+
+    table = make_table(range_key=False, prefix="orders")
+    source = source_add(table_name=table, region="us-east-1")
+
+    def put(pk, **attributes):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": pk}, **{k: {"S": v} for k, v in attributes.items()}})
+
+    source.put = put
+    source.ingest = lambda: read_until_idle(source_id=source.pk)
+    return source

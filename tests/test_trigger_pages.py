@@ -16,34 +16,12 @@ from django.utils import timezone
 
 from config.asgi import application
 from streams.models import ChangeRecord
-from streams.sources import source_add
-from tests import trigger_handlers
-from tests.readers import read_until_idle
 from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger
 from workers.selectors import invocations_for_record, invocations_per_minute, trigger_lag
 from workers.triggers import cursors_ensure
 
 ORIGIN = (b"origin", b"http://localhost")
-
-
-@pytest.fixture(autouse=True)
-def fresh_handlers():
-    trigger_handlers.CALLS.clear()
-    trigger_handlers.STATE.clear()
-
-
-@pytest.fixture
-def orders(make_table, dynamodb):
-    table = make_table(range_key=False, prefix="orders")
-    source = source_add(table_name=table, region="us-east-1")
-
-    def put(pk, **attributes):
-        dynamodb.put_item(TableName=table, Item={"pk": {"S": pk}, **{k: {"S": v} for k, v in attributes.items()}})
-
-    source.put = put
-    source.ingest = lambda: read_until_idle(source_id=source.pk)
-    return source
 
 
 @pytest.mark.django_db
@@ -58,16 +36,16 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, url):
 
 
 @pytest.mark.django_db
-def test_it_lists_triggers_with_lag_error_rate_and_dead_letters(owner, orders):
+def test_it_lists_triggers_with_lag_error_rate_and_dead_letters(owner, orders_table):
     for pk in ("a", "b"):
-        orders.put(pk)
-    orders.ingest()
-    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=1)
+        orders_table.put(pk)
+    orders_table.ingest()
+    failing = trigger_for(orders_table, "fail_always", maximum_retry_attempts=1)
     run_until_idle(failing)
-    healthy = trigger_for(orders, "record_batches")
+    healthy = trigger_for(orders_table, "record_batches")
     run_until_idle(healthy)
-    orders.put("c")
-    orders.ingest()  # not sent yet: both triggers lag by one record
+    orders_table.put("c")
+    orders_table.ingest()  # not sent yet: both triggers lag by one record
 
     response = owner.get(reverse("dashboard:triggers"))
 
@@ -86,11 +64,11 @@ def test_it_lists_triggers_with_lag_error_rate_and_dead_letters(owner, orders):
 
 
 @pytest.mark.django_db
-def test_it_computes_lag_once_per_shard_for_the_admin_too(admin_client, orders):
+def test_it_computes_lag_once_per_shard_for_the_admin_too(admin_client, orders_table):
     for pk in ("a", "b", "c"):
-        orders.put(pk)
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches", parallelization_factor=2)
+        orders_table.put(pk)
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", parallelization_factor=2)
     cursors_ensure(trigger=trigger)
 
     assert trigger_lag(trigger=trigger) == 3
@@ -100,9 +78,9 @@ def test_it_computes_lag_once_per_shard_for_the_admin_too(admin_client, orders):
 
 
 @pytest.mark.django_db
-def test_it_counts_invocations_per_minute_in_one_query(django_assert_num_queries, orders):
-    trigger = trigger_for(orders, "record_batches")
-    other = Trigger.objects.create(name="other", source=orders, target="python", handler="tests.trigger_handlers.record_batches")
+def test_it_counts_invocations_per_minute_in_one_query(django_assert_num_queries, orders_table):
+    trigger = trigger_for(orders_table, "record_batches")
+    other = Trigger.objects.create(name="other", source=orders_table, target="python", handler="tests.trigger_handlers.record_batches")
     now = timezone.now().replace(second=30)
     for minutes_ago, target in [(0, trigger), (0, trigger), (5, trigger), (59, other), (61, other)]:
         Invocation.objects.create(
@@ -118,11 +96,11 @@ def test_it_counts_invocations_per_minute_in_one_query(django_assert_num_queries
 
 
 @pytest.mark.django_db
-def test_it_filters_the_timeline_by_outcome_and_trigger(owner, orders):
-    orders.put("a")
-    orders.ingest()
-    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=1)
-    healthy = trigger_for(orders, "record_batches")
+def test_it_filters_the_timeline_by_outcome_and_trigger(owner, orders_table):
+    orders_table.put("a")
+    orders_table.ingest()
+    failing = trigger_for(orders_table, "fail_always", maximum_retry_attempts=1)
+    healthy = trigger_for(orders_table, "record_batches")
     run_until_idle(failing)
     run_until_idle(healthy)
 
@@ -141,11 +119,11 @@ def test_it_filters_the_timeline_by_outcome_and_trigger(owner, orders):
 
 
 @pytest.mark.django_db
-def test_it_returns_the_invocations_recorded_after_a_cursor(owner, orders):
-    orders.put("a")
-    orders.ingest()
-    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=1)
-    healthy = trigger_for(orders, "record_batches")
+def test_it_returns_the_invocations_recorded_after_a_cursor(owner, orders_table):
+    orders_table.put("a")
+    orders_table.ingest()
+    failing = trigger_for(orders_table, "fail_always", maximum_retry_attempts=1)
+    healthy = trigger_for(orders_table, "record_batches")
     run_until_idle(failing)
     run_until_idle(healthy)
     ids = list(Invocation.objects.order_by("id").values_list("id", flat=True))
@@ -169,14 +147,14 @@ def test_it_explains_a_bad_timeline_filter(owner):
 
 
 @pytest.mark.django_db
-def test_it_shows_the_exact_payload_and_records_of_an_invocation(owner, orders):
-    orders.put("a", status="NEW")
-    orders.put("b", status="<script>alert(1)</script>")
-    orders.ingest()
-    trigger = trigger_for(orders, "fail_always", maximum_retry_attempts=0)
+def test_it_shows_the_exact_payload_and_records_of_an_invocation(owner, orders_table):
+    orders_table.put("a", status="NEW")
+    orders_table.put("b", status="<script>alert(1)</script>")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
     run_until_idle(trigger)
     invocation = Invocation.objects.get(trigger=trigger)
-    records = list(ChangeRecord.objects.filter(source=orders).order_by("sequence_key"))
+    records = list(ChangeRecord.objects.filter(source=orders_table).order_by("sequence_key"))
 
     response = owner.get(reverse("dashboard:invocation", args=[invocation.pk]))
 
@@ -196,11 +174,11 @@ def test_it_shows_the_exact_payload_and_records_of_an_invocation(owner, orders):
 
 
 @pytest.mark.django_db
-def test_it_lists_dead_letters_with_their_invocation(owner, orders):
-    orders.put("a")
-    orders.put("b")
-    orders.ingest()
-    trigger = trigger_for(orders, "fail_always", maximum_retry_attempts=0)
+def test_it_lists_dead_letters_with_their_invocation(owner, orders_table):
+    orders_table.put("a")
+    orders_table.put("b")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
     run_until_idle(trigger)
     letter = DeadLetter.objects.get(trigger=trigger)
 
@@ -218,12 +196,12 @@ def test_it_lists_dead_letters_with_their_invocation(owner, orders):
 
 
 @pytest.mark.django_db
-def test_it_lists_the_invocations_that_sent_a_record(owner, orders):
-    orders.put("a")
-    orders.put("b")
-    orders.ingest()
-    first, second = ChangeRecord.objects.filter(source=orders).order_by("sequence_key")
-    trigger = trigger_for(orders, "record_batches", batch_size=1)
+def test_it_lists_the_invocations_that_sent_a_record(owner, orders_table):
+    orders_table.put("a")
+    orders_table.put("b")
+    orders_table.ingest()
+    first, second = ChangeRecord.objects.filter(source=orders_table).order_by("sequence_key")
+    trigger = trigger_for(orders_table, "record_batches", batch_size=1)
     run_until_idle(trigger)
     sent_first = Invocation.objects.get(trigger=trigger, record_ids=[first.pk])
 
@@ -238,8 +216,8 @@ def test_it_lists_the_invocations_that_sent_a_record(owner, orders):
 
 
 @pytest.mark.django_db
-def test_it_finds_a_records_invocations_by_scanning_where_json_contains_is_missing(monkeypatch, orders):
-    trigger = trigger_for(orders, "record_batches")
+def test_it_finds_a_records_invocations_by_scanning_where_json_contains_is_missing(monkeypatch, orders_table):
+    trigger = trigger_for(orders_table, "record_batches")
     for ids in ([1, 2], [3], [2, 4]):
         Invocation.objects.create(trigger=trigger, first_sequence_number="1", last_sequence_number="1",
                                   record_count=len(ids), record_ids=ids, outcome="success")
@@ -253,10 +231,10 @@ def test_it_finds_a_records_invocations_by_scanning_where_json_contains_is_missi
 
 
 @pytest.mark.django_db
-def test_it_says_when_no_trigger_sent_a_record(owner, orders):
-    orders.put("a")
-    orders.ingest()
-    record = ChangeRecord.objects.get(source=orders)
+def test_it_says_when_no_trigger_sent_a_record(owner, orders_table):
+    orders_table.put("a")
+    orders_table.ingest()
+    record = ChangeRecord.objects.get(source=orders_table)
 
     response = owner.get(reverse("dashboard:record", args=[record.pk]))
 
@@ -294,11 +272,11 @@ def test_it_refuses_an_anonymous_invocations_socket():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_pushes_recorded_invocations_that_match_the_subscription(session_cookie, orders):
-    orders.put("a")
-    orders.ingest()
-    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=0)
-    healthy = trigger_for(orders, "record_batches")
+def test_it_pushes_recorded_invocations_that_match_the_subscription(session_cookie, orders_table):
+    orders_table.put("a")
+    orders_table.ingest()
+    failing = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
+    healthy = trigger_for(orders_table, "record_batches")
 
     async def connect_and_subscribe(filters):
         communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[ORIGIN, session_cookie])

@@ -5,9 +5,7 @@ import pytest
 from django.utils import timezone
 
 from streams.models import ChangeRecord
-from streams.sources import source_add
 from tests import trigger_handlers
-from tests.readers import read_until_idle
 from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
 from workers.triggers import (
@@ -24,30 +22,11 @@ from workers.triggers import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_handlers():
-    trigger_handlers.CALLS.clear()
-    trigger_handlers.STATE.clear()
-
-
-@pytest.fixture
-def orders(make_table, dynamodb):
-    table = make_table(range_key=False, prefix="orders")
-    source = source_add(table_name=table, region="us-east-1")
-
-    def put(pk, **attributes):
-        dynamodb.put_item(TableName=table, Item={"pk": {"S": pk}, **{k: {"S": v} for k, v in attributes.items()}})
-
-    source.put = put
-    source.ingest = lambda: read_until_idle(source_id=source.pk)
-    return source
-
-
-def test_it_sends_records_in_order_in_batches_of_batch_size(orders):
+def test_it_sends_records_in_order_in_batches_of_batch_size(orders_table):
     for number in range(5):
-        orders.put(f"k{number}")
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches", batch_size=2)
+        orders_table.put(f"k{number}")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", batch_size=2)
 
     run_until_idle(trigger)
 
@@ -55,30 +34,30 @@ def test_it_sends_records_in_order_in_batches_of_batch_size(orders):
     invocations = list(Invocation.objects.filter(trigger=trigger).order_by("id"))
     assert [i.outcome for i in invocations] == ["success"] * 3
     assert [i.record_count for i in invocations] == [2, 2, 1]
-    last = ChangeRecord.objects.filter(source=orders).order_by("-sequence_key").first()
+    last = ChangeRecord.objects.filter(source=orders_table).order_by("-sequence_key").first()
     assert TriggerCursor.objects.get(trigger=trigger).position == last.sequence_key
 
 
-def test_it_skips_and_counts_records_no_pattern_matches(orders):
-    orders.put("a", status="PENDING")
-    orders.put("a", status="SHIPPED")
-    orders.put("b", status="PENDING")
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches", filter_patterns=['{"eventName": ["MODIFY"]}'])
+def test_it_skips_and_counts_records_no_pattern_matches(orders_table):
+    orders_table.put("a", status="PENDING")
+    orders_table.put("a", status="SHIPPED")
+    orders_table.put("b", status="PENDING")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", filter_patterns=['{"eventName": ["MODIFY"]}'])
 
     run_until_idle(trigger)
 
     assert trigger_handlers.CALLS == [["a"]]
     cursor = TriggerCursor.objects.get(trigger=trigger)
     assert cursor.filtered_total == 2
-    assert cursor.position == ChangeRecord.objects.filter(source=orders).order_by("-sequence_key").first().sequence_key
+    assert cursor.position == ChangeRecord.objects.filter(source=orders_table).order_by("-sequence_key").first().sequence_key
 
 
-def test_it_retries_a_failing_batch_then_dead_letters_it_and_moves_on(orders):
-    orders.put("a")
-    orders.put("b")
-    orders.ingest()
-    trigger = trigger_for(orders, "fail_always", maximum_retry_attempts=2)
+def test_it_retries_a_failing_batch_then_dead_letters_it_and_moves_on(orders_table):
+    orders_table.put("a")
+    orders_table.put("b")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=2)
 
     run_until_idle(trigger)
 
@@ -87,19 +66,19 @@ def test_it_retries_a_failing_batch_then_dead_letters_it_and_moves_on(orders):
     assert set(Invocation.objects.filter(trigger=trigger).values_list("error_type", flat=True)) == {"ValueError"}
     letter = DeadLetter.objects.get(trigger=trigger)
     assert len(letter.record_ids) == 2 and "Retries exhausted" in letter.reason
-    orders.put("c")
-    orders.ingest()
+    orders_table.put("c")
+    orders_table.ingest()
     run_until_idle(trigger)
     assert trigger_handlers.CALLS[-1] == ["c"]
 
 
-def test_it_bisects_a_failing_batch_to_isolate_the_poison_record(orders):
-    orders.put("k1")
-    orders.put("k2")
-    orders.put("k3", poison="yes")
-    orders.put("k4")
-    orders.ingest()
-    trigger = trigger_for(orders, "fail_on_poison", bisect_batch_on_function_error=True, maximum_retry_attempts=0)
+def test_it_bisects_a_failing_batch_to_isolate_the_poison_record(orders_table):
+    orders_table.put("k1")
+    orders_table.put("k2")
+    orders_table.put("k3", poison="yes")
+    orders_table.put("k4")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_on_poison", bisect_batch_on_function_error=True, maximum_retry_attempts=0)
 
     run_until_idle(trigger)
 
@@ -110,11 +89,11 @@ def test_it_bisects_a_failing_batch_to_isolate_the_poison_record(orders):
     assert bisected == 4  # both halves of each split: [k1, k2], [k3, k4], then [k3], [k4]
 
 
-def test_it_resends_from_the_lowest_reported_failure(orders):
+def test_it_resends_from_the_lowest_reported_failure(orders_table):
     for number in range(4):
-        orders.put(f"k{number}", **({"fail": "yes"} if number == 2 else {}))
-    orders.ingest()
-    trigger = trigger_for(orders, "report_failure_once", report_batch_item_failures=True)
+        orders_table.put(f"k{number}", **({"fail": "yes"} if number == 2 else {}))
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "report_failure_once", report_batch_item_failures=True)
 
     run_until_idle(trigger)
 
@@ -123,11 +102,11 @@ def test_it_resends_from_the_lowest_reported_failure(orders):
     assert outcomes == ["partial_failure", "success"]
 
 
-def test_it_fails_the_whole_batch_on_a_malformed_failure_report(orders):
-    orders.put("k0")
-    orders.put("k1")
-    orders.ingest()
-    trigger = trigger_for(orders, "report_malformed_once", report_batch_item_failures=True)
+def test_it_fails_the_whole_batch_on_a_malformed_failure_report(orders_table):
+    orders_table.put("k0")
+    orders_table.put("k1")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "report_malformed_once", report_batch_item_failures=True)
 
     run_until_idle(trigger)
 
@@ -136,14 +115,14 @@ def test_it_fails_the_whole_batch_on_a_malformed_failure_report(orders):
     assert first.outcome == "function_error" and first.error_type == "InvalidBatchItemFailures"
 
 
-def test_it_discards_records_older_than_the_maximum_age(orders):
-    orders.put("old")
-    orders.put("new")
-    orders.ingest()
+def test_it_discards_records_older_than_the_maximum_age(orders_table):
+    orders_table.put("old")
+    orders_table.put("new")
+    orders_table.ingest()
     ChangeRecord.objects.filter(partition_key="old").update(
         approximate_creation_time=timezone.now() - timezone.timedelta(hours=2)
     )
-    trigger = trigger_for(orders, "record_batches", maximum_record_age_s=3600)
+    trigger = trigger_for(orders_table, "record_batches", maximum_record_age_s=3600)
 
     run_until_idle(trigger)
 
@@ -153,12 +132,12 @@ def test_it_discards_records_older_than_the_maximum_age(orders):
     assert DeadLetter.objects.get(trigger=trigger).invocation == discarded
 
 
-def test_it_keeps_order_per_key_across_parallel_lanes(orders):
+def test_it_keeps_order_per_key_across_parallel_lanes(orders_table):
     for round_number in range(3):
         for key in ("a", "b", "c", "d", "e", "f"):
-            orders.put(key, round=str(round_number))
-    orders.ingest()
-    trigger = trigger_for(orders, "record_sequence", parallelization_factor=3, batch_size=4)
+            orders_table.put(key, round=str(round_number))
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_sequence", parallelization_factor=3, batch_size=4)
 
     run_until_idle(trigger)
 
@@ -169,31 +148,31 @@ def test_it_keeps_order_per_key_across_parallel_lanes(orders):
         numbers = [number for seen_key, number in seen if seen_key == key]
         assert numbers == sorted(numbers) and len(numbers) == 3
     # A batch never mixes lanes, so one key is never in flight in two batches at once.
-    lane = {record.partition_key: lane_of(record, 3) for record in ChangeRecord.objects.filter(source=orders)}
+    lane = {record.partition_key: lane_of(record, 3) for record in ChangeRecord.objects.filter(source=orders_table)}
     assert all(len({lane[key] for key in batch}) == 1 for batch in trigger_handlers.CALLS)
     assert len({lane[key] for key in "abcdef"}) > 1
 
 
-def test_it_starts_a_latest_trigger_after_what_is_stored(orders):
-    orders.put("before")
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches", starting_position="LATEST")
+def test_it_starts_a_latest_trigger_after_what_is_stored(orders_table):
+    orders_table.put("before")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", starting_position="LATEST")
     cursors_ensure(trigger=trigger)
-    orders.put("after")
-    orders.ingest()
+    orders_table.put("after")
+    orders_table.ingest()
 
     run_until_idle(trigger)
 
     assert trigger_handlers.CALLS == [["after"]]
 
 
-def test_it_resets_a_trigger_to_a_sequence_number_or_a_time(orders):
+def test_it_resets_a_trigger_to_a_sequence_number_or_a_time(orders_table):
     for number in range(4):
-        orders.put(f"k{number}")
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches")
+        orders_table.put(f"k{number}")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches")
     run_until_idle(trigger)
-    third = ChangeRecord.objects.filter(source=orders).order_by("sequence_key")[2]
+    third = ChangeRecord.objects.filter(source=orders_table).order_by("sequence_key")[2]
 
     cursors_reset_to(trigger=trigger, sequence_number=third.sequence_number)
     run_until_idle(trigger)
@@ -207,11 +186,11 @@ def test_it_resets_a_trigger_to_a_sequence_number_or_a_time(orders):
     assert trigger_handlers.CALLS[-1] == ["k2", "k3"]
 
 
-def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(orders):
-    orders.put("a")
-    orders.put("b")
-    orders.ingest()
-    failing = trigger_for(orders, "fail_always", maximum_retry_attempts=0)
+def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(orders_table):
+    orders_table.put("a")
+    orders_table.put("b")
+    orders_table.ingest()
+    failing = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
     run_until_idle(failing)
     letter = DeadLetter.objects.get(trigger=failing)
     position = TriggerCursor.objects.get(trigger=failing).position
@@ -227,27 +206,27 @@ def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(
     assert TriggerCursor.objects.get(trigger=failing).position == position
 
 
-def test_it_tries_the_filter_patterns_on_the_newest_records(orders):
-    orders.put("a", status="PENDING")
-    orders.put("b", status="SHIPPED")
-    orders.ingest()
+def test_it_tries_the_filter_patterns_on_the_newest_records(orders_table):
+    orders_table.put("a", status="PENDING")
+    orders_table.put("b", status="SHIPPED")
+    orders_table.ingest()
     trigger = trigger_for(
-        orders, "record_batches", filter_patterns=['{"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}']
+        orders_table, "record_batches", filter_patterns=['{"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}']
     )
     tried, matched = pattern_try(trigger=trigger, last=10)
     assert tried == 2
     assert [record.partition_key for record in matched] == ["b"]
 
 
-def test_it_runs_the_demo_example_handler_with_partial_failures(orders, dynamodb):
-    orders.put("ORDER#1", status="PENDING")
-    orders.put("ORDER#2", status="PENDING")
+def test_it_runs_the_demo_example_handler_with_partial_failures(orders_table, dynamodb):
+    orders_table.put("ORDER#1", status="PENDING")
+    orders_table.put("ORDER#2", status="PENDING")
     tracking = {"M": {"number": {"S": "TRK1"}, "carrier": {"S": "Yamato"}}}
-    dynamodb.put_item(TableName=orders.table_name, Item={"pk": {"S": "ORDER#1"}, "status": {"S": "SHIPPED"}, "tracking": tracking})
-    orders.put("ORDER#2", status="SHIPPED")  # no tracking: reported as failed
-    orders.ingest()
+    dynamodb.put_item(TableName=orders_table.table_name, Item={"pk": {"S": "ORDER#1"}, "status": {"S": "SHIPPED"}, "tracking": tracking})
+    orders_table.put("ORDER#2", status="SHIPPED")  # no tracking: reported as failed
+    orders_table.ingest()
     trigger = Trigger.objects.create(
-        name="demo", source=orders, target=Trigger.Target.PYTHON, handler="workers.examples.notify_shipped",
+        name="demo", source=orders_table, target=Trigger.Target.PYTHON, handler="workers.examples.notify_shipped",
         report_batch_item_failures=True, maximum_retry_attempts=2,
         filter_patterns=['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
     )
@@ -261,10 +240,10 @@ def test_it_runs_the_demo_example_handler_with_partial_failures(orders, dynamodb
     assert TriggerCursor.objects.get(trigger=trigger).filtered_total == 2
 
 
-def test_it_waits_for_the_batching_window_unless_the_batch_is_full(orders):
-    orders.put("a")
-    orders.ingest()
-    waiting = trigger_for(orders, "record_batches", maximum_batching_window_s=60, batch_size=2)
+def test_it_waits_for_the_batching_window_unless_the_batch_is_full(orders_table):
+    orders_table.put("a")
+    orders_table.ingest()
+    waiting = trigger_for(orders_table, "record_batches", maximum_batching_window_s=60, batch_size=2)
     cursors_ensure(trigger=waiting)
     [(cursor_id, owner)] = cursors_claim(trigger_id=waiting.pk)
 
@@ -272,17 +251,17 @@ def test_it_waits_for_the_batching_window_unless_the_batch_is_full(orders):
     assert trigger_handlers.CALLS == []
     assert TriggerCursor.objects.get(pk=cursor_id).next_attempt_at > timezone.now()
 
-    orders.put("b")  # now a full batch: the window no longer matters
-    orders.ingest()
+    orders_table.put("b")  # now a full batch: the window no longer matters
+    orders_table.ingest()
     cursor_process(cursor_id=cursor_id, owner=owner)
     assert trigger_handlers.CALLS == [["a", "b"]]
 
 
-def test_it_caps_a_batch_at_six_megabytes_of_event(orders):
+def test_it_caps_a_batch_at_six_megabytes_of_event(orders_table):
     for number in range(17):
-        orders.put(f"big{number:02d}", blob="x" * (390 * 1024))
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches", batch_size=10000)
+        orders_table.put(f"big{number:02d}", blob="x" * (390 * 1024))
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", batch_size=10000)
 
     run_until_idle(trigger)
 
@@ -291,11 +270,11 @@ def test_it_caps_a_batch_at_six_megabytes_of_event(orders):
     assert sizes[0] == 15  # 15 × 390 KB fit under Lambda's 6 MB payload limit; 16 would not
 
 
-def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(orders):
-    orders.put("a")
-    orders.ingest()
-    stuck = trigger_for(orders, "fail_always")  # MaximumRetryAttempts -1: retries forever
-    healthy = trigger_for(orders, "record_batches")
+def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(orders_table):
+    orders_table.put("a")
+    orders_table.ingest()
+    stuck = trigger_for(orders_table, "fail_always")  # MaximumRetryAttempts -1: retries forever
+    healthy = trigger_for(orders_table, "record_batches")
 
     run_until_idle(healthy)
     for _ in range(3):
@@ -311,12 +290,12 @@ def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(ord
     assert not DeadLetter.objects.exists()
 
 
-def test_it_starts_a_latest_trigger_at_its_creation_not_when_its_cursors_are_made(orders):
-    orders.put("before")
-    orders.ingest()
-    trigger = trigger_for(orders, "record_batches", starting_position="LATEST")
-    orders.put("meanwhile")  # saved after the trigger, before any dispatch made its cursor
-    orders.ingest()
+def test_it_starts_a_latest_trigger_at_its_creation_not_when_its_cursors_are_made(orders_table):
+    orders_table.put("before")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", starting_position="LATEST")
+    orders_table.put("meanwhile")  # saved after the trigger, before any dispatch made its cursor
+    orders_table.ingest()
 
     run_until_idle(trigger)
 

@@ -28,3 +28,4 @@ def run_until_idle(trigger, *, rounds=50):
             finally:
                 lease_release(cursor_id=cursor_id, owner=owner)
     raise AssertionError("trigger still had work after many rounds")
+

@@ -52,6 +52,7 @@ from django.conf import settings
 from django.db import connections
 from django.test.utils import modify_settings
 from playwright.sync_api import Browser, Page, sync_playwright
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -59,15 +60,6 @@ SCREENSHOTS = ARTIFACTS / "screenshots"
 SERVER_LOG = ARTIFACTS / "live-server.log"
 
 HOST = "127.0.0.1"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SERVER_START_TIMEOUT_S = 30
 # Playwright's default is 30 s; a page of this app that takes 10 s is broken, and failing sooner
 # keeps a broken run short.
