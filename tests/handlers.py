@@ -40,9 +40,4 @@ def partial_failure(event, context):
     return {"batchItemFailures": [{"itemIdentifier": event["Records"][-1]["dynamodb"]["SequenceNumber"]}]}
 
 
-def mutating(event, context):
-    event["Records"].clear()
-    return len(event["Records"])
-
-
 NOT_CALLABLE = 42

@@ -8,10 +8,15 @@ from streams.models import ChangeRecord
 from tests import trigger_handlers
 from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from workers import triggers
 from workers.triggers import (
+    CursorRunner,
+    ReadAhead,
     cursor_process,
+    cursor_run,
     cursors_claim,
     cursors_ensure,
+    cursors_reset,
     cursors_reset_to,
     dead_letter_retry,
     lane_of,
@@ -148,7 +153,7 @@ def test_it_keeps_order_per_key_across_parallel_lanes(orders_table):
         numbers = [number for seen_key, number in seen if seen_key == key]
         assert numbers == sorted(numbers) and len(numbers) == 3
     # A batch never mixes lanes, so one key is never in flight in two batches at once.
-    lane = {record.partition_key: lane_of(record, 3) for record in ChangeRecord.objects.filter(source=orders_table)}
+    lane = {record.partition_key: lane_of(partition_key=record.partition_key, item_key=record.item_key, lanes=3) for record in ChangeRecord.objects.filter(source=orders_table)}
     assert all(len({lane[key] for key in batch}) == 1 for batch in trigger_handlers.CALLS)
     assert len({lane[key] for key in "abcdef"}) > 1
 
@@ -300,3 +305,75 @@ def test_it_starts_a_latest_trigger_at_its_creation_not_when_its_cursors_are_mad
     run_until_idle(trigger)
 
     assert trigger_handlers.CALLS == [["meanwhile"]]
+
+
+def test_it_sends_a_backlog_through_one_runner_in_order_across_many_reads(orders_table, monkeypatch):
+    monkeypatch.setattr(triggers, "READ_AHEAD_ROWS", 3)  # so the backlog takes several reads
+    for number in range(11):
+        orders_table.put(f"k{number:02d}")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", batch_size=4)
+    cursors_ensure(trigger=trigger)
+    [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
+
+    cursor_run(cursor_id=cursor_id, owner=owner)
+
+    assert trigger_handlers.CALLS == [[f"k{n:02d}" for n in range(start, min(start + 4, 11))] for start in (0, 4, 8)]
+    cursor = TriggerCursor.objects.get(pk=cursor_id)
+    assert cursor.position == ChangeRecord.objects.filter(source=orders_table).order_by("-sequence_key").first().sequence_key
+    assert cursor.lease_owner == ""
+
+
+def test_it_reads_ahead_no_more_than_its_byte_budget(orders_table):
+    for number in range(17):
+        orders_table.put(f"big{number:02d}", blob="x" * (390 * 1024))
+    orders_table.ingest()
+    shard_id = ChangeRecord.objects.filter(source=orders_table).values_list("shard_id", flat=True).first()
+    sizes = list(ChangeRecord.objects.filter(shard_id=shard_id).order_by("sequence_key").values_list("size_bytes", flat=True))
+    fits = next(count for count in range(1, len(sizes) + 1) if sum(sizes[:count + 1]) > triggers.READ_AHEAD_BYTES)
+    ahead = ReadAhead(shard_id=shard_id, lane=0, lanes=1, region="us-east-1", stream_arn="arn")
+
+    first = ahead.fill(need=10000)
+    second = ahead.fill(need=10000)
+
+    assert 1 < first == fits < 17
+    assert (second, ahead.at_end) == (17 - first, True)
+    assert [record.sequence_key for record in ahead.records] == sorted(
+        ChangeRecord.objects.filter(shard_id=shard_id).values_list("sequence_key", flat=True)
+    )[: first + second]
+
+
+def test_it_stops_a_run_whose_cursor_was_reset_and_keeps_the_reset_position(orders_table):
+    for number in range(3):
+        orders_table.put(f"k{number}")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", batch_size=1)
+    cursors_ensure(trigger=trigger)
+    [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
+    runner = CursorRunner(cursor_id=cursor_id, owner=owner)
+    assert runner.step() is True
+
+    cursors_reset(trigger=trigger, position="TRIM_HORIZON")
+    # At least once: the batch already read may still go out, but the run ends at its next write.
+    runner.step()
+
+    assert runner.step() is False
+    assert TriggerCursor.objects.get(pk=cursor_id).position == ""
+    assert trigger_handlers.CALLS[0] == ["k0"] and len(trigger_handlers.CALLS) <= 2
+
+
+def test_it_stops_a_run_soon_after_its_trigger_is_disabled(orders_table, monkeypatch):
+    for number in range(3):
+        orders_table.put(f"k{number}")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", batch_size=1)
+    cursors_ensure(trigger=trigger)
+    [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
+    runner = CursorRunner(cursor_id=cursor_id, owner=owner)
+    assert runner.step() is True
+    monkeypatch.setattr(CursorRunner, "TRIGGER_RELOAD_S", 0.0)
+
+    Trigger.objects.filter(pk=trigger.pk).update(enabled=False)
+
+    assert runner.step() is False
+    assert trigger_handlers.CALLS == [["k0"]]

@@ -1,7 +1,7 @@
 """Running triggers in the test process, the way the dispatcher and runner tasks do."""
 
 from workers.models import Trigger, TriggerCursor
-from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lease_release
+from workers.triggers import cursor_run, cursors_claim, cursors_ensure
 
 
 def trigger_for(source, handler, **settings) -> Trigger:
@@ -22,10 +22,6 @@ def run_until_idle(trigger, *, rounds=50):
         if not claimed:
             return
         for cursor_id, owner in claimed:
-            try:
-                while cursor_process(cursor_id=cursor_id, owner=owner):
-                    pass
-            finally:
-                lease_release(cursor_id=cursor_id, owner=owner)
+            cursor_run(cursor_id=cursor_id, owner=owner)
     raise AssertionError("trigger still had work after many rounds")
 

@@ -1,6 +1,6 @@
 """Invoking a trigger's target with one Lambda event, the way Lambda's event source mapping would.
 
-``target_invoke(trigger=..., event=..., request_id=...)`` returns an ``InvokeResult`` and never
+``target_invoke(trigger=..., payload=..., request_id=...)`` returns an ``InvokeResult`` and never
 raises for anything the target did: exceptions, non-2xx answers, timeouts and unreachable
 endpoints all come back as an outcome, so the caller can record them and apply the trigger's
 retry settings.
@@ -60,6 +60,7 @@ import urllib.request
 import uuid
 
 import boto3
+import orjson
 import botocore.config
 import botocore.exceptions
 from cryptography.fernet import Fernet, InvalidToken
@@ -93,8 +94,9 @@ class InvokeResult:
     duration_ms: float = 0.0
 
 
-def target_invoke(*, trigger: Trigger, event: dict, request_id: str) -> InvokeResult:
-    """Send one event to the trigger's target and say how it went."""
+def target_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> InvokeResult:
+    """Send one event, given as its JSON, to the trigger's target and say how it went. The
+    webhook and Lambda targets send those bytes as they are."""
     invoke = {
         Trigger.Target.PYTHON: _python_invoke,
         Trigger.Target.WEBHOOK: _webhook_invoke,
@@ -105,7 +107,7 @@ def target_invoke(*, trigger: Trigger, event: dict, request_id: str) -> InvokeRe
             FUNCTION_ERROR, None, "", "Shardwatch.UnknownTarget", f"Unknown target {trigger.target!r}"
         )
     started = time.perf_counter()
-    result = invoke(trigger=trigger, event=event, request_id=request_id)
+    result = invoke(trigger=trigger, payload=payload, request_id=request_id)
     return dataclasses.replace(result, duration_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -187,7 +189,7 @@ def handler_check(path: str) -> str | None:
     return None
 
 
-def _python_invoke(*, trigger: Trigger, event: dict, request_id: str) -> InvokeResult:
+def _python_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> InvokeResult:
     # The names are Lambda's own, so a dashboard reads the same for both kinds of target.
     try:
         handler = _handler_load(trigger.handler)
@@ -205,7 +207,7 @@ def _python_invoke(*, trigger: Trigger, event: dict, request_id: str) -> InvokeR
     outcome: dict = {}
     # The handler gets its own copy decoded from JSON, as on Lambda: it may change it, and a
     # timed-out handler may still be changing it while the caller retries or bisects the batch.
-    event = json.loads(json.dumps(event))
+    event = orjson.loads(payload)
 
     def run():
         try:
@@ -301,7 +303,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (TimeoutError, socket.timeout))
 
 
-def _webhook_invoke(*, trigger: Trigger, event: dict, request_id: str) -> InvokeResult:
+def _webhook_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> InvokeResult:
     url = trigger.webhook_url
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         # urllib also opens file:// and ftp:// URLs; a webhook must never read local files.
@@ -313,7 +315,7 @@ def _webhook_invoke(*, trigger: Trigger, event: dict, request_id: str) -> Invoke
     except WebhookSecretUnreadable as exc:
         return InvokeResult(FUNCTION_ERROR, None, "", "Shardwatch.WebhookSecretUnreadable", str(exc))
 
-    body = json.dumps(event, separators=(",", ":")).encode("utf-8")
+    body = payload
     timestamp = str(int(time.time()))
     request = urllib.request.Request(
         url,
@@ -388,13 +390,13 @@ def _lambda_client(*, region: str, timeout_s: int):
     return client
 
 
-def _lambda_invoke(*, trigger: Trigger, event: dict, request_id: str) -> InvokeResult:
+def _lambda_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> InvokeResult:
     client = _lambda_client(region=_region(trigger), timeout_s=trigger.timeout_s)
     try:
         answer = client.invoke(
             FunctionName=trigger.function_name,
             InvocationType="RequestResponse",
-            Payload=json.dumps(event, separators=(",", ":")).encode("utf-8"),
+            Payload=payload,
         )
         text = answer["Payload"].read().decode("utf-8", errors="replace")
     except botocore.exceptions.ClientError as exc:

@@ -1,7 +1,6 @@
 """Celery tasks: thin adapters that take ids and call one function each."""
 
 import logging
-import time
 
 from celery import shared_task
 from django.db import close_old_connections, transaction
@@ -82,13 +81,7 @@ def run_trigger_cursor(cursor_id: int, owner: str) -> None:
     """Batches of one cursor until it has nothing ready or a short time budget is spent, so
     one busy trigger never holds a worker for long."""
     close_old_connections()
-    deadline = time.monotonic() + TRIGGER_RUN_BUDGET_S
-    try:
-        while triggers_module.cursor_process(cursor_id=cursor_id, owner=owner):
-            if time.monotonic() > deadline:
-                break
-    finally:
-        triggers_module.lease_release(cursor_id=cursor_id, owner=owner)
+    triggers_module.cursor_run(cursor_id=cursor_id, owner=owner, budget_s=TRIGGER_RUN_BUDGET_S)
 
 
 @shared_task(ignore_result=True)

@@ -14,12 +14,14 @@ What must stay true (Lambda developer guide, "Using AWS Lambda with Amazon Dynam
   on, so a poison record never blocks another shard or trigger.
 """
 
+import functools
 import hashlib
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 from django.conf import settings
@@ -28,22 +30,31 @@ from django.db.models import Q
 from django.utils import timezone
 
 from streams.filters import compile_pattern
-from streams.lambda_event import lambda_record
+from streams.lambda_event import event_json, event_payload, event_rows, lambda_record, record_event_json
 from streams.models import ChangeRecord, Shard
 from workers.models import MAX_PAYLOAD_BYTES, DeadLetter, Invocation, Trigger, TriggerCursor
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1000
+# A runner reads ahead at most this many records, and this many bytes of their SizeBytes.
+READ_AHEAD_ROWS = 1000
+READ_AHEAD_BYTES = 4 * 1024 * 1024
 MAX_BACKOFF_S = 60.0
 
 
-def lane_of(record: ChangeRecord, lanes: int) -> int:
+def lane_of(*, partition_key: str, item_key: str, lanes: int) -> int:
     """The lane a record's partition key belongs to: stable across processes and restarts."""
     if lanes == 1:
         return 0
-    digest = hashlib.blake2b(record.partition_key.encode() or record.item_key.encode(), digest_size=4).digest()
+    digest = hashlib.blake2b(partition_key.encode() or item_key.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") % lanes
+
+
+@functools.lru_cache(maxsize=256)
+def _patterns(texts: tuple[str, ...]) -> tuple:
+    # Patterns are compiled once per process, not per batch; the texts are the cache key, so
+    # an edited trigger gets its new patterns at once.
+    return tuple(compile_pattern(text) for text in texts)
 
 
 def cursors_ensure(*, trigger: Trigger) -> int:
@@ -123,60 +134,132 @@ def lease_release(*, cursor_id: int, owner: str) -> None:
     TriggerCursor.objects.filter(pk=cursor_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
 
 
+@dataclass(slots=True)
+class BatchRecord:
+    """What a runner keeps of a record it reads: enough to order, checkpoint and send it."""
+
+    pk: int
+    sequence_key: str
+    sequence_number: str
+    received_at: datetime
+    approximate_creation_time: datetime
+    json: bytes  # the record's element of the Lambda event
+
+
 @dataclass
 class Batch:
-    records: list[ChangeRecord]
-    events: list[dict]  # the records' Lambda event records, in the same order
-    filtered: list[ChangeRecord]
+    records: list[BatchRecord]
+    filtered: list[BatchRecord]
     # Where the cursor may move when the batch is settled: past the last record read,
-    # including filtered-out records after the last one sent.
+    # including filtered-out records and other lanes' records after the last one sent.
     through: str
 
+    def payload(self) -> bytes:
+        return event_payload([record.json for record in self.records])
 
-def batch_read(*, cursor: TriggerCursor, trigger: Trigger, size: int, patterns, until: str = "") -> Batch:
-    """The next records of this cursor's lane, filtered, at most `size` and 6 MB of event,
-    and none after `until` when it is given."""
-    records, events, filtered = [], [], []
-    through = cursor.position
-    payload = len(b'{"Records":[]}')
-    after = cursor.position
+
+class ReadAhead:
+    """One lane's next records of a shard, read a few batches at a time and kept while the
+    runner holds the cursor: a backlog then costs one query per many batches, not two per batch.
+
+    Stays true: `records` are this lane's records in sequence order with keys in
+    (`start`, `through`], every one of them; records are never changed once saved, and a shard's
+    records are saved in sequence order, so what was read stays right while the lease is held.
+    """
+
+    def __init__(self, *, shard_id: int, lane: int, lanes: int, region: str, stream_arn: str):
+        self.shard_id, self.lane, self.lanes = shard_id, lane, lanes
+        self.region, self.stream_arn = region, stream_arn
+        self.records: list[BatchRecord] = []
+        self.through = ""  # the last sequence key examined, of any lane
+        self.at_end = False  # the last read found nothing more in the shard
+        self._last_rows = 0
+
+    def drop_through(self, position: str) -> None:
+        """Forget records the cursor has moved past."""
+        keep = 0
+        while keep < len(self.records) and self.records[keep].sequence_key <= position:
+            keep += 1
+        del self.records[:keep]
+        if self.through < position:
+            # Moved by something else than our own batches: what was read no longer applies.
+            self.records.clear()
+            self.through = position
+
+    def fill(self, *, need: int) -> int:
+        """Read the next records after `through`: first their sizes and lanes, then the events
+        of this lane's records within READ_AHEAD_BYTES, so a shard of 400 KB items never loads
+        more than that at once. Reads what `need` records of this lane take, and twice as much
+        as last time while a backlog lasts. Returns how many records of this lane were added."""
+        limit = min(READ_AHEAD_ROWS, max(need * self.lanes, 2 * self._last_rows))
+        base = ChangeRecord.objects.filter(shard_id=self.shard_id, sequence_key__gt=self.through).order_by("sequence_key")
+        columns = ("sequence_key", "size_bytes") + (("partition_key", "item_key") if self.lanes > 1 else ())
+        index = list(base.values_list(*columns)[:limit])
+        self._last_rows = len(index)
+        wanted, budget, examined = [], 0, self.through
+        for row in index:
+            mine = self.lanes == 1 or lane_of(partition_key=row[2], item_key=row[3], lanes=self.lanes) == self.lane
+            if mine:
+                if wanted and budget + row[1] > READ_AHEAD_BYTES:
+                    break
+                budget += row[1]
+                wanted.append(row[0])
+            examined = row[0]
+        self.at_end = len(index) < limit and examined == (index[-1][0] if index else self.through)
+        if wanted:
+            rows = base.filter(sequence_key__lte=wanted[-1])
+            if self.lanes > 1:
+                rows = rows.filter(sequence_key__in=wanted)
+            chosen = set(wanted)
+            self.records.extend(
+                BatchRecord(
+                    pk=row["id"], sequence_key=row["sequence_key"], sequence_number=row["sequence_number"],
+                    received_at=row["received_at"], approximate_creation_time=row["approximate_creation_time"],
+                    json=event_json(row, region=self.region, stream_arn=self.stream_arn),
+                )
+                for row in event_rows(rows)
+                if row["sequence_key"] in chosen
+            )
+        self.through = examined
+        return len(wanted)
+
+
+def batch_take(*, ahead: ReadAhead, position: str, size: int, patterns, until: str = "") -> Batch:
+    """The next batch after `position`: at most `size` records and 6 MB of event, none after
+    `until` when it is given, without the records that match none of the filter patterns."""
+    ahead.drop_through(position)
+    records, filtered = [], []
+    through = position
+    payload = len(event_payload([]))
+    index, read_now = 0, False
     while len(records) < size:
-        # Read about what the batch still needs (more with lanes, which share the shard), not
-        # a fixed chunk: decoding images nobody sends is most of a batch's overhead.
-        wanted = min(READ_CHUNK, (size - len(records)) * trigger.parallelization_factor + len(patterns) * 10 + 1)
-        chunk = list(
-            ChangeRecord.objects.filter(shard_id=cursor.shard_id, sequence_key__gt=after)
-            .select_related("source", "shard__stream")
-            .defer("diff", "changed_paths", "item_hash", "decode_error")
-            .order_by("sequence_key")[:wanted]
-        )
-        if not chunk:
-            break
-        for record in chunk:
-            if until and record.sequence_key > until:
-                return Batch(records=records, events=events, filtered=filtered, through=through)
-            after = record.sequence_key
-            if lane_of(record, trigger.parallelization_factor) != cursor.lane:
-                through = record.sequence_key
-                continue
-            event = lambda_record(record)
-            if patterns and not any(pattern.matches(event) for pattern in patterns):
-                # Lambda: records that match no filter are skipped and the iterator moves past them.
-                filtered.append(record)
-                through = record.sequence_key
-                continue
-            size_bytes = len(orjson.dumps(event)) + 1
-            if records and payload + size_bytes > MAX_PAYLOAD_BYTES:
-                return Batch(records=records, events=events, filtered=filtered, through=through)
-            payload += size_bytes
-            records.append(record)
-            events.append(event)
-            through = record.sequence_key
-            if len(records) >= size:
+        if index == len(ahead.records):
+            # Everything read so far is taken; the batch may still move past other lanes' records.
+            through = max(through, min(ahead.through, until) if until else ahead.through)
+            if read_now and ahead.at_end:
                 break
-        if len(chunk) < wanted:
+            added, read_now = ahead.fill(need=size - len(records)), True
+            if not added:
+                through = max(through, min(ahead.through, until) if until else ahead.through)
+                if ahead.at_end:
+                    break
+                continue
+        record = ahead.records[index]
+        index += 1
+        if until and record.sequence_key > until:
             break
-    return Batch(records=records, events=events, filtered=filtered, through=through)
+        if patterns and not any(pattern.matches(orjson.loads(record.json)) for pattern in patterns):
+            # Lambda: records that match no filter are skipped and the iterator moves past them.
+            filtered.append(record)
+            through = record.sequence_key
+            continue
+        size_bytes = len(record.json) + 1
+        if records and payload + size_bytes > MAX_PAYLOAD_BYTES:
+            break
+        payload += size_bytes
+        records.append(record)
+        through = record.sequence_key
+    return Batch(records=records, filtered=filtered, through=through)
 
 
 def _backoff(attempt: int) -> timedelta:
@@ -234,19 +317,24 @@ def invocation_row(invocation: Invocation) -> dict:
     }
 
 
-def _invocation_publish(invocation: Invocation) -> None:
+def invocations_publish(rows: list[dict]) -> None:
+    """Tell the live timelines about saved invocations, in one message."""
     from streams.push import group_publish
 
-    row = invocation_row(invocation)
-    group_publish(group=INVOCATIONS_GROUP, message={"type": "invocations.new", "invocations": [row]})
+    if rows:
+        group_publish(group=INVOCATIONS_GROUP, message={"type": "invocations.new", "invocations": rows})
 
 
-def _invocation_record(*, cursor, batch_records, filtered, outcome, result=None, attempt, from_bisect, started_at, error=""):
+def _invocation_record(*, cursor, batch_records, filtered, outcome, result=None, attempt, from_bisect, started_at,
+                       error="", announce=None):
+    """Save an invocation and, once committed, pass its timeline row to `announce` (by
+    default, published at once)."""
     invocation = _invocation_create(
         cursor=cursor, batch_records=batch_records, filtered=filtered, outcome=outcome, result=result,
         attempt=attempt, from_bisect=from_bisect, started_at=started_at, error=error,
     )
-    transaction.on_commit(lambda: _invocation_publish(invocation))
+    row = invocation_row(invocation)
+    transaction.on_commit(lambda: announce(row) if announce else invocations_publish([row]))
     return invocation
 
 
@@ -293,108 +381,199 @@ def _notify_destination(*, letter_id: int) -> None:
     destination_notify(letter_id=letter_id)
 
 
-def _settle(cursor_id: int, owner: str, **fields) -> bool:
-    """Move a cursor, only while we still hold it."""
-    return TriggerCursor.objects.filter(pk=cursor_id, lease_owner=owner).update(**fields) == 1
+class CursorRunner:
+    """One lease on one cursor, sending its batches. The cursor, its trigger and the records
+    read ahead stay in memory between batches; every change to the cursor is a conditional
+    UPDATE on the lease, so a runner that lost its lease (it expired, or the position was
+    reset from the admin) learns it at its next write and stops."""
+
+    # How often a long run looks at its trigger again, to notice it was disabled or edited.
+    TRIGGER_RELOAD_S = 1.0
+    # A run publishes the invocations it saved at most this often: a message per batch would
+    # cost each batch a Redis round trip. Slow handlers still show at once (see step()).
+    PUBLISH_EVERY_S = 0.2
+
+    def __init__(self, *, cursor_id: int, owner: str):
+        self.owner = owner
+        self.cursor = TriggerCursor.objects.select_related("trigger__source", "shard__stream").get(pk=cursor_id)
+        self.lost = self.cursor.lease_owner != owner
+        self.unpublished: list[dict] = []
+        self._published_at = time.monotonic()
+        self._trigger_use(self.cursor.trigger)
+        self.ahead = ReadAhead(
+            shard_id=self.cursor.shard_id, lane=self.cursor.lane, lanes=self.trigger.parallelization_factor,
+            region=self.trigger.source.region, stream_arn=self.cursor.shard.stream.arn,
+        )
+
+    def _trigger_use(self, trigger: Trigger) -> None:
+        self.trigger = trigger
+        self.patterns = _patterns(tuple(trigger.filter_patterns))
+        self._trigger_read_at = time.monotonic()
+
+    def _trigger_current(self) -> bool:
+        """Whether the run may go on with the trigger as it now is."""
+        if time.monotonic() - self._trigger_read_at > self.TRIGGER_RELOAD_S:
+            trigger = Trigger.objects.select_related("source").filter(pk=self.trigger.pk).first()
+            if trigger is None or trigger.parallelization_factor != self.ahead.lanes:
+                return False  # lanes are in what was read ahead; a new runner starts afresh
+            self._trigger_use(trigger)
+        return self.trigger.enabled
+
+    def publish(self, *, due_only: bool = False) -> None:
+        """Publish the invocations saved since last time; with due_only, only when that was
+        PUBLISH_EVERY_S ago."""
+        if self.unpublished and (not due_only or time.monotonic() - self._published_at >= self.PUBLISH_EVERY_S):
+            rows, self.unpublished = self.unpublished, []
+            invocations_publish(rows)
+            self._published_at = time.monotonic()
+
+    def settle(self, **fields) -> bool:
+        """Change the cursor, only while we still hold it, and extend the lease for the next
+        invocation in the same write."""
+        fields.setdefault("lease_expires_at", timezone.now() + _lease(self.trigger))
+        if TriggerCursor.objects.filter(pk=self.cursor.pk, lease_owner=self.owner).update(**fields) != 1:
+            self.lost = True
+            return False
+        for name, value in fields.items():
+            setattr(self.cursor, name, value)
+        return True
+
+    def step(self) -> bool:
+        """Send the next batch and settle it. Returns whether more work is ready now."""
+        from workers.targets import target_invoke
+
+        if self.lost or not self._trigger_current():
+            return False
+        cursor, trigger = self.cursor, self.trigger
+        limit = cursor.batch_limit or trigger.batch_size
+        batch = batch_take(ahead=self.ahead, position=cursor.position, size=limit, patterns=self.patterns,
+                           until=cursor.bisect_end)
+        now = timezone.now()
+        if not batch.records:
+            if batch.through != cursor.position:
+                self.settle(position=batch.through, filtered_total=cursor.filtered_total + len(batch.filtered))
+            return False
+
+        window = trigger.maximum_batching_window_s
+        if window and len(batch.records) < limit and not cursor.attempt:
+            ready_at = batch.records[0].received_at + timedelta(seconds=window)
+            if ready_at > now:
+                # Lambda waits for a full batch, the 6 MB limit or the window, whichever is first.
+                self.settle(next_attempt_at=ready_at)
+                return False
+
+        if trigger.maximum_record_age_s != -1:
+            oldest_allowed = now - timedelta(seconds=trigger.maximum_record_age_s)
+            expired = [record for record in batch.records if record.approximate_creation_time < oldest_allowed]
+            if expired:
+                # Records are in stream order, so the expired ones are a prefix of the batch.
+                stale = batch.records[: batch.records.index(expired[-1]) + 1]
+                with transaction.atomic():
+                    invocation = _invocation_record(
+                        cursor=cursor, batch_records=stale, filtered=0, outcome=Invocation.Outcome.DISCARDED,
+                        attempt=cursor.attempt, from_bisect=False, started_at=now, announce=self.unpublished.append,
+                        error=f"Older than MaximumRecordAgeInSeconds ({trigger.maximum_record_age_s} s).",
+                    )
+                    dead_letter(cursor=cursor, records=stale, invocation=invocation, reason=invocation.error_message)
+                    return self.settle(position=stale[-1].sequence_key, attempt=0)
+
+        from_bisect = bool(cursor.batch_limit)
+        # Before a handler that may take long, so the timeline never waits for it.
+        self.publish(due_only=True)
+        started_at = timezone.now()
+        # The lease must outlast the invocation, so a slow handler is never taken over while it
+        # runs. Each settle extends it; it is renewed here only when that was long ago.
+        if cursor.lease_expires_at is None or cursor.lease_expires_at - started_at < timedelta(seconds=trigger.timeout_s + settings.SHARDWATCH_TRIGGER_LEASE_S / 2):
+            if not self.settle(lease_expires_at=started_at + _lease(trigger)):
+                return False
+        result = target_invoke(trigger=trigger, payload=batch.payload(), request_id=str(uuid.uuid4()))
+        return self._after_invoke(batch=batch, result=result, from_bisect=from_bisect, started_at=started_at)
+
+    def _after_invoke(self, *, batch, result, from_bisect, started_at) -> bool:
+        cursor, trigger = self.cursor, self.trigger
+        records = batch.records
+        filtered_total = cursor.filtered_total + len(batch.filtered)
+        common = {"cursor": cursor, "batch_records": records, "filtered": len(batch.filtered), "result": result,
+                  "attempt": cursor.attempt, "from_bisect": from_bisect, "started_at": started_at,
+                  "announce": self.unpublished.append}
+        # The invocation is recorded even when the lease turns out to be lost: it happened.
+        with transaction.atomic():
+            if result.outcome == "throttled":
+                # Never reached the function: retried regardless of MaximumRetryAttempts.
+                _invocation_record(outcome=Invocation.Outcome.FUNCTION_ERROR, **common)
+                self.settle(next_attempt_at=timezone.now() + _backoff(1))
+                return False
+            failed_from = None
+            outcome = result.outcome
+            if outcome == "success" and trigger.report_batch_item_failures:
+                valid, failed_from = batch_item_failures(response=result.response, records=records)
+                if not valid:
+                    outcome = "function_error"
+                    result = _with_error(result, "InvalidBatchItemFailures", "The batchItemFailures response is malformed.")
+                    common["result"] = result
+            if outcome == "success" and failed_from is None:
+                _invocation_record(outcome=Invocation.Outcome.SUCCESS, **common)
+                # The other half of a split batch still goes out as a bisected batch.
+                split_left = bool(cursor.bisect_end) and batch.through < cursor.bisect_end
+                return self.settle(position=batch.through, attempt=0, filtered_total=filtered_total,
+                                   next_attempt_at=None, batch_limit=cursor.batch_limit if split_left else 0,
+                                   bisect_end=cursor.bisect_end if split_left else "")
+            if outcome == "success":
+                # Checkpoint just before the lowest failed record; retry from it.
+                invocation = _invocation_record(outcome=Invocation.Outcome.PARTIAL_FAILURE, **common)
+                position = records[failed_from - 1].sequence_key if failed_from else cursor.position
+                return self._retry_or_give_up(invocation=invocation, records=records[failed_from:],
+                                              position=position, filtered_total=filtered_total)
+            invocation = _invocation_record(
+                outcome=Invocation.Outcome.TIMEOUT if outcome == "timeout" else Invocation.Outcome.FUNCTION_ERROR, **common
+            )
+            if trigger.bisect_batch_on_function_error and len(records) > 1:
+                # Splitting does not count towards the retry quota.
+                return self.settle(batch_limit=max(1, len(records) // 2), bisect_end=records[-1].sequence_key,
+                                   next_attempt_at=None)
+            return self._retry_or_give_up(invocation=invocation, records=records, position=cursor.position,
+                                          filtered_total=cursor.filtered_total)
+
+    def _retry_or_give_up(self, *, invocation, records, position, filtered_total) -> bool:
+        cursor, trigger = self.cursor, self.trigger
+        attempt = cursor.attempt + 1
+        if trigger.maximum_retry_attempts != -1 and attempt > trigger.maximum_retry_attempts:
+            dead_letter(cursor=cursor, records=records, invocation=invocation,
+                        reason=f"Retries exhausted after {cursor.attempt + 1} attempt(s): "
+                               f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip())
+            end = cursor.bisect_end if cursor.bisect_end > records[-1].sequence_key else ""
+            return self.settle(position=records[-1].sequence_key, attempt=0, filtered_total=filtered_total,
+                               next_attempt_at=None, batch_limit=cursor.batch_limit if end else 0, bisect_end=end)
+        self.settle(position=position, attempt=attempt, filtered_total=filtered_total,
+                    next_attempt_at=timezone.now() + _backoff(attempt))
+        return False
 
 
 def cursor_process(*, cursor_id: int, owner: str) -> bool:
     """Send the next batch of one cursor and settle it. Returns whether more work is ready now."""
-    from workers.targets import target_invoke
-
-    cursor = TriggerCursor.objects.select_related("trigger__source", "shard").get(pk=cursor_id)
-    if cursor.lease_owner != owner or not cursor.trigger.enabled:
-        return False
-    trigger = cursor.trigger
-    patterns = [compile_pattern(text) for text in trigger.filter_patterns]
-    limit = cursor.batch_limit or trigger.batch_size
-    batch = batch_read(cursor=cursor, trigger=trigger, size=limit, patterns=patterns, until=cursor.bisect_end)
-    now = timezone.now()
-    filtered = len(batch.filtered)
-    if not batch.records:
-        if batch.through != cursor.position:
-            _settle(cursor_id, owner, position=batch.through, filtered_total=cursor.filtered_total + filtered)
-        return False
-
-    window = trigger.maximum_batching_window_s
-    if window and len(batch.records) < limit and not cursor.attempt:
-        ready_at = batch.records[0].received_at + timedelta(seconds=window)
-        if ready_at > now:
-            # Lambda waits for a full batch, the 6 MB limit or the window, whichever is first.
-            _settle(cursor_id, owner, next_attempt_at=ready_at)
-            return False
-
-    if trigger.maximum_record_age_s != -1:
-        oldest_allowed = now - timedelta(seconds=trigger.maximum_record_age_s)
-        expired = [record for record in batch.records if record.approximate_creation_time < oldest_allowed]
-        if expired:
-            # Records are in stream order, so the expired ones are a prefix of the batch.
-            cut = batch.records.index(expired[-1]) + 1
-            stale = batch.records[:cut]
-            with transaction.atomic():
-                invocation = _invocation_record(
-                    cursor=cursor, batch_records=stale, filtered=0, outcome=Invocation.Outcome.DISCARDED,
-                    attempt=cursor.attempt, from_bisect=False, started_at=now,
-                    error=f"Older than MaximumRecordAgeInSeconds ({trigger.maximum_record_age_s} s).",
-                )
-                dead_letter(cursor=cursor, records=stale, invocation=invocation, reason=invocation.error_message)
-                _settle(cursor_id, owner, position=stale[-1].sequence_key, attempt=0)
-            return True
-
-    event = {"Records": batch.events}
-    from_bisect = bool(cursor.batch_limit)
-    started_at = timezone.now()
-    if not _settle(cursor_id, owner, lease_expires_at=started_at + _lease(trigger)):
-        return False  # the lease expired and another runner has the cursor
-    result = target_invoke(trigger=trigger, event=event, request_id=str(uuid.uuid4()))
-    return _after_invoke(cursor=cursor, owner=owner, batch=batch, result=result, from_bisect=from_bisect, started_at=started_at)
+    runner = CursorRunner(cursor_id=cursor_id, owner=owner)
+    try:
+        return runner.step()
+    finally:
+        runner.publish()
 
 
-def _after_invoke(*, cursor, owner, batch, result, from_bisect, started_at) -> bool:
-    trigger = cursor.trigger
-    records = batch.records
-    filtered_total = cursor.filtered_total + len(batch.filtered)
-    common = {"cursor": cursor, "batch_records": records, "filtered": len(batch.filtered), "result": result,
-              "attempt": cursor.attempt, "from_bisect": from_bisect, "started_at": started_at}
-    with transaction.atomic():
-        if result.outcome == "throttled":
-            # Never reached the function: retried regardless of MaximumRetryAttempts.
-            _invocation_record(outcome=Invocation.Outcome.FUNCTION_ERROR, **common)
-            _settle(cursor.pk, owner, next_attempt_at=timezone.now() + _backoff(1))
-            return False
-        failed_from = None
-        outcome = result.outcome
-        if outcome == "success" and trigger.report_batch_item_failures:
-            valid, failed_from = batch_item_failures(response=result.response, records=records)
-            if not valid:
-                outcome = "function_error"
-                result = _with_error(result, "InvalidBatchItemFailures", "The batchItemFailures response is malformed.")
-                common["result"] = result
-        if outcome == "success" and failed_from is None:
-            _invocation_record(outcome=Invocation.Outcome.SUCCESS, **common)
-            # The other half of a split batch still goes out as a bisected batch.
-            split_left = bool(cursor.bisect_end) and batch.through < cursor.bisect_end
-            _settle(cursor.pk, owner, position=batch.through, attempt=0, filtered_total=filtered_total,
-                    next_attempt_at=None, batch_limit=cursor.batch_limit if split_left else 0,
-                    bisect_end=cursor.bisect_end if split_left else "")
-            return True
-        if outcome == "success":
-            # Checkpoint just before the lowest failed record; retry from it.
-            invocation = _invocation_record(outcome=Invocation.Outcome.PARTIAL_FAILURE, **common)
-            position = records[failed_from - 1].sequence_key if failed_from else cursor.position
-            retry_records = records[failed_from:]
-            return _retry_or_give_up(cursor=cursor, owner=owner, invocation=invocation, records=retry_records,
-                                     position=position, filtered_total=filtered_total)
-        invocation = _invocation_record(
-            outcome=Invocation.Outcome.TIMEOUT if outcome == "timeout" else Invocation.Outcome.FUNCTION_ERROR, **common
-        )
-        if trigger.bisect_batch_on_function_error and len(records) > 1:
-            # Splitting does not count towards the retry quota.
-            _settle(cursor.pk, owner, batch_limit=max(1, len(records) // 2), bisect_end=records[-1].sequence_key,
-                    next_attempt_at=None)
-            return True
-        return _retry_or_give_up(cursor=cursor, owner=owner, invocation=invocation, records=records,
-                                 position=cursor.position, filtered_total=cursor.filtered_total)
+def cursor_run(*, cursor_id: int, owner: str, budget_s: float | None = None) -> int:
+    """Send batches of one cursor until nothing is ready or `budget_s` is spent, then give up
+    the lease. Returns the number of steps taken."""
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    steps, runner = 0, None
+    try:
+        runner = CursorRunner(cursor_id=cursor_id, owner=owner)
+        while True:
+            steps += 1
+            if not runner.step() or (deadline is not None and time.monotonic() > deadline):
+                break
+    finally:
+        lease_release(cursor_id=cursor_id, owner=owner)
+        if runner is not None:
+            runner.publish()
+    return steps
 
 
 def _with_error(result, error_type, message):
@@ -403,20 +582,10 @@ def _with_error(result, error_type, message):
     return replace(result, outcome="function_error", error_type=error_type, error_message=message)
 
 
-def _retry_or_give_up(*, cursor, owner, invocation, records, position, filtered_total) -> bool:
-    trigger = cursor.trigger
-    attempt = cursor.attempt + 1
-    if trigger.maximum_retry_attempts != -1 and attempt > trigger.maximum_retry_attempts:
-        dead_letter(cursor=cursor, records=records, invocation=invocation,
-                    reason=f"Retries exhausted after {cursor.attempt + 1} attempt(s): "
-                           f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip())
-        end = cursor.bisect_end if cursor.bisect_end > records[-1].sequence_key else ""
-        _settle(cursor.pk, owner, position=records[-1].sequence_key, attempt=0, filtered_total=filtered_total,
-                next_attempt_at=None, batch_limit=cursor.batch_limit if end else 0, bisect_end=end)
-        return True
-    _settle(cursor.pk, owner, position=position, attempt=attempt, filtered_total=filtered_total,
-            next_attempt_at=timezone.now() + _backoff(attempt))
-    return False
+# A reset also ends the lease: a runner holding the cursor fails its next conditional write and
+# stops, instead of writing its own idea of the position over the reset one.
+_RESET = {"attempt": 0, "batch_limit": 0, "bisect_end": "", "next_attempt_at": None, "lease_owner": "",
+          "lease_expires_at": None}
 
 
 def cursors_reset(*, trigger: Trigger, position: str) -> None:
@@ -428,9 +597,7 @@ def cursors_reset(*, trigger: Trigger, position: str) -> None:
             target = newest.values_list("sequence_key", flat=True).first() or ""
         else:
             target = ""
-        TriggerCursor.objects.filter(pk=cursor.pk).update(
-            position=target, attempt=0, batch_limit=0, bisect_end="", next_attempt_at=None
-        )
+        TriggerCursor.objects.filter(pk=cursor.pk).update(position=target, **_RESET)
 
 
 def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") -> None:
@@ -446,9 +613,7 @@ def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") ->
         else:
             earlier = earlier.filter(approximate_creation_time__lt=at)
         position = earlier.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
-        TriggerCursor.objects.filter(pk=cursor.pk).update(
-            position=position, attempt=0, batch_limit=0, bisect_end="", next_attempt_at=None
-        )
+        TriggerCursor.objects.filter(pk=cursor.pk).update(position=position, **_RESET)
 
 
 def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Invocation]:
@@ -461,7 +626,8 @@ def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Inv
         batch = records[start : start + trigger.batch_size]
         started_at = timezone.now()
         result = target_invoke(
-            trigger=trigger, event={"Records": [lambda_record(record) for record in batch]}, request_id=str(uuid.uuid4())
+            trigger=trigger, payload=event_payload([record_event_json(record) for record in batch]),
+            request_id=str(uuid.uuid4()),
         )
         outcome = {"success": Invocation.Outcome.SUCCESS, "timeout": Invocation.Outcome.TIMEOUT}.get(
             result.outcome, Invocation.Outcome.FUNCTION_ERROR
@@ -494,7 +660,7 @@ def dead_letter_retry(*, letter: DeadLetter) -> list[Invocation]:
 def pattern_try(*, trigger: Trigger, last: int = 100) -> tuple[int, list[ChangeRecord]]:
     """The trigger's filter patterns against its source's newest `last` records: how many were
     tried, and which would be sent."""
-    patterns = [compile_pattern(text) for text in trigger.filter_patterns]
+    patterns = _patterns(tuple(trigger.filter_patterns))
     records = list(
         ChangeRecord.objects.filter(source_id=trigger.source_id).select_related("source", "shard__stream").order_by("-id")[:last]
     )
