@@ -187,6 +187,10 @@ def timeline(request):
     )
 
 
+# A batch holds up to 10,000 records; drawing every diff would make a page of megabytes.
+INVOCATION_DIFFS_SHOWN = 500
+
+
 @login_required
 def invocation(request, pk: int):
     invocation = get_object_or_404(Invocation.objects.select_related("trigger", "shard"), pk=pk)
@@ -201,6 +205,13 @@ def invocation(request, pk: int):
             "payload": payload,
             "missing": missing,
             "records": feed_rows(records),
+            # The page draws these as change lists; past the cap, a row links to its record.
+            "diffs": [
+                {"id": record.pk, "diff": record.diff, "diff_complete": record.diff_complete}
+                for record in records[:INVOCATION_DIFFS_SHOWN]
+            ],
+            "diffs_capped": len(records) > INVOCATION_DIFFS_SHOWN,
+            "diffs_shown": INVOCATION_DIFFS_SHOWN,
             "dead_letters": list(invocation.dead_letters.order_by("-created_at")),
         },
     )

@@ -164,13 +164,35 @@ def test_it_shows_the_exact_payload_and_records_of_an_invocation(owner, orders_t
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in payload["Records"]] == ["a", "b"]
     assert [r["dynamodb"]["SequenceNumber"] for r in payload["Records"]] == [r.sequence_number for r in records]
     assert [row["id"] for row in response.context["records"]] == [r.pk for r in records]
+    assert response.context["diffs"] == [{"id": r.pk, "diff": r.diff, "diff_complete": True} for r in records]
+    assert {change["path"] for change in response.context["diffs"][1]["diff"]} == {"pk", "status"}
     body = response.content.decode()
+    assert 'id="invocation-diffs"' in body and "js/invocation.js" in body
     assert "&quot;eventSource&quot;: &quot;aws:dynamodb&quot;" in body
     assert "<script>alert(1)</script>" not in body  # the item's value is escaped
     assert "ValueError" in body and "boom" in body
     for record in records:
         assert reverse("dashboard:record", args=[record.pk]) in body
     assert "exactly what was sent" in body
+
+
+@pytest.mark.django_db
+def test_it_lists_changes_for_at_most_the_first_records_of_a_big_invocation(owner, orders_table, monkeypatch):
+    from dashboard import views
+
+    monkeypatch.setattr(views, "INVOCATION_DIFFS_SHOWN", 1)
+    orders_table.put("a", status="NEW")
+    orders_table.put("b", status="NEW")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches")
+    run_until_idle(trigger)
+    invocation = Invocation.objects.get(trigger=trigger)
+
+    response = owner.get(reverse("dashboard:invocation", args=[invocation.pk]))
+
+    assert [entry["id"] for entry in response.context["diffs"]] == [invocation.record_ids[0]]
+    assert len(response.context["records"]) == 2
+    assert "Changes are listed for the first 1 records" in response.content.decode()
 
 
 @pytest.mark.django_db
