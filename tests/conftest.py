@@ -73,12 +73,18 @@ def make_table(dynamodb):
 
 
 @pytest.fixture(autouse=True)
-def fresh_handlers():
-    """Handlers in tests/trigger_handlers.py note their calls in module state."""
-    from tests import trigger_handlers
+def handler_log_dir(tmp_path_factory, monkeypatch):
+    """A directory of its own for what this test's handlers note (tests/handler_log.py), and
+    cold handler hosts: every test starts them afresh, with this environment and no module
+    state left by an earlier test."""
+    from tests import handler_log
+    from workers.targets import handler_hosts_stop
 
-    trigger_handlers.CALLS.clear()
-    trigger_handlers.STATE.clear()
+    directory = tmp_path_factory.mktemp("handler-log")
+    monkeypatch.setenv(handler_log.ENV, str(directory))
+    handler_hosts_stop()
+    yield directory
+    handler_hosts_stop()
 
 
 @pytest.fixture

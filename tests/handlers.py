@@ -1,6 +1,12 @@
-"""Real Python handlers for tests/test_targets.py, imported by their dotted paths."""
+"""Real Python handlers for tests/test_targets.py, imported by their dotted paths. They run in
+a handler host process (workers/handler_host.py), as a Lambda function runs in its sandbox."""
 
+import os
+import sys
 import time
+from pathlib import Path
+
+INVOCATIONS = 0
 
 
 def echo(event, context):
@@ -27,9 +33,29 @@ def raising(event, context):
 
 
 def sleeping(event, context):
-    """Sleeps event["sleep_s"] seconds, then says it finished (long after a timed-out test)."""
+    """Sleeps event["sleep_s"] seconds, then says it finished, in event["marker"] if given."""
     time.sleep(event["sleep_s"])
+    if event.get("marker"):
+        Path(event["marker"]).write_text("finished")
     return {"slept": event["sleep_s"]}
+
+
+def counting(event, context):
+    """How many times this process ran the handler: module state lives as long as the host."""
+    global INVOCATIONS
+    INVOCATIONS += 1
+    return {"invocations": INVOCATIONS, "pid": os.getpid()}
+
+
+def exiting(event, context):
+    os._exit(3)
+
+
+def chatty(event, context):
+    """Writes to stdout and stderr, as handlers do with print and logging."""
+    print("x" * 70000)
+    print("to stderr", file=sys.stderr)
+    return {"records": len(event["Records"])}
 
 
 def returning_non_json(event, context):

@@ -23,12 +23,6 @@ from workers.models import DeadLetter, Trigger, TriggerCursor
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_handlers():
-    trigger_handlers.CALLS.clear()
-    trigger_handlers.STATE.clear()
-
-
 @pytest.fixture
 def moto_endpoint(dynamodb_endpoint, monkeypatch):
     """moto's server in a thread of this process; the session's credentials and region
@@ -120,7 +114,7 @@ def test_it_sends_the_batch_info_to_the_sqs_queue(moto_endpoint, orders, django_
 
     run_and_commit(trigger, django_capture_on_commit_callbacks)
 
-    assert trigger_handlers.CALLS == [["a", "b"]]  # MaximumRetryAttempts 0: no retry
+    assert trigger_handlers.calls() == [["a", "b"]]  # MaximumRetryAttempts 0: no retry
     letter = DeadLetter.objects.select_related("shard__stream").get(trigger=trigger)
     [body] = queue_drain(url)
     message = json.loads(body)
@@ -192,5 +186,5 @@ def test_it_keeps_going_when_the_destination_is_unreachable(orders, django_captu
     orders.put("b")
     orders.ingest()
     run_and_commit(trigger, django_capture_on_commit_callbacks)
-    assert trigger_handlers.CALLS == [["a"], ["b"]]
+    assert trigger_handlers.calls() == [["a"], ["b"]]
     assert DeadLetter.objects.filter(trigger=trigger).count() == 2

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamModel, D
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord
 from streams.sources import source_add
-from tests import powertools_handler
+from tests import handler_log
 from tests.readers import read_until_idle
 from tests.triggering import run_until_idle
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
@@ -24,9 +24,9 @@ from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_handler():
-    powertools_handler.SEEN.clear()
+def seen() -> list[dict]:
+    """What reached the record handler, in order, as the handler noted it."""
+    return [entry["record"] for entry in handler_log.notes() if "record" in entry]
 
 
 @pytest.fixture
@@ -79,17 +79,20 @@ def test_it_parses_every_record_with_the_powertools_model(orders):
     assert len(parsed.Records) == 3
     # ...and every record reached the record handler as the model (a record that failed
     # validation would never reach it: Powertools reports it as a failure instead).
-    assert [type(record) for record in powertools_handler.SEEN] == [DynamoDBStreamRecordModel] * 3
-    assert [r.dynamodb.SequenceNumber for r in powertools_handler.SEEN] == [r.sequence_number for r in records]
-    assert [r.eventName for r in powertools_handler.SEEN] == ["INSERT", "INSERT", "MODIFY"]
-    modify = powertools_handler.SEEN[2]
+    handled = seen()
+    assert [record["model"] for record in handled] == [DynamoDBStreamRecordModel.__name__] * 3
+    assert [r["sequence_number"] for r in handled] == [r.sequence_number for r in records]
+    assert [r["event_name"] for r in handled] == ["INSERT", "INSERT", "MODIFY"]
+    modify = handled[2]
     # Powertools' model turns DynamoDB JSON into Python values, as it does on Lambda.
-    assert modify.dynamodb.Keys == {"pk": "k0"}
-    assert "note" not in modify.dynamodb.OldImage
-    assert modify.dynamodb.NewImage["note"] == "changed"
-    assert modify.dynamodb.NewImage["total"] == Decimal("12.50") and modify.dynamodb.NewImage["tags"] == {"a", "b"}
-    assert isinstance(modify.dynamodb.ApproximateCreationDateTime, datetime)
-    assert modify.eventSourceARN == records[2].shard.stream.arn
+    assert modify["keys"] == {"pk": {"type": "str", "value": "k0"}}
+    assert "note" not in modify["old_image"] and "total" in modify["old_image"]
+    assert modify["new_image"]["note"] == {"type": "str", "value": "changed"}
+    total, tags = modify["new_image"]["total"], modify["new_image"]["tags"]
+    assert total["type"] == "Decimal" and Decimal(total["value"]) == Decimal("12.50")
+    assert tags == {"type": "set", "value": ["a", "b"]}
+    assert modify["created_type"] == datetime.__name__
+    assert modify["event_source_arn"] == records[2].shard.stream.arn
     invocation = Invocation.objects.get(trigger=trigger)
     assert invocation.outcome == "success" and json.loads(invocation.response_body) == {"batchItemFailures": []}
 
@@ -112,7 +115,7 @@ def test_it_resends_from_the_lowest_failed_record_and_never_the_successes_before
     for invocation in invocations:
         # Powertools reports exactly the marked records, by SequenceNumber.
         assert reported_failures(invocation) == [by_key["k2"].sequence_number, by_key["k4"].sequence_number]
-    handled = [record.dynamodb.Keys["pk"] for record in powertools_handler.SEEN]
+    handled = [record["keys"]["pk"]["value"] for record in seen()]
     assert handled.count("k0") == handled.count("k1") == 1
     assert handled.count("k3") == handled.count("k5") == 3  # after the checkpoint: sent again, as on Lambda
     # Retries exhausted: the unsettled tail goes to the dead-letter list and the cursor moves on.
@@ -135,7 +138,7 @@ def test_it_checkpoints_across_batches_and_sends_later_batches_once(orders):
     assert sent_keys(trigger) == [["k0", "k1"], ["k2", "k3"], ["k3", "k4"]]
     outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("id").values_list("outcome", flat=True))
     assert outcomes == ["success", "partial_failure", "partial_failure"]
-    handled = [record.dynamodb.Keys["pk"] for record in powertools_handler.SEEN]
+    handled = [record["keys"]["pk"]["value"] for record in seen()]
     assert [handled.count(key) for key in ("k0", "k1", "k2", "k3", "k4")] == [1, 1, 1, 2, 1]
     letter = DeadLetter.objects.get(trigger=trigger)
     assert [ChangeRecord.objects.get(pk=pk).partition_key for pk in letter.record_ids] == ["k3", "k4"]

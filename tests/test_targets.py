@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -21,11 +22,13 @@ import pytest
 
 from streams.models import StreamSource
 from tests.dynamodb_local import free_port
+from workers import targets
 from workers.models import Trigger
 from workers.targets import (
     InvokeResult,
     WebhookSecretUnreadable,
     handler_check,
+    handler_hosts_stop,
     target_invoke,
     webhook_secret_decrypt,
     webhook_secret_new,
@@ -110,16 +113,64 @@ def test_it_reports_a_raising_handler_as_a_function_error_with_its_traceback():
     assert result.response is None
 
 
-def test_it_times_out_a_handler_that_runs_past_timeout_s():
+def test_it_times_out_a_handler_that_runs_past_timeout_s_and_stops_it(tmp_path):
     trigger = make_trigger(target="python", handler="tests.handlers.sleeping", timeout_s=1)
+    marker = tmp_path / "finished"
+    event = {"sleep_s": 2, "marker": str(marker), "Records": []}
+    target_invoke(trigger=make_trigger(target="python", handler="tests.handlers.sleeping"),
+                  payload=orjson.dumps({"sleep_s": 0, "Records": []}), request_id="warm")  # the host is warm
 
     started = time.monotonic()
-    result = target_invoke(trigger=trigger, payload=orjson.dumps({"sleep_s": 2.5, "Records": []}), request_id="req-3")
+    result = target_invoke(trigger=trigger, payload=orjson.dumps(event), request_id="req-3")
 
     assert result.outcome == "timeout"
     assert result.error_type == "Sandbox.Timedout"
-    assert time.monotonic() - started < 2  # we stopped waiting; the handler thread runs on
+    assert result.error_message == "Task timed out after 1.00 seconds"
+    assert time.monotonic() - started < 2
     assert 1000 <= result.duration_ms < 2000
+    time.sleep(2)
+    assert not marker.exists()  # killed with its host, as Lambda kills the sandbox
+
+
+def test_it_keeps_a_handlers_process_warm_between_invocations_and_starts_it_afresh_when_stopped():
+    trigger = make_trigger(target="python", handler="tests.handlers.counting")
+    invoke = lambda: target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="r").response  # noqa: E731
+
+    first, second = invoke(), invoke()
+    handler_hosts_stop()
+    cold = invoke()
+
+    assert (first["invocations"], second["invocations"]) == (1, 2) and first["pid"] == second["pid"]
+    assert cold["invocations"] == 1 and cold["pid"] != first["pid"]
+    assert first["pid"] != os.getpid()
+
+
+def test_it_reports_a_handler_that_kills_its_process_and_starts_a_new_one():
+    exiting = make_trigger(target="python", handler="tests.handlers.exiting")
+
+    result = target_invoke(trigger=exiting, payload=orjson.dumps(EVENT), request_id="req-x")
+    again = target_invoke(trigger=exiting, payload=orjson.dumps(EVENT), request_id="req-y")
+
+    assert (result.outcome, result.error_type) == ("function_error", "Runtime.ExitError")
+    assert "RequestId: req-x" in result.error_message and "exit status 3" in result.error_message
+    assert (again.outcome, again.error_type) == ("function_error", "Runtime.ExitError")
+
+
+def test_it_lets_handlers_print_without_disturbing_the_answer():
+    result = target_invoke(trigger=make_trigger(target="python", handler="tests.handlers.chatty"),
+                           payload=orjson.dumps(EVENT), request_id="req-p")
+
+    assert (result.outcome, result.response) == ("success", {"records": 2})
+
+
+def test_it_reports_a_module_that_takes_too_long_to_load(monkeypatch):
+    monkeypatch.setattr(targets, "INIT_TIMEOUT_S", 0.5)
+
+    result = target_invoke(trigger=make_trigger(target="python", handler="tests.slow_import_handler.handler"),
+                           payload=orjson.dumps(EVENT), request_id="req-i")
+
+    assert (result.outcome, result.error_type) == ("function_error", "Runtime.InitError")
+    assert "did not load" in result.error_message
 
 
 def test_it_reports_a_return_value_that_is_not_json_as_a_function_error():

@@ -35,7 +35,7 @@ def test_it_sends_records_in_order_in_batches_of_batch_size(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["k0", "k1"], ["k2", "k3"], ["k4"]]
+    assert trigger_handlers.calls() == [["k0", "k1"], ["k2", "k3"], ["k4"]]
     invocations = list(Invocation.objects.filter(trigger=trigger).order_by("id"))
     assert [i.outcome for i in invocations] == ["success"] * 3
     assert [i.record_count for i in invocations] == [2, 2, 1]
@@ -52,7 +52,7 @@ def test_it_skips_and_counts_records_no_pattern_matches(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["a"]]
+    assert trigger_handlers.calls() == [["a"]]
     cursor = TriggerCursor.objects.get(trigger=trigger)
     assert cursor.filtered_total == 2
     assert cursor.position == ChangeRecord.objects.filter(source=orders_table).order_by("-sequence_key").first().sequence_key
@@ -66,7 +66,7 @@ def test_it_retries_a_failing_batch_then_dead_letters_it_and_moves_on(orders_tab
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["a", "b"]] * 3
+    assert trigger_handlers.calls() == [["a", "b"]] * 3
     assert [i.attempt for i in Invocation.objects.filter(trigger=trigger).order_by("id")] == [0, 1, 2]
     assert set(Invocation.objects.filter(trigger=trigger).values_list("error_type", flat=True)) == {"ValueError"}
     letter = DeadLetter.objects.get(trigger=trigger)
@@ -74,7 +74,7 @@ def test_it_retries_a_failing_batch_then_dead_letters_it_and_moves_on(orders_tab
     orders_table.put("c")
     orders_table.ingest()
     run_until_idle(trigger)
-    assert trigger_handlers.CALLS[-1] == ["c"]
+    assert trigger_handlers.calls()[-1] == ["c"]
 
 
 def test_it_bisects_a_failing_batch_to_isolate_the_poison_record(orders_table):
@@ -87,7 +87,7 @@ def test_it_bisects_a_failing_batch_to_isolate_the_poison_record(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["k1", "k2", "k3", "k4"], ["k1", "k2"], ["k3", "k4"], ["k3"], ["k4"]]
+    assert trigger_handlers.calls() == [["k1", "k2", "k3", "k4"], ["k1", "k2"], ["k3", "k4"], ["k3"], ["k4"]]
     letter = DeadLetter.objects.get(trigger=trigger)
     assert ChangeRecord.objects.get(pk=letter.record_ids[0]).partition_key == "k3" and len(letter.record_ids) == 1
     bisected = Invocation.objects.filter(trigger=trigger, from_bisect=True).count()
@@ -102,7 +102,7 @@ def test_it_resends_from_the_lowest_reported_failure(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["k0", "k1", "k2", "k3"], ["k2", "k3"]]
+    assert trigger_handlers.calls() == [["k0", "k1", "k2", "k3"], ["k2", "k3"]]
     outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("id").values_list("outcome", flat=True))
     assert outcomes == ["partial_failure", "success"]
 
@@ -115,7 +115,7 @@ def test_it_fails_the_whole_batch_on_a_malformed_failure_report(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["k0", "k1"], ["k0", "k1"]]
+    assert trigger_handlers.calls() == [["k0", "k1"], ["k0", "k1"]]
     first = Invocation.objects.filter(trigger=trigger).order_by("id").first()
     assert first.outcome == "function_error" and first.error_type == "InvalidBatchItemFailures"
 
@@ -131,7 +131,7 @@ def test_it_discards_records_older_than_the_maximum_age(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["new"]]
+    assert trigger_handlers.calls() == [["new"]]
     discarded = Invocation.objects.get(trigger=trigger, outcome="discarded")
     assert discarded.record_count == 1
     assert DeadLetter.objects.get(trigger=trigger).invocation == discarded
@@ -147,14 +147,14 @@ def test_it_keeps_order_per_key_across_parallel_lanes(orders_table):
     run_until_idle(trigger)
 
     assert TriggerCursor.objects.filter(trigger=trigger).count() == 3
-    seen = trigger_handlers.STATE["seen"]
+    seen = trigger_handlers.seen()
     assert len(seen) == 18 and len(set(seen)) == 18  # every record once
     for key in "abcdef":
         numbers = [number for seen_key, number in seen if seen_key == key]
         assert numbers == sorted(numbers) and len(numbers) == 3
     # A batch never mixes lanes, so one key is never in flight in two batches at once.
     lane = {record.partition_key: lane_of(partition_key=record.partition_key, item_key=record.item_key, lanes=3) for record in ChangeRecord.objects.filter(source=orders_table)}
-    assert all(len({lane[key] for key in batch}) == 1 for batch in trigger_handlers.CALLS)
+    assert all(len({lane[key] for key in batch}) == 1 for batch in trigger_handlers.calls())
     assert len({lane[key] for key in "abcdef"}) > 1
 
 
@@ -168,7 +168,7 @@ def test_it_starts_a_latest_trigger_after_what_is_stored(orders_table):
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["after"]]
+    assert trigger_handlers.calls() == [["after"]]
 
 
 def test_it_resets_a_trigger_to_a_sequence_number_or_a_time(orders_table):
@@ -181,14 +181,14 @@ def test_it_resets_a_trigger_to_a_sequence_number_or_a_time(orders_table):
 
     cursors_reset_to(trigger=trigger, sequence_number=third.sequence_number)
     run_until_idle(trigger)
-    assert trigger_handlers.CALLS[-1] == ["k2", "k3"]
+    assert trigger_handlers.calls()[-1] == ["k2", "k3"]
 
     ChangeRecord.objects.filter(partition_key__in=["k0", "k1"]).update(
         approximate_creation_time=timezone.now() - timezone.timedelta(hours=1)
     )
     cursors_reset_to(trigger=trigger, at=timezone.now() - timezone.timedelta(minutes=30))
     run_until_idle(trigger)
-    assert trigger_handlers.CALLS[-1] == ["k2", "k3"]
+    assert trigger_handlers.calls()[-1] == ["k2", "k3"]
 
 
 def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(orders_table):
@@ -205,7 +205,7 @@ def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(
     invocations = dead_letter_retry(letter=letter)
 
     assert [invocation.outcome for invocation in invocations] == ["success"]
-    assert trigger_handlers.CALLS[-1] == ["a", "b"]
+    assert trigger_handlers.calls()[-1] == ["a", "b"]
     letter.refresh_from_db()
     assert letter.retried_at is not None
     assert TriggerCursor.objects.get(trigger=failing).position == position
@@ -253,13 +253,13 @@ def test_it_waits_for_the_batching_window_unless_the_batch_is_full(orders_table)
     [(cursor_id, owner)] = cursors_claim(trigger_id=waiting.pk)
 
     assert cursor_process(cursor_id=cursor_id, owner=owner) is False
-    assert trigger_handlers.CALLS == []
+    assert trigger_handlers.calls() == []
     assert TriggerCursor.objects.get(pk=cursor_id).next_attempt_at > timezone.now()
 
     orders_table.put("b")  # now a full batch: the window no longer matters
     orders_table.ingest()
     cursor_process(cursor_id=cursor_id, owner=owner)
-    assert trigger_handlers.CALLS == [["a", "b"]]
+    assert trigger_handlers.calls() == [["a", "b"]]
 
 
 def test_it_caps_a_batch_at_six_megabytes_of_event(orders_table):
@@ -289,7 +289,7 @@ def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(ord
             lease_release(cursor_id=cursor_id, owner=owner)
         TriggerCursor.objects.filter(trigger=stuck).update(next_attempt_at=None)
 
-    assert ["a"] in trigger_handlers.CALLS
+    assert ["a"] in trigger_handlers.calls()
     assert Invocation.objects.filter(trigger=stuck, outcome="function_error").count() == 3
     assert Invocation.objects.filter(trigger=healthy, outcome="success").count() == 1
     assert not DeadLetter.objects.exists()
@@ -304,7 +304,7 @@ def test_it_starts_a_latest_trigger_at_its_creation_not_when_its_cursors_are_mad
 
     run_until_idle(trigger)
 
-    assert trigger_handlers.CALLS == [["meanwhile"]]
+    assert trigger_handlers.calls() == [["meanwhile"]]
 
 
 def test_it_sends_a_backlog_through_one_runner_in_order_across_many_reads(orders_table, monkeypatch):
@@ -318,7 +318,7 @@ def test_it_sends_a_backlog_through_one_runner_in_order_across_many_reads(orders
 
     cursor_run(cursor_id=cursor_id, owner=owner)
 
-    assert trigger_handlers.CALLS == [[f"k{n:02d}" for n in range(start, min(start + 4, 11))] for start in (0, 4, 8)]
+    assert trigger_handlers.calls() == [[f"k{n:02d}" for n in range(start, min(start + 4, 11))] for start in (0, 4, 8)]
     cursor = TriggerCursor.objects.get(pk=cursor_id)
     assert cursor.position == ChangeRecord.objects.filter(source=orders_table).order_by("-sequence_key").first().sequence_key
     assert cursor.lease_owner == ""
@@ -359,7 +359,7 @@ def test_it_stops_a_run_whose_cursor_was_reset_and_keeps_the_reset_position(orde
 
     assert runner.step() is False
     assert TriggerCursor.objects.get(pk=cursor_id).position == ""
-    assert trigger_handlers.CALLS[0] == ["k0"] and len(trigger_handlers.CALLS) <= 2
+    assert trigger_handlers.calls()[0] == ["k0"] and len(trigger_handlers.calls()) <= 2
 
 
 def test_it_stops_a_run_soon_after_its_trigger_is_disabled(orders_table, monkeypatch):
@@ -376,4 +376,4 @@ def test_it_stops_a_run_soon_after_its_trigger_is_disabled(orders_table, monkeyp
     Trigger.objects.filter(pk=trigger.pk).update(enabled=False)
 
     assert runner.step() is False
-    assert trigger_handlers.CALLS == [["k0"]]
+    assert trigger_handlers.calls() == [["k0"]]

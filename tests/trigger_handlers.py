@@ -1,8 +1,21 @@
 """Handlers that triggers in tests/test_triggers.py run, written as one would for AWS Lambda.
-They note what they were sent in CALLS so tests can assert on it."""
+They note the keys of each batch they are sent (tests/handler_log.py); calls() reads them back."""
 
-CALLS: list[list[str]] = []
-STATE: dict = {}
+from tests import handler_log
+
+
+def calls() -> list[list[str]]:
+    """The keys of each batch the handlers were sent in this test, in order."""
+    return [entry["keys"] for entry in handler_log.notes() if "keys" in entry]
+
+
+def seen() -> list[tuple[str, int]]:
+    """(key, sequence number) of each record record_sequence was sent."""
+    return [tuple(pair) for entry in handler_log.notes() for pair in entry.get("seen", [])]
+
+
+def _called(event) -> None:
+    handler_log.note({"keys": keys(event)})
 
 
 def keys(event) -> list[str]:
@@ -10,40 +23,38 @@ def keys(event) -> list[str]:
 
 
 def record_batches(event, context):
-    CALLS.append(keys(event))
+    _called(event)
 
 
 def fail_always(event, context):
-    CALLS.append(keys(event))
+    _called(event)
     raise ValueError("boom")
 
 
 def fail_on_poison(event, context):
-    CALLS.append(keys(event))
+    _called(event)
     if any("poison" in record["dynamodb"].get("NewImage", {}) for record in event["Records"]):
         raise RuntimeError("poison record")
 
 
 def report_failure_once(event, context):
     """Reports the first record marked `fail` as failed, the first time it sees it."""
-    CALLS.append(keys(event))
+    _called(event)
     for record in event["Records"]:
-        if "fail" in record["dynamodb"].get("NewImage", {}) and not STATE.get("failed"):
-            STATE["failed"] = True
+        if "fail" in record["dynamodb"].get("NewImage", {}) and handler_log.first_time("failed"):
             return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
     return {"batchItemFailures": []}
 
 
 def report_malformed_once(event, context):
-    CALLS.append(keys(event))
-    if not STATE.get("failed"):
-        STATE["failed"] = True
+    _called(event)
+    if handler_log.first_time("failed"):
         return {"batchItemFailures": [{"itemIdentifier": ""}]}
     return None
 
 
 def record_sequence(event, context):
-    CALLS.append(keys(event))
-    STATE.setdefault("seen", []).extend(
-        (record["dynamodb"]["Keys"]["pk"]["S"], int(record["dynamodb"]["SequenceNumber"])) for record in event["Records"]
-    )
+    handler_log.note({
+        "keys": keys(event),
+        "seen": [(record["dynamodb"]["Keys"]["pk"]["S"], int(record["dynamodb"]["SequenceNumber"])) for record in event["Records"]],
+    })

@@ -42,33 +42,35 @@ example ``{"batchItemFailures": [{"itemIdentifier": "<SequenceNumber>"}]}``). Re
 not followed: a 3xx is a function error.
 """
 
+import atexit
 import base64
 import dataclasses
 import hashlib
 import hmac
-import importlib
 import json
 import os
 import secrets
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 
 import boto3
-import orjson
 import botocore.config
 import botocore.exceptions
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django import db
 from django.conf import settings
 
+from workers import handler_host
 from workers.models import MAX_PAYLOAD_BYTES, Trigger
 
 BODY_LIMIT_BYTES = 64 * 1024
@@ -138,115 +140,208 @@ def _region(trigger: Trigger) -> str:
 
 
 # Python handlers -----------------------------------------------------------------------------
+#
+# A handler runs in a process of its own, workers/handler_host.py, started by the worker that
+# invokes it and kept warm for the next invocation, as Lambda keeps an execution environment.
+# A timeout kills that process, as Lambda kills the sandbox: the handler cannot go on running
+# next to the retry of its batch. Concurrent invocations of one handler in one worker process
+# each get a host of their own.
+
+# Lambda's limit on a function's initialisation (its module imports), apart from its timeout.
+INIT_TIMEOUT_S = 10.0
+# Lambda's default memory setting, reported by context.memory_limit_in_mb; nothing enforces it.
+MEMORY_MB = 128
+# A warm host nobody used for this long is stopped, as Lambda reclaims idle environments.
+HOST_IDLE_S = 600.0
 
 
-class LambdaContext:
-    """The attributes and method of Lambda's Python context object, for handlers run in-process."""
-
-    function_version = "$LATEST"
-    memory_limit_in_mb = 128
-    identity = None
-    client_context = None
-
-    def __init__(self, *, name: str, region: str, request_id: str, timeout_s: float):
-        self.function_name = name
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:000000000000:function:{name}"
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+class _HostFailed(Exception):
+    """The host process exited, or broke the protocol."""
 
 
-class _HandlerNotFound(Exception):
+class _HostTimedOut(Exception):
     pass
 
 
-def _handler_load(path: str):
-    """Import "package.module.function". Raises ImportError or _HandlerNotFound."""
-    module_name, _, attribute = path.strip().rpartition(".")
-    if not module_name or not attribute:
-        raise _HandlerNotFound(f"Handler {path!r} is not a dotted path of the form module.function")
-    module = importlib.import_module(module_name)
-    handler = getattr(module, attribute, None)
-    if handler is None:
-        raise _HandlerNotFound(f"Handler {attribute!r} missing on module {module_name!r}")
-    if not callable(handler):
-        raise _HandlerNotFound(f"{path!r} is not callable")
-    return handler
+class HandlerHost:
+    """One handler process, and the pipes to it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        request_read, self._requests = os.pipe()
+        self._responses, response_write = os.pipe()
+        environment = dict(os.environ)
+        # The handler's modules are found from the project root, whatever the worker's cwd.
+        environment["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(settings.BASE_DIR), environment.get("PYTHONPATH", "")) if part
+        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "workers.handler_host", path, str(request_read), str(response_write)],
+                pass_fds=(request_read, response_write), env=environment, cwd=settings.BASE_DIR,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            os.close(request_read)
+            os.close(response_write)
+        self.used_at = time.monotonic()
+
+    def init(self) -> dict:
+        return self._answer(time.monotonic() + INIT_TIMEOUT_S)
+
+    def invoke(self, *, header: dict, payload: bytes, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        try:
+            head = json.dumps(header).encode()
+            os.write(self._requests, handler_host.LENGTH.pack(len(head)) + head)
+            _write_all(self._requests, handler_host.LENGTH.pack(len(payload)) + payload)
+        except OSError as exc:  # BrokenPipeError: the host is gone
+            raise _HostFailed(str(exc)) from exc
+        answer = self._answer(deadline)
+        self.used_at = time.monotonic()
+        return answer
+
+    def _answer(self, deadline: float) -> dict:
+        head = self._read(handler_host.LENGTH.size, deadline)
+        (length,) = handler_host.LENGTH.unpack(head)
+        try:
+            return json.loads(self._read(length, deadline))
+        except ValueError as exc:
+            raise _HostFailed(f"unreadable answer: {exc}") from exc
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        chunks, got = [], 0
+        while got < size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._responses], [], [], remaining)[0]:
+                raise _HostTimedOut()
+            chunk = os.read(self._responses, min(size - got, 1 << 20))
+            if not chunk:
+                raise _HostFailed(f"exit status {self.process.wait()}")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def stop(self) -> None:
+        """Kill the host and whatever its handler started."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        for descriptor in (self._requests, self._responses):
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
+
+
+_idle_hosts: dict[str, list[HandlerHost]] = {}
+_hosts_lock = threading.Lock()
+
+
+def _host_take(path: str) -> HandlerHost | None:
+    """A warm host for the handler, or None: the caller starts one."""
+    stale = []
+    with _hosts_lock:
+        now = time.monotonic()
+        for hosts in _idle_hosts.values():
+            stale += [host for host in hosts if now - host.used_at > HOST_IDLE_S]
+            hosts[:] = [host for host in hosts if now - host.used_at <= HOST_IDLE_S]
+        hosts = _idle_hosts.get(path)
+        host = hosts.pop() if hosts else None
+    for old in stale:
+        old.stop()
+    return host
+
+
+def _host_give_back(host: HandlerHost) -> None:
+    with _hosts_lock:
+        _idle_hosts.setdefault(host.path, []).append(host)
+
+
+def handler_hosts_stop() -> None:
+    """Stop every idle handler host of this process: the next invocations start cold."""
+    with _hosts_lock:
+        hosts = [host for hosts in _idle_hosts.values() for host in hosts]
+        _idle_hosts.clear()
+    for host in hosts:
+        host.stop()
+
+
+def _forget_hosts() -> None:
+    # A forked child (a Celery pool process) must not use or stop its parent's hosts.
+    _idle_hosts.clear()
+
+
+os.register_at_fork(after_in_child=_forget_hosts)
+atexit.register(handler_hosts_stop)
 
 
 def handler_check(path: str) -> str | None:
-    """Why the dotted path cannot serve as a handler, or None if it can (for admin validation)."""
+    """Why the dotted path cannot serve as a handler, or None if it can (for admin validation).
+    Imports the module in this process."""
     try:
-        _handler_load(path)
-    except _HandlerNotFound as exc:
+        handler_host.handler_load(path)
+    except handler_host.HandlerNotFound as exc:
         return str(exc)
     except Exception as exc:  # importing runs arbitrary module code: any error is a reason
         return f"Unable to import module for {path!r}: {type(exc).__name__}: {exc}"
     return None
 
 
-def _python_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> InvokeResult:
-    # The names are Lambda's own, so a dashboard reads the same for both kinds of target.
-    try:
-        handler = _handler_load(trigger.handler)
-    except _HandlerNotFound as exc:
-        return InvokeResult(FUNCTION_ERROR, None, "", "Runtime.HandlerNotFound", str(exc))
-    except Exception as exc:
-        return InvokeResult(
-            FUNCTION_ERROR, None, _truncate(traceback.format_exc()), "Runtime.ImportModuleError",
-            f"Unable to import module for {trigger.handler!r}: {type(exc).__name__}: {exc}",
-        )
-
-    context = LambdaContext(
-        name=trigger.name, region=_region(trigger), request_id=request_id, timeout_s=trigger.timeout_s
+def _host_error(answer: dict) -> InvokeResult:
+    return InvokeResult(
+        FUNCTION_ERROR, None, _truncate(answer.get("stackTrace", "")), answer.get("errorType", "Runtime.Unknown"),
+        answer.get("errorMessage", ""),
     )
-    outcome: dict = {}
-    # The handler gets its own copy decoded from JSON, as on Lambda: it may change it, and a
-    # timed-out handler may still be changing it while the caller retries or bisects the batch.
-    event = orjson.loads(payload)
 
-    def run():
+
+def _python_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> InvokeResult:
+    # Error names are Lambda's own, so a dashboard reads the same for both kinds of target.
+    host = _host_take(trigger.handler)
+    if host is None:
+        host = HandlerHost(trigger.handler)
         try:
-            outcome["value"] = handler(event, context)
-        except BaseException as exc:  # SystemExit from a handler is its failure, not the worker's
-            outcome["error"] = exc
-            outcome["traceback"] = traceback.format_exc()
-        finally:
-            # Django opens a connection per thread; this thread's would otherwise stay open.
-            db.connections.close_all()
-
-    # The handler runs in a thread so the Celery worker child can stop waiting for it after
-    # timeout_s. Python cannot kill a thread: a timed-out handler keeps running in the
-    # background of this worker process until it returns by itself. Its side effects may still
-    # happen, possibly while the retry of the same batch runs, and a handler stuck for good
-    # holds a thread (and whatever it locked) until the worker child is recycled
-    # (--max-tasks-per-child) or restarted. Lambda, by contrast, kills the sandbox. Daemon, so
-    # that a stuck handler does not stop the worker from shutting down.
-    thread = threading.Thread(target=run, name=f"handler-{trigger.name}-{request_id}", daemon=True)
-    thread.start()
-    thread.join(trigger.timeout_s)
-    if thread.is_alive():
-        return InvokeResult(
-            TIMEOUT, None, "", "Sandbox.Timedout", f"Task timed out after {trigger.timeout_s:.2f} seconds"
-        )
-
-    if "error" in outcome:
-        exc = outcome["error"]
-        return InvokeResult(
-            FUNCTION_ERROR, None, _truncate(outcome["traceback"]), type(exc).__name__, str(exc)
-        )
+            started = host.init()
+        except (_HostTimedOut, _HostFailed) as exc:
+            host.stop()
+            reason = f"no answer within {INIT_TIMEOUT_S:.0f} s" if isinstance(exc, _HostTimedOut) else str(exc)
+            return InvokeResult(FUNCTION_ERROR, None, "", "Runtime.InitError", f"The handler's module did not load: {reason}")
+        if started.get("init") != "ok":
+            host.stop()
+            return _host_error(started)
     try:
-        text = json.dumps(outcome["value"])
-    except (TypeError, ValueError) as exc:
-        # Lambda's Python runtime fails the same way when it cannot serialise the return value.
-        return InvokeResult(
-            FUNCTION_ERROR, None, "", "Runtime.MarshalError", f"Unable to marshal response: {exc}"
+        answer = host.invoke(
+            header={"request_id": request_id, "function_name": trigger.name, "region": _region(trigger),
+                    "timeout_s": trigger.timeout_s, "memory_mb": MEMORY_MB},
+            payload=payload, timeout_s=trigger.timeout_s,
         )
-    return InvokeResult(SUCCESS, json.loads(text), _truncate(text))
+    except _HostTimedOut:
+        host.stop()
+        return InvokeResult(TIMEOUT, None, "", "Sandbox.Timedout", f"Task timed out after {trigger.timeout_s:.2f} seconds")
+    except _HostFailed as exc:
+        host.stop()
+        return InvokeResult(
+            FUNCTION_ERROR, None, "", "Runtime.ExitError",
+            f"RequestId: {request_id} Error: Runtime exited with error: {exc}",
+        )
+    _host_give_back(host)
+    if not answer.get("ok"):
+        return _host_error(answer)
+    text = answer.get("body", "null")
+    if len(text) > MAX_PAYLOAD_BYTES:
+        return InvokeResult(
+            FUNCTION_ERROR, None, _truncate(text), "Function.ResponseSizeTooLarge",
+            f"Response larger than {MAX_PAYLOAD_BYTES} bytes",
+        )
+    return InvokeResult(SUCCESS, _parse_json(text), _truncate(text))
 
 
 # Webhooks ------------------------------------------------------------------------------------

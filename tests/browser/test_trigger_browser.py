@@ -33,12 +33,6 @@ def orders(live_server_url, make_table, dynamodb):
     return source
 
 
-@pytest.fixture(autouse=True)
-def fresh_handlers():
-    trigger_handlers.CALLS.clear()
-    trigger_handlers.STATE.clear()
-
-
 def test_it_shows_invocations_live_in_the_timeline(page, live_server_url, operator, orders):
     page.goto("/admin/login/?next=/admin/workers/trigger/add/")
     log_in(page, username=operator.username, password=PASSWORD)
@@ -71,7 +65,7 @@ def test_it_shows_invocations_live_in_the_timeline(page, live_server_url, operat
     expect(page.locator(ROWS)).to_have_count(2)
     invocations = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id"))
     assert [i.record_count for i in invocations] == [1, 2]
-    assert trigger_handlers.CALLS == [["k0", "k1"], ["k2"]]
+    assert trigger_handlers.calls() == [["k0", "k1"], ["k2"]]
     ids = page.locator(ROWS).evaluate_all("rows => rows.map(row => Number(row.dataset.id))")
     assert ids == [i.pk for i in invocations]
     first_row = page.locator(ROWS).first
@@ -91,6 +85,9 @@ def test_it_shows_invocations_live_in_the_timeline(page, live_server_url, operat
     page.goto(f"/invocations/{invocations[-1].pk}/")
     expect(page.locator("#invocation-payload")).to_contain_text('"eventSource": "aws:dynamodb"')
     expect(page.locator("tr.invocation-record")).to_have_count(2)
+    expect(page.locator("#invocation")).to_have_attribute("data-diffs-drawn", "true")
+    for row in page.locator("tr.invocation-record").all():
+        expect(row.locator("li.change[data-path='status']")).to_contain_text('"NEW"')
     screenshot(page, "invocation")
 
     # The record page lists the invocation that sent it.
@@ -139,4 +136,7 @@ def test_it_shows_failures_and_dead_letters(page, live_server_url, operator, ord
     page.click("tr.dead-letter-row a")
     expect(page.locator("#invocation-error-type")).to_have_text("ValueError")
     expect(page.locator("#invocation-payload")).to_contain_text("<img src=x onerror=alert(1)>")
+    # The record's diff is drawn as text, never as markup.
+    expect(page.locator("td.invocation-diff li.change[data-path='note']")).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(page.locator("td.invocation-diff img")).to_have_count(0)
     screenshot(page, "invocation-failed")

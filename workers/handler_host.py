@@ -1,0 +1,157 @@
+"""The process a Python-handler trigger's handler runs in: Shardwatch's Lambda execution environment.
+
+Started by workers.targets as `python -m workers.handler_host <handler> <request fd> <response fd>`,
+one per handler per worker process, and kept warm between invocations, as Lambda keeps an
+execution environment: module state survives from one invocation to the next, and a timeout
+kills the whole process, so a handler that ran too long can never carry on next to its retry.
+
+It imports nothing of Shardwatch's and does not set up Django: a handler written for Lambda
+finds here what it finds there, the event, the context and its own modules.
+
+Protocol (every frame: 4-byte big-endian length, then that many bytes):
+- host -> worker, once: JSON {"init": "ok"} or {"init": "error", "errorType", "errorMessage", "stackTrace"}.
+- worker -> host, per invocation: a JSON header {"request_id", "function_name", "region",
+  "timeout_s", "memory_mb"}, then the event's JSON bytes.
+- host -> worker, per invocation: JSON {"ok": true, "body": "<the handler's return value as JSON>"}
+  or {"ok": false, "errorType", "errorMessage", "stackTrace"}.
+"""
+
+import importlib
+import json
+import logging
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+import uuid
+
+import orjson
+
+LENGTH = struct.Struct(">I")
+
+
+class LambdaContext:
+    """The attributes and methods of Lambda's Python context object."""
+
+    function_version = "$LATEST"
+    identity = None
+    client_context = None
+
+    def __init__(self, *, name: str, region: str, request_id: str, timeout_s: float, memory_mb: int):
+        self.function_name = name
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:000000000000:function:{name}"
+        self.aws_request_id = request_id
+        self.memory_limit_in_mb = memory_mb
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class HandlerNotFound(Exception):
+    pass
+
+
+def handler_load(path: str):
+    """Import "package.module.function". Raises ImportError (or whatever the module raises) or
+    HandlerNotFound."""
+    module_name, _, attribute = path.strip().rpartition(".")
+    if not module_name or not attribute:
+        raise HandlerNotFound(f"Handler {path!r} is not a dotted path of the form module.function")
+    module = importlib.import_module(module_name)
+    handler = getattr(module, attribute, None)
+    if handler is None:
+        raise HandlerNotFound(f"Handler {attribute!r} missing on module {module_name!r}")
+    if not callable(handler):
+        raise HandlerNotFound(f"{path!r} is not callable")
+    return handler
+
+
+def _read_exactly(stream, size: int) -> bytes | None:
+    # A pipe hands over at most its buffer (64 KB) per read; None when the writer is gone.
+    chunks, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def frame_read(stream) -> bytes | None:
+    head = _read_exactly(stream, LENGTH.size)
+    if head is None:
+        return None
+    return _read_exactly(stream, LENGTH.unpack(head)[0])
+
+
+def frame_write(stream, data: bytes) -> None:
+    stream.write(LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def _error(kind: str, exc: BaseException) -> dict:
+    # Lambda's error document for an unhandled exception.
+    return {"errorType": kind, "errorMessage": str(exc), "stackTrace": traceback.format_exc()}
+
+
+def _watch_parent(parent: int) -> None:
+    # A worker killed with SIGKILL cannot stop its host; a host whose handler is stuck never
+    # reads the closed pipe. Whoever adopts an orphan, it is not the worker: leave then.
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def main() -> None:
+    path, request_fd, response_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    requests = os.fdopen(request_fd, "rb", buffering=0)
+    responses = os.fdopen(response_fd, "wb", buffering=0)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    # Like Lambda's runtime, log records reach the function's log (here, the worker's stderr).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    try:
+        handler = handler_load(path)
+    except HandlerNotFound as exc:
+        frame_write(responses, json.dumps({"init": "error", **_error("Runtime.HandlerNotFound", exc)}).encode())
+        return
+    except BaseException as exc:  # importing runs arbitrary module code: any error is the reason
+        error = _error("Runtime.ImportModuleError", exc)
+        error["errorMessage"] = f"Unable to import module for {path!r}: {type(exc).__name__}: {exc}"
+        frame_write(responses, json.dumps({"init": "error", **error}).encode())
+        return
+    frame_write(responses, b'{"init": "ok"}')
+
+    while True:
+        header = frame_read(requests)
+        payload = frame_read(requests)
+        if header is None or payload is None:
+            return  # the worker is gone or stopped us
+        request = json.loads(header)
+        context = LambdaContext(
+            name=request["function_name"], region=request["region"], request_id=request["request_id"],
+            timeout_s=request["timeout_s"], memory_mb=request["memory_mb"],
+        )
+        try:
+            value = handler(orjson.loads(payload), context)
+        except BaseException as exc:  # SystemExit from a handler is its failure, as on Lambda
+            answer = {"ok": False, **_error(type(exc).__name__, exc)}
+        else:
+            try:
+                answer = {"ok": True, "body": json.dumps(value)}
+            except (TypeError, ValueError) as exc:
+                # Lambda's Python runtime fails the same way when it cannot serialise the value.
+                answer = {"ok": False, "errorType": "Runtime.MarshalError",
+                          "errorMessage": f"Unable to marshal response: {exc}", "stackTrace": ""}
+        frame_write(responses, json.dumps(answer).encode())
+
+
+if __name__ == "__main__":
+    main()
