@@ -145,9 +145,9 @@ _COLUMNS = [
     ("approximate_creation_time", "timestamptz"),
     ("size_bytes", "integer"),
     ("view_type", "text"),
-    ("keys", "jsonb"),
-    ("old_image", "jsonb"),
-    ("new_image", "jsonb"),
+    ("keys", "json"),
+    ("old_image", "json"),
+    ("new_image", "json"),
     ("item_key", "text"),
     ("item_hash", "text"),
     ("partition_key", "text"),
@@ -166,7 +166,7 @@ _TABLE = ChangeRecord._meta.db_table
 # (shard, sequence_key) and is skipped; RETURNING names only the rows that are new.
 _INSERT_POSTGRES = f"""
     INSERT INTO {_TABLE} ({_NAMES})
-    SELECT {_NAMES} FROM jsonb_to_recordset(%s::jsonb) AS r({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)})
+    SELECT {_NAMES} FROM json_to_recordset(%s::json) AS r({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)})
     ORDER BY sequence_key
     ON CONFLICT (shard_id, sequence_key) DO NOTHING
     RETURNING id, sequence_number
@@ -193,7 +193,7 @@ def _sqlite_payload(rows: list[dict]) -> str:
 
 
 _COPY_POSTGRES = f"COPY {_TABLE} ({_NAMES}) FROM STDIN"
-_JSON_INDEXES = [index for index, (name, kind) in enumerate(_COLUMNS) if kind == "jsonb"]
+_JSON_INDEXES = [index for index, (name, kind) in enumerate(_COLUMNS) if kind in ("json", "jsonb")]
 
 
 def _copy_values(row: dict) -> list:

@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 from django.conf import settings
 from django.db import models
@@ -194,6 +195,32 @@ class Gap(models.Model):
         ordering = ["-detected_at"]
 
 
+class StoredJSONField(models.JSONField):
+    """JSON kept as the text it was written: PostgreSQL's json type, not jsonb.
+
+    jsonb re-orders an object's keys and costs a conversion each time its text is read; the
+    stream's images are only ever stored and read back whole, so json keeps them as the stream
+    sent them, attribute order included, and trigger runners read their text as it is. (On
+    SQLite every JSONField is text already.) Nothing may use jsonb operators on these columns.
+    """
+
+    def db_type(self, connection):
+        return "json" if connection.vendor == "postgresql" else super().db_type(connection)
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if connection.vendor != "postgresql":
+            return super().get_db_prep_value(value, connection, prepared)
+        if not prepared:
+            value = self.get_prep_value(value)
+        # As text, which PostgreSQL takes as json without passing through jsonb.
+        return None if value is None else json.dumps(value, cls=self.encoder)
+
+    def from_db_value(self, value, expression, connection):
+        if value is not None and not isinstance(value, str):
+            return value  # psycopg decodes json (not jsonb) itself
+        return super().from_db_value(value, expression, connection)
+
+
 class ChangeRecordQuerySet(models.QuerySet):
     def for_feed(self):
         """Newest first, in the order we saved them."""
@@ -231,9 +258,9 @@ class ChangeRecord(models.Model):
     size_bytes = models.PositiveIntegerField()
     view_type = models.CharField(max_length=32)
     # Typed DynamoDB JSON exactly as the stream gave it (B as base64), so nothing is lost.
-    keys = models.JSONField()
-    old_image = models.JSONField(null=True)
-    new_image = models.JSONField(null=True)
+    keys = StoredJSONField()
+    old_image = StoredJSONField(null=True)
+    new_image = StoredJSONField(null=True)
     item_key = models.TextField(help_text="Canonical JSON of the typed Keys, for item history.")
     # Keys may be kilobytes long, past what a B-tree index takes; the digest is what we index.
     item_hash = models.CharField(max_length=40)

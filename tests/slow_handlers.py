@@ -1,7 +1,7 @@
 """A slow Python handler for tests that kill the worker running it (tests/test_trigger_processes.py).
 
-It runs in a Celery worker process, so it reports through a file: one JSON line when a batch
-arrives (its keys and the worker child's pid) and one when it is done. The directory comes from
+It runs in a handler host of a Celery worker, so it reports through a file: one JSON line when
+a batch arrives (its keys, its pid and the worker child's pid) and one when it is done. The directory comes from
 SHARDWATCH_SLOW_HANDLER_DIR, set in the worker's environment by the test.
 """
 
@@ -20,7 +20,8 @@ def _note(entry: dict) -> None:
 
 def record_keys_slowly(event, context):
     keys = [record["dynamodb"]["Keys"]["pk"]["S"] for record in event["Records"]]
-    request = {"pid": os.getpid(), "request_id": context.aws_request_id}
+    # It runs in a handler host whose parent is the worker's pool process.
+    request = {"pid": os.getpid(), "worker_pid": os.getppid(), "request_id": context.aws_request_id}
     _note({"event": "start", "keys": keys, **request})
     time.sleep(float(os.environ.get("SHARDWATCH_SLOW_HANDLER_SLEEP_S", "1")))
     _note({"event": "end", **request})

@@ -15,6 +15,7 @@ import time
 import urllib.request
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import boto3
 import orjson
@@ -143,6 +144,36 @@ def test_it_keeps_a_handlers_process_warm_between_invocations_and_starts_it_afre
     assert (first["invocations"], second["invocations"]) == (1, 2) and first["pid"] == second["pid"]
     assert cold["invocations"] == 1 and cold["pid"] != first["pid"]
     assert first["pid"] != os.getpid()
+
+
+def test_it_replaces_a_host_that_died_with_the_thread_that_started_it():
+    trigger = make_trigger(target="python", handler="tests.handlers.counting")
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(
+        target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="in-thread").response))
+    thread.start()
+    thread.join()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _pid_alive(answers[0]["pid"]):
+        time.sleep(0.05)
+
+    result = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="after")
+
+    assert not _pid_alive(answers[0]["pid"])  # the kernel killed it with its thread (PR_SET_PDEATHSIG)
+    assert (result.outcome, result.error_type, result.error_message) == ("success", "", "")
+    assert result.response["invocations"] == 1
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether any thread of the process still runs. A killed host stays a zombie until it is
+    reaped, and its main thread can be a zombie while its other threads are still exiting."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(task.read_text().split(")")[-1].split()[0])
+        except FileNotFoundError:
+            continue
+    return any(state not in ("Z", "X") for state in states)
 
 
 def test_it_reports_a_handler_that_kills_its_process_and_starts_a_new_one():

@@ -1,6 +1,7 @@
 """Triggers in real processes: Celery workers and beat over Redis, DynamoDB Local, PostgreSQL.
-The worker running a handler is killed with SIGKILL mid-invocation; another worker takes the
-cursor over once its lease runs out, and no record is skipped. Delivery is at least once, as on
+The worker running a handler is killed with SIGKILL mid-invocation, and the handler's host
+process dies with it; another worker takes the cursor over once its lease runs out, and no
+record is skipped. Delivery is at least once, as on
 Lambda: only the batch in flight when the worker died may arrive twice.
 """
 
@@ -81,7 +82,7 @@ def test_it_skips_no_record_when_the_worker_running_the_handler_is_killed(proces
 
     assert wait_for(second_batch_under_way, timeout=60), "the handler never got going; see test-artifacts/*.log"
     victim_batch = caught["batch"]
-    victim = next(p for p in processes.started if p.pid == os.getpgid(victim_batch["pid"]))
+    victim = next(p for p in processes.started if p.pid == os.getpgid(victim_batch["worker_pid"]))
     processes.kill_hard(victim)
     killed_at = time.monotonic()
 

@@ -1,6 +1,6 @@
 """The process a Python-handler trigger's handler runs in: Shardwatch's Lambda execution environment.
 
-Started by workers.targets as `python -m workers.handler_host <handler> <request fd> <response fd>`,
+Started by workers.targets as `python -m workers.handler_host <handler> <request fd> <response fd> <worker pid>`,
 one per handler per worker process, and kept warm between invocations, as Lambda keeps an
 execution environment: module state survives from one invocation to the next, and a timeout
 kills the whole process, so a handler that ran too long can never carry on next to its retry.
@@ -16,10 +16,12 @@ Protocol (every frame: 4-byte big-endian length, then that many bytes):
   or {"ok": false, "errorType", "errorMessage", "stackTrace"}.
 """
 
+import ctypes
 import importlib
 import json
 import logging
 import os
+import signal
 import struct
 import sys
 import threading
@@ -30,6 +32,7 @@ import uuid
 import orjson
 
 LENGTH = struct.Struct(">I")
+PR_SET_PDEATHSIG = 1
 
 
 class LambdaContext:
@@ -100,20 +103,32 @@ def _error(kind: str, exc: BaseException) -> dict:
     return {"errorType": kind, "errorMessage": str(exc), "stackTrace": traceback.format_exc()}
 
 
-def _watch_parent(parent: int) -> None:
-    # A worker killed with SIGKILL cannot stop its host; a host whose handler is stuck never
-    # reads the closed pipe. Whoever adopts an orphan, it is not the worker: leave then.
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(1)
+def _die_with(parent: int) -> None:
+    """A worker killed with SIGKILL cannot stop its host, and a host whose handler is stuck
+    never reads the closed pipe: have the kernel kill the host with the thread that started
+    it (Linux's PR_SET_PDEATHSIG), and, where that is missing, leave once adopted."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the worker died before the line above
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main() -> None:
-    path, request_fd, response_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    path, request_fd, response_fd, parent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    _die_with(parent)
     requests = os.fdopen(request_fd, "rb", buffering=0)
     responses = os.fdopen(response_fd, "wb", buffering=0)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     # Like Lambda's runtime, log records reach the function's log (here, the worker's stderr).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 

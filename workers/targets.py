@@ -177,7 +177,7 @@ class HandlerHost:
         )
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "workers.handler_host", path, str(request_read), str(response_write)],
+                [sys.executable, "-m", "workers.handler_host", path, str(request_read), str(response_write), str(os.getpid())],
                 pass_fds=(request_read, response_write), env=environment, cwd=settings.BASE_DIR,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
@@ -222,6 +222,11 @@ class HandlerHost:
             got += len(chunk)
         return b"".join(chunks)
 
+    def alive(self) -> bool:
+        """Whether an idle host can take a request. An idle host never writes, so a readable
+        answer pipe means its end was closed: the host is gone (even before it can be reaped)."""
+        return self.process.poll() is None and not select.select([self._responses], [], [], 0)[0]
+
     def stop(self) -> None:
         """Kill the host and whatever its handler started."""
         try:
@@ -254,8 +259,14 @@ def _host_take(path: str) -> HandlerHost | None:
         for hosts in _idle_hosts.values():
             stale += [host for host in hosts if now - host.used_at > HOST_IDLE_S]
             hosts[:] = [host for host in hosts if now - host.used_at <= HOST_IDLE_S]
-        hosts = _idle_hosts.get(path)
-        host = hosts.pop() if hosts else None
+        hosts = _idle_hosts.get(path) or []
+        host = None
+        while hosts and host is None:
+            host = hosts.pop()
+            if not host.alive():
+                # Died while idle, e.g. with the thread that started it (handler_host._die_with).
+                stale.append(host)
+                host = None
     for old in stale:
         old.stop()
     return host
