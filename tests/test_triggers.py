@@ -377,3 +377,39 @@ def test_it_stops_a_run_soon_after_its_trigger_is_disabled(orders_table, monkeyp
 
     assert runner.step() is False
     assert trigger_handlers.calls() == [["k0"]]
+
+
+def test_it_checks_every_cursor_for_work_in_one_query(orders_table, django_assert_num_queries):
+    orders_table.put("a")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "record_batches", parallelization_factor=10)
+    run_until_idle(trigger)
+    assert TriggerCursor.objects.filter(trigger=trigger).count() == 10
+
+    with django_assert_num_queries(1):
+        assert cursors_claim(trigger_id=trigger.pk) == []
+
+    orders_table.put("b")
+    orders_table.ingest()
+    # Every lane has a record it has not looked at; each reads past what is not its own.
+    assert len(cursors_claim(trigger_id=trigger.pk)) == 10
+
+
+def test_it_deletes_invocations_past_retention_and_keeps_their_dead_letters(orders_table):
+    from workers.retention import invocations_expire
+
+    orders_table.put("a")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
+    run_until_idle(trigger)
+    orders_table.put("b")
+    orders_table.ingest()
+    run_until_idle(trigger)
+    old, recent = Invocation.objects.filter(trigger=trigger).order_by("id")
+    Invocation.objects.filter(pk=old.pk).update(started_at=timezone.now() - timezone.timedelta(days=orders_table.retention_days, minutes=1))
+
+    assert invocations_expire() == 1
+
+    assert list(Invocation.objects.filter(trigger=trigger)) == [recent]
+    letters = {letter.invocation_id for letter in DeadLetter.objects.filter(trigger=trigger)}
+    assert letters == {None, recent.pk}

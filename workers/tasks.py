@@ -7,6 +7,7 @@ from django.db import close_old_connections, transaction
 
 from streams import reading, retention, sources
 from streams.models import StreamSource
+from workers import retention as invocation_retention
 from workers import triggers as triggers_module
 
 TRIGGER_RUN_BUDGET_S = 20.0
@@ -59,6 +60,7 @@ def read_shard(shard_id: int, owner: str, poll_no: int = 0, iterator: str | None
 @shared_task(ignore_result=True)
 def enforce_retention() -> None:
     retention.records_expire()
+    invocation_retention.invocations_expire()
 
 
 @shared_task(ignore_result=True)
