@@ -484,7 +484,8 @@ class CursorRunner:
         started_at = timezone.now()
         # The lease must outlast the invocation, so a slow handler is never taken over while it
         # runs. Each settle extends it; it is renewed here only when that was long ago.
-        if cursor.lease_expires_at is None or cursor.lease_expires_at - started_at < timedelta(seconds=trigger.timeout_s + settings.SHARDWATCH_TRIGGER_LEASE_S / 2):
+        renew_below = timedelta(seconds=trigger.timeout_s + settings.SHARDWATCH_TRIGGER_LEASE_S / 2)
+        if cursor.lease_expires_at is None or cursor.lease_expires_at - started_at < renew_below:
             if not self.settle(lease_expires_at=started_at + _lease(trigger)):
                 return False
         result = target_invoke(trigger=trigger, payload=batch.payload(), request_id=str(uuid.uuid4()))
