@@ -343,7 +343,8 @@ def test_it_reads_ahead_no_more_than_its_byte_budget(orders_table):
     )[: first + second]
 
 
-def test_it_stops_a_run_whose_cursor_was_reset_and_keeps_the_reset_position(orders_table):
+def running_after_one_batch(orders_table) -> tuple[Trigger, int, CursorRunner]:
+    """A runner holding its cursor, one record sent and two to go."""
     for number in range(3):
         orders_table.put(f"k{number}")
     orders_table.ingest()
@@ -352,6 +353,11 @@ def test_it_stops_a_run_whose_cursor_was_reset_and_keeps_the_reset_position(orde
     [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
     runner = CursorRunner(cursor_id=cursor_id, owner=owner)
     assert runner.step() is True
+    return trigger, cursor_id, runner
+
+
+def test_it_stops_a_run_whose_cursor_was_reset_and_keeps_the_reset_position(orders_table):
+    trigger, cursor_id, runner = running_after_one_batch(orders_table)
 
     cursors_reset(trigger=trigger, position="TRIM_HORIZON")
     # At least once: the batch already read may still go out, but the run ends at its next write.
@@ -363,14 +369,7 @@ def test_it_stops_a_run_whose_cursor_was_reset_and_keeps_the_reset_position(orde
 
 
 def test_it_stops_a_run_soon_after_its_trigger_is_disabled(orders_table, monkeypatch):
-    for number in range(3):
-        orders_table.put(f"k{number}")
-    orders_table.ingest()
-    trigger = trigger_for(orders_table, "record_batches", batch_size=1)
-    cursors_ensure(trigger=trigger)
-    [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
-    runner = CursorRunner(cursor_id=cursor_id, owner=owner)
-    assert runner.step() is True
+    trigger, _, runner = running_after_one_batch(orders_table)
     monkeypatch.setattr(CursorRunner, "TRIGGER_RELOAD_S", 0.0)
 
     Trigger.objects.filter(pk=trigger.pk).update(enabled=False)
