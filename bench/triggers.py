@@ -20,35 +20,14 @@ import statistics
 import time
 import uuid
 
+from bench.handlers import HANDLER_KEY_ENV
 from bench.run import ROOT, bench_source, fresh_shard, percentile, reset_tables
 
-HANDLER_KEY_ENV = "SHARDWATCH_BENCH_HANDLER_KEY"
 WRITES = 300
 RATE_PER_S = 20.0
 OVERHEAD_BATCH_SIZE = 100
 OVERHEAD_BATCHES = 200
 WARM_UP_S = 1.0
-
-def handler_note_arrival(event, context):
-    """Runs in a Celery worker's handler host: note when each record reached the handler."""
-    import redis
-
-    arrived = time.time()
-    client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    client.rpush(
-        os.environ[HANDLER_KEY_ENV],
-        *[json.dumps({"pk": record["dynamodb"]["Keys"]["pk"]["S"],
-                      "written": float(record["dynamodb"]["NewImage"]["written_at"]["N"]), "arrived": arrived})
-          for record in event["Records"]],
-    )
-
-
-def handler_noop(event, context):
-    """Says when it was entered and left. perf_counter is CLOCK_MONOTONIC on Linux, one clock
-    for the handler host and the benchmark process."""
-    entered = time.perf_counter()
-    return {"entered": entered, "left": time.perf_counter()}
-
 
 def bench_write_to_handler(*, writes: int = WRITES, rate_per_s: float = RATE_PER_S) -> dict:
     import boto3
@@ -67,7 +46,7 @@ def bench_write_to_handler(*, writes: int = WRITES, rate_per_s: float = RATE_PER
     source = source_add(table_name=table, region="us-east-1")
     trigger = Trigger.objects.create(
         name=f"bench-{table}", source=source, target=Trigger.Target.PYTHON,
-        handler="bench.triggers.handler_note_arrival", batch_size=1, maximum_batching_window_s=0,
+        handler="bench.handlers.handler_note_arrival", batch_size=1, maximum_batching_window_s=0,
     )
     key = f"shardwatch-bench-handler-{uuid.uuid4().hex}"
     store = redis.Redis.from_url(settings.REDIS_URL)
@@ -170,7 +149,7 @@ def bench_trigger_overhead(*, batches: int = OVERHEAD_BATCHES, batch_size: int =
     def trigger_new():
         trigger = Trigger.objects.create(
             name=f"bench-overhead-{uuid.uuid4().hex[:6]}", source=source, target=Trigger.Target.PYTHON,
-            handler="bench.triggers.handler_noop", batch_size=batch_size,
+            handler="bench.handlers.handler_noop", batch_size=batch_size,
         )
         cursors_ensure(trigger=trigger)
         [(cursor_id, owner)] = cursors_claim(trigger_id=trigger.pk)
