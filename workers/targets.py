@@ -49,6 +49,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import select
@@ -221,7 +222,7 @@ class HandlerHost:
         chunks, got = [], 0
         while got < size:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self._responses], [], [], remaining)[0]:
+            if remaining <= 0 or not _readable(self._responses, remaining):
                 raise _HostTimedOut()
             chunk = os.read(self._responses, min(size - got, 1 << 20))
             if not chunk:
@@ -233,7 +234,7 @@ class HandlerHost:
     def alive(self) -> bool:
         """Whether an idle host can take a request. An idle host never writes, so a readable
         answer pipe means its end was closed: the host is gone (even before it can be reaped)."""
-        return self.process.poll() is None and not select.select([self._responses], [], [], 0)[0]
+        return self.process.poll() is None and not _readable(self._responses, 0)
 
     def stop(self) -> None:
         """Kill the host and whatever its handler started."""
@@ -247,6 +248,13 @@ class HandlerHost:
                 os.close(descriptor)
             except OSError:
                 pass
+
+
+def _readable(descriptor: int, timeout_s: float) -> bool:
+    # poll, not select: a worker may hold more than select's 1024 descriptors.
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(max(0, math.ceil(timeout_s * 1000))))
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
