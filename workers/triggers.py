@@ -163,9 +163,9 @@ class ReadAhead:
     """One lane's next records of a shard, read a few batches at a time and kept while the
     runner holds the cursor: a backlog then costs one query per many batches, not two per batch.
 
-    Stays true: `records` are this lane's records in sequence order with keys in
-    (`start`, `through`], every one of them; records are never changed once saved, and a shard's
-    records are saved in sequence order, so what was read stays right while the lease is held.
+    Stays true: `records` holds every record of this lane after the cursor's position up to
+    `through`, in sequence order. Records never change once saved, and a shard's records are
+    saved in sequence order, so what was read stays right while the lease is held.
     """
 
     def __init__(self, *, shard_id: int, lane: int, lanes: int, region: str, stream_arn: str):
@@ -267,7 +267,7 @@ def _backoff(attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(MAX_BACKOFF_S, 1.0 * 2 ** min(attempt, 8))))
 
 
-def batch_item_failures(*, response, records: list[ChangeRecord]) -> tuple[bool, int | None]:
+def batch_item_failures(*, response, records: list) -> tuple[bool, int | None]:
     """Read a ReportBatchItemFailures response. Returns (valid, index of the lowest failed
     record or None when everything succeeded).
 
