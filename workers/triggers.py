@@ -21,7 +21,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from django.conf import settings
@@ -142,8 +142,8 @@ class BatchRecord:
     pk: int
     sequence_key: str
     sequence_number: str
-    received_at: datetime
-    approximate_creation_time: datetime
+    received_epoch: float  # received_at, in Unix seconds
+    created_epoch: float  # ApproximateCreationDateTime, in Unix seconds
     json: bytes  # the record's element of the Lambda event
 
 
@@ -215,7 +215,7 @@ class ReadAhead:
             self.records.extend(
                 BatchRecord(
                     pk=row["id"], sequence_key=row["sequence_key"], sequence_number=row["sequence_number"],
-                    received_at=row["received_at"], approximate_creation_time=row["approximate_creation_time"],
+                    received_epoch=row["received_epoch"], created_epoch=row["created_epoch"],
                     json=event_json(row, region=self.region, stream_arn=self.stream_arn),
                 )
                 for row in event_rows(rows)
@@ -457,15 +457,15 @@ class CursorRunner:
 
         window = trigger.maximum_batching_window_s
         if window and len(batch.records) < limit and not cursor.attempt:
-            ready_at = batch.records[0].received_at + timedelta(seconds=window)
+            ready_at = datetime.fromtimestamp(batch.records[0].received_epoch + window, tz=UTC)
             if ready_at > now:
                 # Lambda waits for a full batch, the 6 MB limit or the window, whichever is first.
                 self.settle(next_attempt_at=ready_at)
                 return False
 
         if trigger.maximum_record_age_s != -1:
-            oldest_allowed = now - timedelta(seconds=trigger.maximum_record_age_s)
-            expired = [record for record in batch.records if record.approximate_creation_time < oldest_allowed]
+            oldest_allowed = now.timestamp() - trigger.maximum_record_age_s
+            expired = [record for record in batch.records if record.created_epoch < oldest_allowed]
             if expired:
                 # Records are in stream order, so the expired ones are a prefix of the batch.
                 stale = batch.records[: batch.records.index(expired[-1]) + 1]
