@@ -93,8 +93,13 @@ def frame_read(stream) -> bytes | None:
     return _read_exactly(stream, LENGTH.unpack(head)[0])
 
 
+def frame(data: bytes) -> bytes:
+    """One frame of the protocol: the length, then the data."""
+    return LENGTH.pack(len(data)) + data
+
+
 def frame_write(stream, data: bytes) -> None:
-    stream.write(LENGTH.pack(len(data)) + data)
+    stream.write(frame(data))
     stream.flush()
 
 

@@ -134,6 +134,14 @@ def _parse_json(text: str) -> object:
         return None
 
 
+def _too_large(text: str) -> InvokeResult:
+    # Lambda's limit on a synchronous response is its 6 MB payload limit.
+    return InvokeResult(
+        FUNCTION_ERROR, None, _truncate(text), "Function.ResponseSizeTooLarge",
+        f"Response larger than {MAX_PAYLOAD_BYTES} bytes",
+    )
+
+
 def _region(trigger: Trigger) -> str:
     try:
         return trigger.source.region or "us-east-1"
@@ -201,9 +209,7 @@ class HandlerHost:
     def invoke(self, *, header: dict, payload: bytes, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
         try:
-            head = json.dumps(header).encode()
-            os.write(self._requests, handler_host.LENGTH.pack(len(head)) + head)
-            _write_all(self._requests, handler_host.LENGTH.pack(len(payload)) + payload)
+            _write_all(self._requests, handler_host.frame(json.dumps(header).encode()) + handler_host.frame(payload))
         except OSError as exc:  # BrokenPipeError: the host is gone
             raise _HostFailed(str(exc)) from exc
         answer = self._answer(deadline)
@@ -363,11 +369,8 @@ def _python_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> Invo
     if not answer.get("ok"):
         return _host_error(answer)
     text = answer.get("body", "null")
-    if len(text) > MAX_PAYLOAD_BYTES:
-        return InvokeResult(
-            FUNCTION_ERROR, None, _truncate(text), "Function.ResponseSizeTooLarge",
-            f"Response larger than {MAX_PAYLOAD_BYTES} bytes",
-        )
+    if len(text.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+        return _too_large(text)
     return InvokeResult(SUCCESS, _parse_json(text), _truncate(text))
 
 
@@ -437,17 +440,16 @@ def _webhook_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> Inv
     except WebhookSecretUnreadable as exc:
         return InvokeResult(FUNCTION_ERROR, None, "", "Shardwatch.WebhookSecretUnreadable", str(exc))
 
-    body = payload
     timestamp = str(int(time.time()))
     request = urllib.request.Request(
         url,
-        data=body,
+        data=payload,
         method="POST",
         headers={
             "Content-Type": "application/json",
             "User-Agent": "Shardwatch",
             "X-Shardwatch-Timestamp": timestamp,
-            "X-Shardwatch-Signature": webhook_signature(secret=secret, timestamp=timestamp, body=body),
+            "X-Shardwatch-Signature": webhook_signature(secret=secret, timestamp=timestamp, body=payload),
             "X-Shardwatch-Request-Id": request_id,
         },
     )
@@ -477,10 +479,7 @@ def _webhook_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> Inv
     except Exception as exc:  # http.client errors such as RemoteDisconnected, BadStatusLine
         return InvokeResult(FUNCTION_ERROR, None, "", type(exc).__name__, str(exc))
     if too_large:
-        return InvokeResult(
-            FUNCTION_ERROR, None, _truncate(text), "Function.ResponseSizeTooLarge",
-            f"Response larger than {MAX_PAYLOAD_BYTES} bytes",
-        )
+        return _too_large(text)
     return InvokeResult(SUCCESS, _parse_json(text), _truncate(text))
 
 

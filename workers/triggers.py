@@ -239,12 +239,9 @@ def batch_take(*, ahead: ReadAhead, position: str, size: int, patterns, until: s
             through = max(through, min(ahead.through, until) if until else ahead.through)
             if read_now and ahead.at_end:
                 break
-            added, read_now = ahead.fill(need=size - len(records)), True
-            if not added:
-                through = max(through, min(ahead.through, until) if until else ahead.through)
-                if ahead.at_end:
-                    break
-                continue
+            ahead.fill(need=size - len(records))
+            read_now = True
+            continue
         record = ahead.records[index]
         index += 1
         if until and record.sequence_key > until:
