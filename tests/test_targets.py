@@ -171,7 +171,8 @@ def _pid_alive(pid: int) -> bool:
     for task in Path(f"/proc/{pid}/task").glob("*/stat"):
         try:
             states.append(task.read_text().split(")")[-1].split()[0])
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
+            # The thread exited between the listing and the read (ESRCH on a vanished task).
             continue
     return any(state not in ("Z", "X") for state in states)
 
