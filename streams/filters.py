@@ -16,6 +16,10 @@ Semantics (AWS Lambda "Control which events Lambda sends to your function" and E
   equals-ignore-case, anything-but (value, list, prefix, suffix, equals-ignore-case,
   wildcard), numeric (=, <, <=, >, >=, and a lower+upper range), exists, wildcard and cidr.
 - `[""]` matches only the empty string and `[null]` only null: the two are not interchangeable.
+- equals-ignore-case (alone, in prefix/suffix, or in anything-but) is event-ruler's, not a
+  case fold: each pattern character stands for its own lower- and upper-case forms and the
+  event value is compared as it is ("straße" matches "STRASSE"; "k" does not match KELVIN
+  SIGN). The rule and where Python's casing differs from Java's are at `_ignore_case_forms`.
 - Arrays in the event match when any element matches. Objects inside arrays are matched
   element by element ("array consistency"): fields matched in different elements of the same
   array do not combine.
@@ -313,8 +317,7 @@ def _compile_operator(spec, path, leaf):
     elif op == "equals-ignore-case":
         if not isinstance(arg, str):
             raise InvalidPattern(f'at "{path}": equals-ignore-case match pattern must be a string')
-        lowered = arg.lower()
-        leaf.string_preds.append(lambda v: v.lower() == lowered)
+        leaf.string_preds.append(_ignore_case_pred(arg, "equals"))
     elif op == "wildcard":
         if not isinstance(arg, str):
             raise InvalidPattern(f'at "{path}": wildcard match pattern must be a string')
@@ -335,10 +338,7 @@ def _affix_pred(op, arg, path):
     if not isinstance(arg, str):
         raise InvalidPattern(f'at "{path}": {op} match pattern must be a string')
     if ignore_case:
-        lowered = arg.lower()
-        if op == "prefix":
-            return lambda v: v.lower().startswith(lowered)
-        return lambda v: v.lower().endswith(lowered)
+        return _ignore_case_pred(arg, op)
     return (lambda v: v.startswith(arg)) if op == "prefix" else (lambda v: v.endswith(arg))
 
 
@@ -423,8 +423,7 @@ def _compile_anything_but(arg, path, leaf):
             for item in items:
                 if not isinstance(item, str):
                     raise InvalidPattern(f'at "{path}": inside anything-but/equals-ignore-case only strings are supported')
-            lowered = frozenset(item.lower() for item in items)
-            leaf.string_preds.append(lambda v: v.lower() not in lowered)
+            leaf.string_preds.append(_anything_but_ignore_case_pred(items))
         elif op == "wildcard":
             preds = []
             for item in items:
@@ -460,6 +459,140 @@ def _compile_anything_but(arg, path, leaf):
     else:
         leaf.number_always = True
     leaf.bool_always = leaf.null = True
+
+
+# --- case-insensitive operators --------------------------------------------------------------
+#
+# event-ruler never folds the event value. Its EqualsIgnoreCaseParser
+# (src/main/software/amazon/event/ruler/input/EqualsIgnoreCaseParser.java) walks the *pattern*
+# one Java `char` (UTF-16 unit) at a time and turns each into the set
+# {String.valueOf(c).toLowerCase(Locale.ROOT), String.valueOf(c).toUpperCase(Locale.ROOT)} as
+# UTF-8 bytes (a single byte string when the two are equal). The byte machine then accepts an
+# event value whose bytes spell one member of each set, in order. DefaultParser.parse routes
+# equals-ignore-case, prefix/equals-ignore-case and anything-but/equals-ignore-case there, and
+# SuffixEqualsIgnoreCaseParser builds the same sets for suffix/equals-ignore-case, matched from
+# the end. Consequences, all tested against event-ruler itself:
+#   - a form can be several characters: "ß" accepts "ß" or "SS" (never "ss"), "ﬁ" accepts "ﬁ"
+#     or "FI", and U+0390 (ΐ) accepts itself or U+0399 U+0308 U+0301 (three characters);
+#   - the pattern character itself need not be a form: title-case "ǅ" (U+01C5) accepts only
+#     "ǆ" and "Ǆ";
+#   - only the pattern's forms count: "k" accepts "k"/"K" but not KELVIN SIGN, while KELVIN SIGN
+#     accepts "k" and itself but not "K".
+#
+# Where Python's str.lower()/str.upper() differ from Java's Locale.ROOT mappings, and how each
+# is handled here:
+#   - Java cases each char as a one-char string; Python's lower() of a whole string applies
+#     the final-sigma rule ("ΟΔΟΣ".lower() == "οδος"). So, like event-ruler, every character
+#     is cased alone. Alone, "Σ" lower-cases to "σ" in both languages, and "İ" (U+0130) to
+#     "i" + U+0307 in both (unconditional in SpecialCasing.txt; Locale.ROOT is not Turkish,
+#     so "I" and "i" keep their ASCII partners).
+#   - Java's String.toUpperCase uses the full SpecialCasing mappings (not the one-char
+#     Character.toUpperCase), as Python's str.upper() does: ß → "SS", ŉ → "ʼN".
+#   - Python iterates code points, Java iterates UTF-16 units. A character outside the BMP is a
+#     surrogate pair in Java; each lone surrogate cases to itself and String.getBytes(UTF_8)
+#     writes it as "?". So such a character (an emoji, or a cased letter like Deseret 𐐀) in an
+#     ignore-case pattern demands "??" in the event, and never matches itself. This is mirrored:
+#     the pattern side gets "?" per UTF-16 unit. (Event strings from DynamoDB are valid UTF-8,
+#     so they hold no lone surrogates to compare against.)
+#   - The Unicode version. Python uses its own unicodedata tables (3.12: Unicode 15.0), the JVM
+#     its own (Java 17: 13.0, Java 21: 15.0); AWS does not say which JVM runs its filters. All
+#     65,536 UTF-16 units were compared with OpenJDK 17: identical except the ten letters first
+#     cased in Unicode 14 (U+2C2F/U+2C5F, U+A7C0/U+A7C1, U+A7D0/U+A7D1, U+A7D6..U+A7D9), which
+#     Java 17 leaves as they are. We follow the interpreter's tables, i.e. we agree with a JVM
+#     of the same Unicode version (Python 3.12 with Java 20/21).
+#   - str.casefold() is not used anywhere: it folds both sides (ß → "ss", KELVIN SIGN → "k"),
+#     which is the behaviour event-ruler does not have.
+# (event-ruler's static Ruler.matchesRule lower-cases both sides instead. What is mirrored
+# here is its Machine, the compiled matcher that the issue ran side by side with Shardwatch.)
+
+
+def _ignore_case_forms(text):
+    """event-ruler's EqualsIgnoreCaseParser: per UTF-16 unit of `text`, the tuple of strings it accepts there."""
+    forms = []
+    for char in text:
+        code = ord(char)
+        if code > 0xFFFF:
+            forms.append(("??",))  # two lone surrogates, each written as "?" by Java's UTF-8 encoder
+        elif 0xD800 <= code <= 0xDFFF:
+            forms.append(("?",))
+        else:
+            lower, upper = char.lower(), char.upper()
+            forms.append((lower,) if lower == upper else (lower, upper))
+    return forms
+
+
+def _ignore_case_regex(forms, reverse=False):
+    # No BMP character has one form that is a prefix of its other form, so at most one
+    # alternative of a group can match at any position: the regex never backtracks far,
+    # whatever the pattern (up to MAX_PATTERN_LENGTH) and the value.
+    parts = []
+    for alternatives in reversed(forms) if reverse else forms:
+        if reverse:
+            alternatives = tuple(form[::-1] for form in alternatives)
+        if len(alternatives) == 1:
+            parts.append(re.escape(alternatives[0]))
+        else:
+            parts.append("(?:" + "|".join(re.escape(form) for form in alternatives) + ")")
+    return re.compile("".join(parts))
+
+
+def _ignore_case_pred(text, anchor):
+    """Return v -> bool for equals-ignore-case ("equals") or prefix/suffix with equals-ignore-case.
+
+    `text` is the pattern string; the predicate takes the event's string value. The rule is
+    event-ruler's (see the comment above). Everything is worked out here, at compile time.
+    """
+    if text.isascii():
+        # Every ASCII character's Locale.ROOT forms are ASCII, one character each, and are
+        # exactly Python's lower()/upper() of it. An ASCII pattern therefore matches exactly the
+        # ASCII strings equal to it after lower(); the isascii() test (O(1) in CPython) is what
+        # keeps KELVIN SIGN, which Python lower-cases to "k", out. It comes second so that a
+        # value that differs costs no more than the plain lower() comparison did.
+        lowered = text.lower()
+        size = len(text)
+        if anchor == "equals":
+            return lambda v: v.lower() == lowered and v.isascii()
+        if not size:
+            return lambda v: True
+        if anchor == "prefix":
+            def prefix_matches(v):
+                head = v[:size]
+                return head.lower() == lowered and head.isascii()
+            return prefix_matches
+
+        def suffix_matches(v):
+            tail = v[-size:]
+            return tail.lower() == lowered and tail.isascii()
+        return suffix_matches
+    forms = _ignore_case_forms(text)
+    if anchor == "suffix":
+        # Forms differ in length (ß or SS), so the suffix's start is unknown: match the
+        # reversed pattern against the reversed value, as event-ruler walks the bytes backwards.
+        reversed_match = _ignore_case_regex(forms, reverse=True).match
+        return lambda v: reversed_match(v[::-1]) is not None
+    regex = _ignore_case_regex(forms)
+    match = regex.match if anchor == "prefix" else regex.fullmatch
+    return lambda v: match(v) is not None
+
+
+def _anything_but_ignore_case_pred(texts):
+    """anything-but/equals-ignore-case: true for a string value that equals-ignore-case matches none of `texts`."""
+    ascii_lowered = frozenset(text.lower() for text in texts if text.isascii())
+    # A non-ASCII pattern can still match an ASCII value (KELVIN SIGN matches "k", ß matches
+    # "SS"), so those are checked whatever the value is.
+    others = tuple(_ignore_case_pred(text, "equals") for text in texts if not text.isascii())
+    if not others:
+        return lambda v: not (v.lower() in ascii_lowered and v.isascii())
+
+    def matches_none(v):
+        if v.lower() in ascii_lowered and v.isascii():
+            return False
+        for other in others:
+            if other(v):
+                return False
+        return True
+
+    return matches_none
 
 
 def _cidr_pred(arg, path):

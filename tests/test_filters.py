@@ -219,6 +219,149 @@ def test_it_matches_like_aws(pattern, event, expected):
     assert compile_pattern(json.dumps(pattern)).matches(event) is expected
 
 
+# Case-insensitive operators beyond ASCII. event-ruler does not fold the event value: its
+# EqualsIgnoreCaseParser (src/main/software/amazon/event/ruler/input/EqualsIgnoreCaseParser.java)
+# turns each UTF-16 unit of the *pattern* into {toLowerCase(Locale.ROOT), toUpperCase(Locale.ROOT)}
+# as UTF-8 byte strings, and the event's bytes must spell one of those forms at every position.
+# DefaultParser.parse sends equals-ignore-case, prefix/equals-ignore-case and
+# anything-but/equals-ignore-case there; SuffixEqualsIgnoreCaseParser does the same for suffix,
+# reversed. Every expected value below follows from that rule, and every one was also checked by
+# running event-ruler itself (aws/event-ruler@337e8d9, Machine.rulesForJSONEvent, OpenJDK 17).
+# Escapes are used wherever a character has a look-alike (KELVIN SIGN, combining marks).
+def on_city(operator):
+    return {"dynamodb": {"NewImage": {"city": {"S": [operator]}}}}
+
+
+def city(value):
+    return record(new={"city": {"S": value}})
+
+
+def ignore_case(id_, text, value, expected):
+    return case(id_, on_city({"equals-ignore-case": text}), city(value), expected)
+
+
+def prefix_ignore_case(id_, text, value, expected):
+    return case(id_, on_city({"prefix": {"equals-ignore-case": text}}), city(value), expected)
+
+
+def suffix_ignore_case(id_, text, value, expected):
+    return case(id_, on_city({"suffix": {"equals-ignore-case": text}}), city(value), expected)
+
+
+def anything_but_ignore_case(id_, texts, value, expected):
+    return case(id_, on_city({"anything-but": {"equals-ignore-case": texts}}), city(value), expected)
+
+
+KELVIN = "\u212a"  # KELVIN SIGN: lower-cases to ASCII "k", upper-cases to itself
+I_DOT = "\u0130"  # LATIN CAPITAL LETTER I WITH DOT ABOVE: lower-cases to "i" + U+0307
+DOTLESS_I = "\u0131"  # LATIN SMALL LETTER DOTLESS I: upper-cases to ASCII "I"
+FI = "\ufb01"  # LATIN SMALL LIGATURE FI: upper-cases to "FI"
+CAPITAL_SHARP_S = "\u1e9e"  # LATIN CAPITAL LETTER SHARP S: lower-cases to "ß"
+DZ_TITLE = "\u01c5"  # LATIN CAPITAL LETTER D WITH SMALL LETTER Z WITH CARON (title case)
+IOTA_DIALYTIKA_TONOS = "\u0390"  # upper-cases to three characters, U+0399 U+0308 U+0301
+GRINNING_FACE = "\U0001f600"  # outside the BMP: two UTF-16 units in Java
+
+IGNORE_CASE_CASES = [
+    # --- the issue's two smallest inputs ------------------------------------------------------
+    ignore_case("issue-sharp-s-matches-upper-ss", "straße", "STRASSE", True),
+    ignore_case("issue-k-not-kelvin-sign", "k", KELVIN, False),
+    # --- ß: its forms are "ß" and "SS", and "ss" is neither ----------------------------------
+    ignore_case("sharp-s-not-lower-ss", "straße", "strasse", False),
+    ignore_case("sharp-s-itself-in-upper-word", "straße", "STRAßE", True),
+    ignore_case("sharp-s-title-word", "straße", "Straße", True),
+    ignore_case("sharp-s-mixed-case-around", "straße", "StraSSe", True),
+    ignore_case("sharp-s-half-upper-ss-no", "straße", "STRAsSE", False),
+    ignore_case("upper-ss-pattern-not-sharp-s", "STRASSE", "straße", False),
+    ignore_case("ascii-ss-pattern-not-sharp-s", "ss", "ß", False),
+    ignore_case("sharp-s-alone-upper-ss", "ß", "SS", True),
+    ignore_case("sharp-s-not-capital-sharp-s", "ß", CAPITAL_SHARP_S, False),
+    ignore_case("capital-sharp-s-lower-form", CAPITAL_SHARP_S, "ß", True),
+    ignore_case("capital-sharp-s-not-ss", CAPITAL_SHARP_S, "SS", False),
+    # --- KELVIN SIGN: only the pattern's own forms count ----------------------------------------
+    ignore_case("ascii-k-matches-upper-k", "k", "K", True),
+    ignore_case("ascii-upper-k-not-kelvin-sign", "K", KELVIN, False),
+    ignore_case("kelvin-sign-matches-ascii-k", KELVIN, "k", True),
+    ignore_case("kelvin-sign-not-ascii-upper-k", KELVIN, "K", False),
+    ignore_case("kelvin-sign-itself", KELVIN, KELVIN, True),
+    # --- dotted and dotless i (Locale.ROOT, not Turkish) ---------------------------------------
+    ignore_case("dotted-capital-i-lower-form", I_DOT, "i\u0307", True),
+    ignore_case("dotted-capital-i-not-ascii-i", I_DOT, "i", False),
+    ignore_case("dotted-capital-i-not-ascii-upper-i", I_DOT, "I", False),
+    ignore_case("ascii-i-not-dotted-capital-i", "i", I_DOT, False),
+    ignore_case("ascii-i-not-dotless-i", "i", DOTLESS_I, False),
+    ignore_case("dotless-i-matches-ascii-upper-i", DOTLESS_I, "I", True),
+    ignore_case("dotless-i-not-ascii-i", DOTLESS_I, "i", False),
+    # --- sigma: each character is cased alone, so there is no final-sigma rule -----------------
+    ignore_case("capital-sigma-word-lower-sigma", "ΟΔΟΣ", "οδοσ", True),
+    ignore_case("capital-sigma-word-not-final-sigma", "ΟΔΟΣ", "οδος", False),
+    ignore_case("final-sigma-matches-capital", "ς", "Σ", True),
+    ignore_case("final-sigma-not-medial-sigma", "ς", "σ", False),
+    ignore_case("medial-sigma-not-final-sigma", "σ", "ς", False),
+    # --- ligatures, title case, multi-character and non-Latin mappings -------------------------
+    ignore_case("fi-ligature-upper-form", FI, "FI", True),
+    ignore_case("fi-ligature-not-lower-fi", FI, "fi", False),
+    ignore_case("ascii-fi-not-ligature", "fi", FI, False),
+    ignore_case("title-case-dz-not-itself", DZ_TITLE, DZ_TITLE, False),
+    ignore_case("title-case-dz-lower-form", DZ_TITLE, "\u01c6", True),
+    ignore_case("title-case-dz-upper-form", DZ_TITLE, "\u01c4", True),
+    ignore_case("greek-three-character-upper-form", IOTA_DIALYTIKA_TONOS, "\u0399\u0308\u0301", True),
+    ignore_case("cherokee-upper-pattern-lower-event", "\u13a0", "\uab70", True),
+    ignore_case("cherokee-lower-pattern-upper-event", "\uab70", "\u13a0", True),
+    # event-ruler's ByteMachineTest (testEqualsIgnoreCase...DifferentByteLength...): forms of
+    # different UTF-8 lengths (ⱥ is 3 bytes, Ⱥ is 2) and multi-character upper forms.
+    ignore_case("different-byte-lengths", "12\u2c6534", "12\u023a34", True),
+    ignore_case("greek-mixed-forms", "\u03b0\u0240\u0250\u0390\u03b0\u1fc6\u212a",
+                "\u03a5\u0308\u0301\u0240\u2c6f\u0390\u03a5\u0308\u0301\u0397\u0342k", True),
+    ignore_case("greek-mixed-forms-other", "\u03b0\u0240\u0250\u0390\u03b0\u1fc6\u212a",
+                "\u03b0\u2c7f\u0250\u0399\u0308\u0301\u03b0\u1fc6\u212a", True),
+    ignore_case("greek-mixed-forms-no", "\u03b0\u0240\u0250\u0390\u03b0\u1fc6\u212a",
+                "\u03a5\u0308\u0301\u023f\u2c6f\u0390\u03a5\u0308\u0301\u0397\u0342k", False),
+    # --- outside the BMP: Java cases each surrogate alone, and UTF-8 writes a lone one as "?" ---
+    ignore_case("astral-character-not-itself", GRINNING_FACE, GRINNING_FACE, False),
+    ignore_case("astral-character-two-question-marks", GRINNING_FACE, "??", True),
+    ignore_case("astral-character-after-letter", "a" + GRINNING_FACE, "A??", True),
+    # --- empty pattern ---------------------------------------------------------------------------
+    ignore_case("empty-matches-empty", "", "", True),
+    ignore_case("empty-not-text", "", "a", False),
+    # --- prefix --------------------------------------------------------------------------------
+    prefix_ignore_case("prefix-k-not-kelvin-sign", "k", KELVIN + "elvin", False),
+    prefix_ignore_case("prefix-k-upper", "k", "Kelvin", True),
+    prefix_ignore_case("prefix-sharp-s-upper-ss", "straß", "STRASSENBAHN", True),
+    prefix_ignore_case("prefix-sharp-s-not-lower-ss", "straß", "strasse", False),
+    prefix_ignore_case("prefix-upper-ss-not-sharp-s", "STRASS", "straße", False),
+    prefix_ignore_case("prefix-astral-question-marks", GRINNING_FACE, "??x", True),
+    prefix_ignore_case("prefix-astral-not-itself", GRINNING_FACE, GRINNING_FACE + "x", False),
+    prefix_ignore_case("prefix-empty-matches-all", "", "x", True),
+    # --- suffix (SuffixEqualsIgnoreCaseParser: the same forms, matched from the end) -------------
+    suffix_ignore_case("suffix-sharp-s-upper-ss", "ße", "STRASSE", True),
+    suffix_ignore_case("suffix-sharp-s-not-lower-ss", "ße", "strasse", False),
+    suffix_ignore_case("suffix-sharp-s-alone", "ß", "GROSS", True),
+    suffix_ignore_case("suffix-k-not-kelvin-sign", "k", "5" + KELVIN, False),
+    suffix_ignore_case("suffix-kelvin-sign-ascii-k", KELVIN, "5k", True),
+    suffix_ignore_case("suffix-kelvin-sign-not-ascii-upper-k", KELVIN, "5K", False),
+    suffix_ignore_case("suffix-fi-ligature-upper-form", FI, "WIFI", True),
+    suffix_ignore_case("suffix-fi-ligature-not-lower-fi", FI, "wifi", False),
+    suffix_ignore_case("suffix-three-character-upper-form", IOTA_DIALYTIKA_TONOS, "x\u0399\u0308\u0301", True),
+    suffix_ignore_case("suffix-empty-matches-all", "", "x", True),
+    # --- anything-but ----------------------------------------------------------------------------
+    anything_but_ignore_case("anything-but-sharp-s-upper-ss-no", "straße", "STRASSE", False),
+    anything_but_ignore_case("anything-but-sharp-s-lower-ss", "straße", "strasse", True),
+    anything_but_ignore_case("anything-but-k-kelvin-sign", "k", KELVIN, True),
+    anything_but_ignore_case("anything-but-k-upper-no", "k", "K", False),
+    anything_but_ignore_case("anything-but-list-upper-ss-no", ["k", "ß"], "SS", False),
+    anything_but_ignore_case("anything-but-list-lower-ss", ["k", "ß"], "ss", True),
+    anything_but_ignore_case("anything-but-list-kelvin-sign", ["k", "ß"], KELVIN, True),
+    anything_but_ignore_case("anything-but-list-non-ascii-pattern-ascii-event-no", ["x", KELVIN], "k", False),
+    anything_but_ignore_case("anything-but-empty-no", "", "", False),
+    anything_but_ignore_case("anything-but-empty-text", "", "x", True),
+]
+
+
+@pytest.mark.parametrize("pattern, event, expected", IGNORE_CASE_CASES)
+def test_it_matches_case_insensitively_like_event_ruler(pattern, event, expected):
+    assert compile_pattern(json.dumps(pattern)).matches(event) is expected
+
+
 INVALID_CASES = [
     pytest.param("{\"eventName\": [\"INSERT\"]", "not valid JSON", id="truncated-json"),
     pytest.param("{'eventName': ['INSERT']}", "not valid JSON", id="single-quotes"),
