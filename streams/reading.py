@@ -193,7 +193,9 @@ def trim_loss_find(*, shard: Shard, now, detail: str) -> TrimLoss | None:
       retention. Nothing younger can have been trimmed, whatever the error says.
 
     Where the failing position was follows from what we stored, the same whether
-    GetShardIterator or GetRecords raised the error:
+    GetShardIterator or GetRecords raised the error. (The iterator's own age adds nothing: an
+    iterator expires 15 minutes after it is handed out, and each NextShardIterator stands
+    where the batch before it ended.)
 
     - With a checkpoint, it is right after the checkpoint record: an AFTER_SEQUENCE_NUMBER
       iterator, or a chain of NextShardIterators that has read records (each batch saves its
