@@ -186,8 +186,8 @@ def trim_loss_find(*, shard: Shard, now, detail: str) -> TrimLoss | None:
 
     - The lost records were owed: they follow, in the shard or in a shard descended from it,
       a record that Shardwatch read. Records in front of the first record we read of a
-      lineage were never reached: TRIM_HORIZON is defined as the oldest record the shard
-      still holds, and LATEST starts after the newest.
+      lineage were never reached: TRIM_HORIZON starts at the oldest record the shard still
+      holds, and LATEST after the newest (API reference, DynamoDB Streams, GetShardIterator).
     - They were old enough to be trimmed: everything behind the failing position was written
       after that record, so the gap is claimed only when that record is about as old as the
       retention. Nothing younger can have been trimmed, whatever the error says.
@@ -210,7 +210,8 @@ def trim_loss_find(*, shard: Shard, now, detail: str) -> TrimLoss | None:
       are not dense, so comparing the child's StartingSequenceNumber with the first record
       TRIM_HORIZON returns would prove nothing (DynamoDB Local starts shards below their
       first record); time does. A shard whose start we have already read or already reported
-      gets no second gap.
+      gets no second gap. (A TRIM_HORIZON iterator taken after the trim starts past the lost
+      records without any error; nothing then shows that any existed, and no gap is claimed.)
     """
     cutoff = now - (STREAM_RETENTION - CLOCK_ALLOWANCE)
     if shard.checkpoint:

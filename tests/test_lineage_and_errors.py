@@ -416,6 +416,24 @@ def test_it_claims_one_gap_when_the_read_after_a_gap_is_trimmed_again(fake_sourc
     assert keys(source) == ["late0", "old0", "old1"]
 
 
+def test_it_leaves_gaps_and_checkpoints_to_the_reader_that_holds_the_lease(fake_source):
+    shard = FakeShard("shardId-1", records=aged("old", 2, start=1, hours=30))
+    fake = FakeStreams([shard])
+    source = fake_source(fake)
+    read_until_idle(source_id=source.pk)
+    shard.records.extend(aged("late", 1, start=20, hours=2))
+    shard.trim(2)
+    shard_id, owner = claim_one()
+    # Another reader takes the shard over while this one waits for GetShardIterator.
+    fake.before["GetShardIterator"] = [lambda: Shard.objects.filter(pk=shard_id).update(lease_owner="another")]
+
+    poll = shard_poll(shard_id=shard_id, owner=owner)
+
+    assert not poll.keep_reading
+    assert not Gap.objects.exists()
+    assert Shard.objects.get(pk=shard_id).checkpoint == f"{2:021d}"
+
+
 def test_it_backs_off_with_jitter_when_throttled(fake_source):
     fake = FakeStreams([FakeShard("shardId-1", records=numbered("k", 1))])
     source = fake_source(fake)
