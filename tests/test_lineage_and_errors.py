@@ -5,7 +5,7 @@ iterators on demand, so these tests run the readers against tests/fake_streams.p
 fake of the Streams API that returns boto3-shaped responses and raises real ClientErrors.
 """
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -158,7 +158,7 @@ def aged(prefix, count, *, start, hours):
 
 
 def stamp(records) -> str:
-    at = timezone.datetime.fromtimestamp(records[-1]["dynamodb"]["ApproximateCreationDateTime"], UTC)
+    at = datetime.fromtimestamp(records[-1]["dynamodb"]["ApproximateCreationDateTime"], UTC)
     return f"written {at:%Y-%m-%d %H:%M:%S} UTC"
 
 
@@ -307,27 +307,34 @@ def test_it_claims_no_gap_when_a_latest_position_is_trimmed_and_reads_what_follo
     assert keys(source) == ["after0", "after1", "before0"]
 
 
-def lineage(parent_records, *, parent_closed=True):
-    parent = FakeShard("shardId-parent", records=parent_records, closed=parent_closed)
-    child = FakeShard(
+def child_of(parent_id):
+    """A child shard whose two first records are about to pass 24 hours."""
+    return FakeShard(
         "shardId-child",
-        parent="shardId-parent",
+        parent=parent_id,
         records=[*aged("first", 2, start=100, hours=24.5), *aged("later", 2, start=200, hours=1)],
     )
-    return parent, child
 
 
-def read_parent_then_child(fake_source, parent, child, *, between_iterator_and_read):
-    """Read the parent to its end; then the child appears, and `between_iterator_and_read`
+def read_then_child(fake_source, ancestors, child, *, before_child_read):
+    """Read `ancestors` to their end; then `child` appears, and `before_child_read(fake)`
     happens between the child's GetShardIterator and its first GetRecords."""
-    fake = FakeStreams([parent])
+    fake = FakeStreams(ancestors)
     source = fake_source(fake)
     read_until_idle(source_id=source.pk)
-    assert Shard.objects.get(shard_id="shardId-parent").state == Shard.State.FINISHED
+    assert not Shard.objects.exclude(state=Shard.State.FINISHED).exists()
     fake.shards[child.shard_id] = child
-    fake.before["GetRecords"] = [between_iterator_and_read(fake)]
+    fake.before["GetRecords"] = [lambda: before_child_read(fake)]
     read_until_idle(source_id=source.pk)
     return source
+
+
+def trim_first_two(fake):
+    fake.shards["shardId-child"].trim(2)
+
+
+def fail_as_trimmed(fake):
+    fake.errors["GetRecords"] = [trimmed("GetRecords")]
 
 
 def test_it_claims_a_gap_when_a_childs_first_records_are_trimmed_after_an_old_parent(fake_source):
@@ -335,11 +342,9 @@ def test_it_claims_a_gap_when_a_childs_first_records_are_trimmed_after_an_old_pa
     # and the child's first records, written after it, went past 24 hours before the child was
     # read. They were owed: they follow a record Shardwatch read.
     parent_records = aged("parent", 2, start=1, hours=24.6)
-    parent, child = lineage(parent_records)
+    parent = FakeShard("shardId-parent", records=list(parent_records), closed=True)
 
-    source = read_parent_then_child(
-        fake_source, parent, child, between_iterator_and_read=lambda fake: lambda: child.trim(2)
-    )
+    source = read_then_child(fake_source, [parent], child_of("shardId-parent"), before_child_read=trim_first_two)
 
     gap = Gap.objects.get(source=source)
     assert gap.shard.shard_id == "shardId-child"
@@ -352,15 +357,11 @@ def test_it_claims_a_gap_when_a_childs_first_records_are_trimmed_after_an_old_pa
 
 def test_it_claims_a_gap_for_a_child_from_the_nearest_ancestor_it_read(fake_source):
     grandparent = FakeShard("shardId-grandparent", records=aged("gp", 1, start=1, hours=26), closed=True)
-    parent, child = lineage([])
-    parent.parent = "shardId-grandparent"
-    fake = FakeStreams([grandparent, parent])
-    source = fake_source(fake)
-    read_until_idle(source_id=source.pk)
-    fake.shards[child.shard_id] = child
-    fake.before["GetRecords"] = [lambda: child.trim(2)]
+    parent = FakeShard("shardId-parent", parent="shardId-grandparent", closed=True)
 
-    read_until_idle(source_id=source.pk)
+    source = read_then_child(
+        fake_source, [grandparent, parent], child_of("shardId-parent"), before_child_read=trim_first_two
+    )
 
     gap = Gap.objects.get(source=source)
     assert gap.shard.shard_id == "shardId-child"
@@ -371,30 +372,23 @@ def test_it_claims_a_gap_for_a_child_from_the_nearest_ancestor_it_read(fake_sour
 def test_it_claims_no_gap_for_a_trimmed_child_whose_parent_ended_within_the_retention(fake_source):
     # The child holds nothing older than its parent's last record, read an hour after it was
     # written: nothing in the child can have been trimmed, whatever the error says.
-    parent, child = lineage(aged("parent", 2, start=1, hours=1))
+    parent = FakeShard("shardId-parent", records=aged("parent", 2, start=1, hours=1), closed=True)
+    child = child_of("shardId-parent")
     child.records[:2] = aged("first", 2, start=100, hours=0.9)
 
-    source = read_parent_then_child(
-        fake_source,
-        parent,
-        child,
-        between_iterator_and_read=lambda fake: lambda: fake.errors.setdefault("GetRecords", []).append(
-            trimmed("GetRecords")
-        ),
-    )
+    source = read_then_child(fake_source, [parent], child, before_child_read=fail_as_trimmed)
 
     assert not Gap.objects.exists()
     assert keys(source) == ["first0", "first1", "later0", "later1", "parent0", "parent1"]
 
 
 def test_it_claims_no_gap_for_a_trimmed_child_when_no_ancestor_had_a_record(fake_source):
-    # Nothing Shardwatch read comes before the child's records, so nothing marks them as owed:
-    # TRIM_HORIZON reads what the shard still holds, as it does for a shard with no parent.
-    parent, child = lineage([])
+    # Nothing Shardwatch read comes before the child's records, so nothing marks them as owed
+    # or places them in time: TRIM_HORIZON reads what the shard still holds, as it does for a
+    # shard with no parent.
+    parent = FakeShard("shardId-parent", closed=True)
 
-    source = read_parent_then_child(
-        fake_source, parent, child, between_iterator_and_read=lambda fake: lambda: child.trim(2)
-    )
+    source = read_then_child(fake_source, [parent], child_of("shardId-parent"), before_child_read=trim_first_two)
 
     assert not Gap.objects.exists()
     assert keys(source) == ["later0", "later1"]
