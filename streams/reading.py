@@ -6,6 +6,9 @@ What must stay true:
 - A batch of records and the checkpoint after it are committed in one transaction. A crash
   at any point leaves either both or neither; records read twice are ignored by the unique
   (shard, sequence_key) key.
+- A gap is a claim that records Shardwatch owed were lost. It is made only on evidence that
+  they were (see trim_loss_find); every other failed read is retried, from a position that
+  skips nothing.
 """
 
 import logging
@@ -15,7 +18,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -23,7 +26,7 @@ from django.utils import timezone
 
 from streams import aws
 from streams.ingest import records_save
-from streams.models import Gap, Shard, StreamSource
+from streams.models import ChangeRecord, Gap, Shard, StreamSource, sequence_key
 from streams.sources import source_set_status, stream_mark_gone
 
 log = logging.getLogger(__name__)
@@ -106,14 +109,142 @@ def _iterator_for(client, shard: Shard, *, now) -> str | None:
     return response.get("ShardIterator")
 
 
-def _record_trim_gap(shard: Shard, detail: str) -> None:
-    Gap.objects.create(
-        source_id=shard.stream.source_id,
-        shard=shard,
-        after_sequence_number=shard.checkpoint,
+# DynamoDB Streams keeps each record for 24 hours: "Stream records whose age exceeds this limit
+# are subject to removal (trimming)" (API reference, DynamoDB Streams, TrimmedDataAccessException;
+# the developer guide's Streams page: records "are removed automatically after 24 hours").
+# Records younger than that cannot have been trimmed.
+STREAM_RETENTION = timedelta(hours=24)
+# A record's ApproximateCreationDateTime comes from DynamoDB's clock and is rounded down to the
+# second, so it can only look older; our clock may lag DynamoDB's. Within this allowance of the
+# retention a record counts as old enough to have been trimmed: a needless gap is a false alarm,
+# a missing one hides a loss.
+CLOCK_ALLOWANCE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class TrimLoss:
+    """Records that a trimmed read lost, as a gap states them."""
+
+    after_sequence_number: str
+    reason: str
+
+
+def _written_at(*, shard_id: int, sequence_number: str):
+    """When a record we stored was written (its ApproximateCreationDateTime), or None when we
+    no longer keep it (Shardwatch's own retention deletes records after a day or more)."""
+    try:
+        key = sequence_key(sequence_number)
+    except ValueError:
+        return None
+    return (
+        ChangeRecord.objects.filter(shard_id=shard_id, sequence_key=key)
+        .values_list("approximate_creation_time", flat=True)
+        .first()
+    )
+
+
+def _written_text(written_at) -> str:
+    return f"written {written_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _ancestor_last_read(shard: Shard) -> tuple[Shard, str, object] | None:
+    """The nearest ancestor of `shard` that we read records from, with the sequence number and
+    write time of the newest of them (time None when we no longer keep that record)."""
+    known = {
+        row.shard_id: row
+        for row in Shard.objects.filter(stream_id=shard.stream_id).only("id", "shard_id", "parent_shard_id", "checkpoint")
+    }
+    seen = {shard.shard_id}
+    ancestor = known.get(shard.parent_shard_id)
+    while ancestor is not None and ancestor.shard_id not in seen:
+        seen.add(ancestor.shard_id)
+        newest = (
+            ChangeRecord.objects.filter(shard_id=ancestor.pk)
+            .order_by("-sequence_key")
+            .values_list("sequence_number", "approximate_creation_time")
+            .first()
+        )
+        if newest is not None:
+            return ancestor, newest[0], newest[1]
+        if ancestor.checkpoint:
+            return ancestor, ancestor.checkpoint, None
+        ancestor = known.get(ancestor.parent_shard_id)
+    return None
+
+
+def trim_loss_find(*, shard: Shard, now, detail: str) -> TrimLoss | None:
+    """Whether a TrimmedDataAccessException on `shard` lost records that Shardwatch owed, and
+    if so what the gap says; None when nothing owed can have been trimmed.
+
+    AWS raises the error for a position behind the trim point: an AFTER_SEQUENCE_NUMBER (or
+    AT_SEQUENCE_NUMBER) iterator whose sequence number is older than 24 hours, or an iterator
+    whose record was trimmed before GetRecords used it (API reference, DynamoDB Streams,
+    TrimmedDataAccessException). DynamoDB Local also raises it, with nothing trimmed, on every
+    iterator at the start of a shard that was empty when the iterator was handed out and has
+    records now, whenever another table took sequence numbers in between
+    (aws/aws-sdk-java#2923). So the error alone proves nothing. Two things make a gap:
+
+    - The lost records were owed: they follow, in the shard or in a shard descended from it,
+      a record that Shardwatch read. Records in front of the first record we read of a
+      lineage were never reached: TRIM_HORIZON starts at the oldest record the shard still
+      holds, and LATEST after the newest (API reference, DynamoDB Streams, GetShardIterator).
+    - They were old enough to be trimmed: everything behind the failing position was written
+      after that record, so the gap is claimed only when that record is about as old as the
+      retention. Nothing younger can have been trimmed, whatever the error says.
+
+    Where the failing position was follows from what we stored, the same whether
+    GetShardIterator or GetRecords raised the error. (The iterator's own age adds nothing: an
+    iterator expires 15 minutes after it is handed out, and each NextShardIterator stands
+    where the batch before it ended.)
+
+    - With a checkpoint, it is right after the checkpoint record: an AFTER_SEQUENCE_NUMBER
+      iterator, or a chain of NextShardIterators that has read records (each batch saves its
+      checkpoint before the next iterator is used).
+    - Without one, it is the start of the shard (TRIM_HORIZON, or a chain from it that has
+      read nothing) or a LATEST position. For a shard with no ancestor we read, nothing
+      behind it was owed, and no gap is claimed.
+    - A child shard is the rare race on real AWS: its first records are trimmed while
+      Shardwatch is still reading its parent (readers start a child only once its parent is
+      read to its end, as AWS requires). They follow the parent's last record, which we read,
+      so they were owed; the gap is claimed when that record is old enough. Sequence numbers
+      are not dense, so comparing the child's StartingSequenceNumber with the first record
+      TRIM_HORIZON returns would prove nothing (DynamoDB Local starts shards below their
+      first record); time does. A shard whose start we have already read or already reported
+      gets no second gap. (A TRIM_HORIZON iterator taken after the trim starts past the lost
+      records without any error; nothing then shows that any existed, and no gap is claimed.)
+    """
+    cutoff = now - (STREAM_RETENTION - CLOCK_ALLOWANCE)
+    if shard.checkpoint:
+        written_at = _written_at(shard_id=shard.pk, sequence_number=shard.checkpoint)
+        if written_at is not None and written_at > cutoff:
+            return None
+        written = f", {_written_text(written_at)}" if written_at is not None else ""
+        return TrimLoss(
+            after_sequence_number=shard.checkpoint,
+            reason=(
+                f"Records after sequence number {shard.checkpoint} (the last record Shardwatch read from this "
+                f"shard{written}) were trimmed by the stream's 24-hour retention before Shardwatch read them "
+                f"({detail}); reading resumed at the oldest record still in the shard."
+            ),
+        )
+    if not shard.parent_shard_id:
+        return None
+    if ChangeRecord.objects.filter(shard=shard).exists() or Gap.objects.filter(shard=shard).exists():
+        return None
+    last_read = _ancestor_last_read(shard)
+    if last_read is None:
+        return None
+    ancestor, sequence_number, written_at = last_read
+    if written_at is not None and written_at > cutoff:
+        return None
+    written = f", {_written_text(written_at)}" if written_at is not None else ""
+    return TrimLoss(
+        after_sequence_number="",
         reason=(
-            "Records were trimmed by the stream's 24-hour retention before Shardwatch read them "
-            f"({detail}); reading resumed at the oldest record still in the shard."
+            f"Records at the start of this shard were trimmed by the stream's 24-hour retention before "
+            f"Shardwatch read them ({detail}). They were written after sequence number {sequence_number}, the last "
+            f"record Shardwatch read from the shard {ancestor.shard_id} before it{written}; reading resumed at "
+            "the oldest record still in the shard."
         ),
     )
 
@@ -188,9 +319,7 @@ def _after_error(*, shard: Shard, owner: str, exc: Exception, error_count: int) 
         # Iterators live 15 minutes; a fresh one from the checkpoint loses nothing.
         return Poll(keep_reading=True, delay_s=0.0, iterator=None, error_count=error_count)
     if failure is aws.Failure.TRIMMED:
-        _record_trim_gap(shard, message)
-        Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(checkpoint="", initial_position="TRIM_HORIZON")
-        return Poll(keep_reading=True, delay_s=0.0, iterator=None, error_count=error_count)
+        return _after_trimmed(shard=shard, owner=owner, message=message, error_count=error_count)
     if failure is aws.Failure.NOT_FOUND:
         stream_mark_gone(stream_id=shard.stream_id, reason=f"Stream or shard gone: {message}")
         return STOP
@@ -204,6 +333,44 @@ def _after_error(*, shard: Shard, owner: str, exc: Exception, error_count: int) 
         }.get(failure, StreamSource.Status.ERROR)
         source_set_status(source_id=source_id, status=status, error=f"Reading shard {shard.shard_id}: {message}")
         log.warning("shard %s: %s", shard.shard_id, message)
+    return Poll(keep_reading=True, delay_s=_backoff(error_count), iterator=None, error_count=error_count)
+
+
+def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) -> Poll:
+    # Either way reading goes on from TRIM_HORIZON, the oldest record still in the shard, which
+    # skips nothing that is left; records read again are ignored by the unique (shard,
+    # sequence_key) key. For a LATEST shard with no checkpoint that may read records from
+    # before the source was added: reading too much loses nothing, while a new LATEST would
+    # skip what was written since the failing iterator's position.
+    loss = trim_loss_find(shard=shard, now=timezone.now(), detail=message)
+    with transaction.atomic():
+        moved = Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(
+            checkpoint="", initial_position="TRIM_HORIZON", resume_iterator="", resume_iterator_at=None
+        )
+        if moved != 1:
+            return STOP  # the lease moved to another reader; its own reads decide
+        if loss is not None:
+            Gap.objects.create(
+                source_id=shard.stream.source_id,
+                shard=shard,
+                after_sequence_number=loss.after_sequence_number,
+                reason=loss.reason,
+            )
+    if loss is not None:
+        # The loss is recorded and the next read starts at what is left: no reason to wait.
+        return Poll(keep_reading=True, delay_s=0.0, iterator=None, error_count=error_count)
+    # Nothing owed was lost. The retry still backs off, so a read that keeps failing (DynamoDB
+    # Local fails again when a record lands between GetShardIterator and GetRecords) never
+    # spins; as with throttling, the source stays active and the shard shows why it waits.
+    error_count += 1
+    Shard.objects.filter(pk=shard.pk).update(
+        error_count=error_count,
+        last_error=(
+            f"{message} No record that Shardwatch owed can have been trimmed here, so nothing was lost; "
+            "reading again from the oldest record in the shard."
+        )[:4000],
+    )
+    log.info("shard %s: %s; no records lost, reading again from TRIM_HORIZON", shard.shard_id, message)
     return Poll(keep_reading=True, delay_s=_backoff(error_count), iterator=None, error_count=error_count)
 
 

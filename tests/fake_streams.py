@@ -6,21 +6,26 @@ It returns what Shardwatch's streams client returns (records as the service send
 streams.aws) and raises real botocore ClientErrors with AWS's error codes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/fake/stream/2026-01-01T00:00:00.000"
+TRIMMED_MESSAGE = "The operation attempted to read past the oldest stream record in a shard."
 
 
 def aws_error(code: str, operation: str, message: str = "fake") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
-def stream_record(*, sequence_number: str, pk: str, event_name: str = "INSERT", new=None, old=None) -> dict:
+def stream_record(
+    *, sequence_number: str, pk: str, event_name: str = "INSERT", new=None, old=None, written_at: datetime | None = None
+) -> dict:
     data = {
-        "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=UTC).timestamp(),
+        # Epoch seconds, rounded down to the second as AWS sends it (API_streams_StreamRecord).
+        "ApproximateCreationDateTime": float(int((written_at or datetime(2026, 1, 1, tzinfo=UTC)).timestamp())),
         "Keys": {"pk": {"S": pk}},
         "SequenceNumber": sequence_number,
         "SizeBytes": 42,
@@ -46,6 +51,13 @@ class FakeShard:
     parent: str = ""
     records: list = field(default_factory=list)
     closed: bool = False
+    # How many of the oldest records retention has removed. They stay in `records`, so that
+    # positions in iterators keep their meaning, and reading them fails as AWS fails.
+    trimmed: int = 0
+
+    def trim(self, count: int) -> None:
+        """Retention removes the `count` oldest records still in the shard."""
+        self.trimmed = min(len(self.records), self.trimmed + count)
 
 
 class FakeStreams:
@@ -55,8 +67,14 @@ class FakeStreams:
         self.calls: list[tuple[str, dict]] = []
         # Errors to raise, by operation name, first in first out.
         self.errors: dict[str, list[ClientError]] = {}
+        # What happens in the service just before an operation runs, by operation name, first
+        # in first out: retention trimming a shard between GetShardIterator and GetRecords.
+        self.before: dict[str, list[Callable[[], None]]] = {}
 
     def _maybe_fail(self, operation):
+        events = self.before.get(operation)
+        if events:
+            events.pop(0)()
         queue = self.errors.get(operation)
         if queue:
             raise queue.pop(0)
@@ -85,15 +103,19 @@ class FakeStreams:
     def get_shard_iterator(self, *, StreamArn, ShardId, ShardIteratorType, SequenceNumber=None):
         self.calls.append(("GetShardIterator", {"ShardId": ShardId, "Type": ShardIteratorType, "SequenceNumber": SequenceNumber}))
         self._maybe_fail("GetShardIterator")
-        records = self.shards[ShardId].records
+        shard = self.shards[ShardId]
+        records = shard.records
         if ShardIteratorType == "TRIM_HORIZON":
-            position = 0
+            position = shard.trimmed
         elif ShardIteratorType == "LATEST":
             position = len(records)
         else:
-            position = next(
-                (i + 1 for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == SequenceNumber), 0
-            )
+            found = next((i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == SequenceNumber), None)
+            # "You request a shard iterator with a sequence number older than the trim point"
+            # (API reference, DynamoDB Streams, TrimmedDataAccessException).
+            if found is not None and found < shard.trimmed:
+                raise aws_error("TrimmedDataAccessException", "GetShardIterator", TRIMMED_MESSAGE)
+            position = 0 if found is None else found + (ShardIteratorType == "AFTER_SEQUENCE_NUMBER")
         return {"ShardIterator": f"{ShardId}|{position}"}
 
     def get_records(self, *, ShardIterator, Limit=1000):
@@ -102,6 +124,10 @@ class FakeStreams:
         shard_id, position = ShardIterator.rsplit("|", 1)
         shard = self.shards[shard_id]
         position = int(position)
+        # "You obtain a shard iterator, but before you use the iterator in a GetRecords request,
+        # a stream record in the shard exceeds the 24 hour period and is trimmed."
+        if position < shard.trimmed:
+            raise aws_error("TrimmedDataAccessException", "GetRecords", TRIMMED_MESSAGE)
         batch = shard.records[position : position + Limit]
         end = position + len(batch)
         response = {"Records": batch}
