@@ -38,8 +38,8 @@ def handshake_request(*, scope: dict) -> HttpRequest:
     request class, so Host, X-Forwarded-Host (USE_X_FORWARDED_HOST), SECURE_PROXY_SSL_HEADER
     and ALLOWED_HOSTS mean for the socket what they mean for a page.
 
-    The scope's scheme is "ws" (the ASGI spec's default, and what daphne always gives) or
-    "wss"; the page that opens a socket to ws://host is served from http://host and one that
+    The scope's scheme is "ws" or "wss", and "ws" when the server leaves it out, as daphne
+    does (ASGI spec, websocket scope); the page that opens a socket to ws://host is served from http://host and one that
     opens wss:// from https://.
     """
     scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
