@@ -7,8 +7,8 @@ and sending it to every socket. The clients are `websockets` connections in this
 one asyncio loop; the writer is a process of its own (bench.live). Each item's key carries
 the time just before its put_item, so a row's delay is its arrival time minus that.
 
-The clients log in as a browser does: the bench user's session cookie, and an Origin header
-that AllowedHostsOriginValidator accepts. A client counts as served when it received every
+The clients log in as a browser does: the bench user's session cookie, and the server's own
+origin as their Origin header (config/origins.py refuses any other). A client counts as served when it received every
 written record; one whose consumer died in daphne (fanout_server_exceptions names why) is not.
 
 One more listener joins the source's channel group directly, as bench.run's latency

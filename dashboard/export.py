@@ -1,5 +1,10 @@
 """Exporting the filtered feed as NDJSON or CSV, streamed a page at a time so that exporting
-millions of records never holds them all in memory."""
+millions of records never holds them all in memory.
+
+NDJSON carries every value exactly. CSV is for spreadsheets, which run a cell as a formula when
+its text begins with certain characters, and the text here is anyone's who can write to a
+watched table (attribute names, keys, table names) or comes from a summary ("+status"): each
+such cell gets an apostrophe in front (cell_neutralise)."""
 
 import csv
 import io
@@ -20,6 +25,33 @@ CSV_COLUMNS = [
     "id", "approximate_creation_time", "table", "event_name", "key", "summary", "sequence_number",
     "shard_id", "is_ttl_delete", "keys", "old_image", "new_image",
 ]
+
+
+# A spreadsheet runs a cell that begins with one of these. OWASP, CSV Injection
+# (owasp.org/www-community/attacks/CSV_Injection): = + - @, tab, carriage return, line feed.
+# OWASP ASVS 1.2.10 adds NUL (PostgreSQL cannot store it; SQLite can). The full-width forms of
+# the first four are not in OWASP's list: Excel is reported to read them as operators in East
+# Asian locales, and an apostrophe before such a value costs one visible character.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def cell_neutralise(*, text: str) -> str:
+    """The text of one CSV cell, made so that a spreadsheet shows it and never runs it.
+
+    Text that begins with a FORMULA_TRIGGERS character gets a single quote in front, as OWASP
+    says. So does text that already begins with one, so that reading a cell back is always
+    "drop one leading apostrophe, if there is one". The CSV writer quotes every field too
+    (OWASP), so a comma inside a value never starts a cell of its own. Examples: "+status" ->
+    "'+status", "'x" -> "''x", "pk=1" -> "pk=1".
+
+    Not covered: a spreadsheet that splits this comma-separated file on another separator
+    (Excel where the list separator is ";") and so ignores the quotes it was written with; a
+    ";" inside a value could start a cell there. LibreOffice 7.4 told to split on ";" or tab
+    made no formula of the tests' export.
+    """
+    if text.startswith(FORMULA_TRIGGERS) or text.startswith("'"):
+        return "'" + text
+    return text
 
 
 def _batch(flt: FeedFilter, before_id: int | None) -> tuple[list[ChangeRecord], int | None]:
@@ -57,14 +89,16 @@ def _ndjson(records) -> str:
 
 def _csv(records, *, header: bool) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", quoting=csv.QUOTE_ALL)
     if header:
         writer.writeheader()
     for record in records:
         row = record_export_dict(record)
         for column in ("keys", "old_image", "new_image"):
             row[column] = "" if row[column] is None else json.dumps(row[column], ensure_ascii=False)
-        writer.writerow(row)
+        # Every cell, not only the ones that carry DynamoDB's text today: a column added later
+        # is covered without anyone remembering to.
+        writer.writerow({column: cell_neutralise(text=str(row[column])) for column in CSV_COLUMNS})
     return buffer.getvalue()
 
 

@@ -15,6 +15,8 @@ from streams.models import StreamSource
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://localhost")
+# The server as the tests reach it: Origin is checked against it (config/origins.py).
+HOST = (b"host", b"localhost")
 
 
 @pytest.fixture
@@ -55,19 +57,19 @@ def connect(headers):
 
 
 def test_it_refuses_an_anonymous_socket():
-    connected, code = connect([ORIGIN])
+    connected, code = connect([HOST, ORIGIN])
     assert not connected
     assert code == 4401
 
 
 def test_it_refuses_a_socket_from_a_foreign_origin(session_cookie):
-    connected, _ = connect([(b"origin", b"http://evil.example"), session_cookie])
+    connected, _ = connect([HOST, (b"origin", b"http://evil.example"), session_cookie])
     assert not connected
 
 
 def test_it_pushes_only_the_rows_that_match_the_subscribed_filter(session_cookie, source):
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[HOST, ORIGIN, session_cookie])
         connected, _ = await communicator.connect()
         assert connected
         await communicator.send_json_to({"type": "subscribe", "filter": {"event": ["MODIFY"], "path": "status"}})
@@ -91,7 +93,7 @@ def test_it_pushes_only_the_rows_that_match_the_subscribed_filter(session_cookie
 
 def test_it_explains_a_bad_filter_and_keeps_the_socket(session_cookie, source):
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[HOST, ORIGIN, session_cookie])
         await communicator.connect()
         await communicator.send_json_to({"type": "subscribe", "filter": {"event": ["UPSERT"]}})
         error = await communicator.receive_json_from(timeout=5)
@@ -109,7 +111,7 @@ def test_it_only_listens_to_the_sources_a_filter_names(session_cookie, source):
     other = StreamSource.objects.create(table_name="users", region="us-east-1", key_schema=["pk"])
 
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[HOST, ORIGIN, session_cookie])
         await communicator.connect()
         await communicator.send_json_to({"type": "subscribe", "filter": {"source": [str(other.pk)]}})
         await communicator.receive_json_from(timeout=5)
@@ -138,7 +140,7 @@ def test_it_pushes_saved_records_matching_free_text_end_to_end(session_cookie, m
         read_until_idle(source_id=watched.pk)  # commits, so the worker's push goes out
 
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[HOST, ORIGIN, session_cookie])
         await communicator.connect()
         await communicator.send_json_to({"type": "subscribe", "filter": {"q": "fragile"}})
         await communicator.receive_json_from(timeout=5)
@@ -155,7 +157,7 @@ def test_it_keeps_an_idle_socket_open_past_the_redis_read_timeout(session_cookie
     # redis-py 8 times a read out after 5 s by default, as long as channels_redis blocks
     # waiting for a message, which used to kill every consumer that sat idle that long.
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[HOST, ORIGIN, session_cookie])
         await communicator.connect()
         idle = await communicator.receive_nothing(timeout=7)
         await publish(source, [row(1, source)])
@@ -182,7 +184,7 @@ def test_it_pushes_saved_records_matching_an_event_pattern(session_cookie, make_
         read_until_idle(source_id=watched.pk)
 
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/feed/", headers=[HOST, ORIGIN, session_cookie])
         await communicator.connect()
         await communicator.send_json_to({"type": "subscribe", "filter": {"pattern": pattern}})
         subscribed = await communicator.receive_json_from(timeout=5)

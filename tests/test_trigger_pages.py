@@ -22,6 +22,8 @@ from workers.selectors import invocations_for_record, invocations_per_minute, tr
 from workers.triggers import cursors_ensure
 
 ORIGIN = (b"origin", b"http://localhost")
+# The server as the tests reach it: Origin is checked against it (config/origins.py).
+HOST = (b"host", b"localhost")
 
 
 @pytest.mark.django_db
@@ -283,7 +285,7 @@ def session_cookie():
 @pytest.mark.django_db(transaction=True)
 def test_it_refuses_an_anonymous_invocations_socket():
     async def attempt():
-        communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[ORIGIN])
+        communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[HOST, ORIGIN])
         connected, code = await communicator.connect()
         await communicator.disconnect()
         return connected, code
@@ -301,7 +303,7 @@ def test_it_pushes_recorded_invocations_that_match_the_subscription(session_cook
     healthy = trigger_for(orders_table, "record_batches")
 
     async def connect_and_subscribe(filters):
-        communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[HOST, ORIGIN, session_cookie])
         connected, _ = await communicator.connect()
         assert connected
         await communicator.send_json_to({"type": "subscribe", **filters})
@@ -341,7 +343,7 @@ def test_it_pushes_recorded_invocations_that_match_the_subscription(session_cook
 @pytest.mark.django_db(transaction=True)
 def test_it_refuses_a_bad_subscription(session_cookie):
     async def scenario():
-        communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[ORIGIN, session_cookie])
+        communicator = WebsocketCommunicator(application, "/ws/invocations/", headers=[HOST, ORIGIN, session_cookie])
         connected, _ = await communicator.connect()
         assert connected
         await communicator.send_json_to({"type": "subscribe", "outcome": "exploded"})
