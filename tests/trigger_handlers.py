@@ -1,6 +1,8 @@
 """Handlers that triggers in tests/test_triggers.py run, written as one would for AWS Lambda.
 They note the keys of each batch they are sent (tests/handler_log.py); calls() reads them back."""
 
+import json
+
 from tests import handler_log
 
 
@@ -50,6 +52,14 @@ def report_malformed_once(event, context):
     _called(event)
     if handler_log.first_time("failed"):
         return {"batchItemFailures": [{"itemIdentifier": ""}]}
+    return None
+
+
+def answer_once(event, context):
+    """Returns the JSON the test set with handler_log.answer_set, the first time; then None."""
+    _called(event)
+    if handler_log.first_time("answered"):
+        return json.loads(handler_log.answer())
     return None
 
 
