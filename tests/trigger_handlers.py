@@ -63,6 +63,19 @@ def answer_once(event, context):
     return None
 
 
+def answer_always(event, context):
+    """Returns the JSON the test set with handler_log.answer_set, every time."""
+    _called(event)
+    return json.loads(handler_log.answer())
+
+
+def fail_noting_arn(event, context):
+    """Notes the ARN its context gives, then fails."""
+    handler_log.note({"function_arn": context.invoked_function_arn})
+    _called(event)
+    raise ValueError("boom")
+
+
 def record_sequence(event, context):
     handler_log.note({
         "keys": keys(event),
