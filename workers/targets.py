@@ -7,7 +7,8 @@ retry settings.
 
 Outcomes:
 
-- ``success``: the target answered; ``response`` holds its JSON (used for ReportBatchItemFailures).
+- ``success``: the target answered; ``response`` holds its answer, read the same way for every
+  target (see ``InvokeResult``; used for ReportBatchItemFailures).
 - ``function_error``: the target failed, or could not be reached (connection refused, DNS,
   AccessDenied, a missing function, ...). ``error_type`` names the cause. Counts as an attempt.
 - ``timeout``: the target did not answer within ``trigger.timeout_s``. Counts as an attempt.

@@ -676,7 +676,8 @@ def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") ->
 
 def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Invocation]:
     """Send stored records to the trigger's target again, in batches of BatchSize, without
-    moving its cursors. Each batch is tried once; a failed one goes to the dead-letter list."""
+    moving its cursors. Each batch is tried once; what failed goes to the dead-letter list: the
+    whole batch, or after a partial failure the records from the lowest reported one on."""
     from workers.targets import target_invoke
 
     invocations = []
