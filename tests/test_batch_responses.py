@@ -46,6 +46,7 @@ SUCCESS, MALFORMED = "success", "malformed"
 RECORDED = "RECORDED test_dynamodb_report_batch_item_{}_scenarios[{}]"
 DOC = "DOC: {}"
 NO_RECORD = "NO RECORD: {}"
+INVALID_JSON = "Lambda's SQS rules (no stream rule or record): an invalid JSON response fails the batch"
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ SHAPES = [
     Shape("identifier_number", '{"batchItemFailures": [{"itemIdentifier": 123}]}', MALFORMED,
           RECORDED.format("failure", "item_identifier_not_present_failure")),
     Shape("identifier_number_equal_to_a_sequence_number", '{"batchItemFailures": [{"itemIdentifier": SEQ1}]}', MALFORMED,
-          "a number is not a sequence number, whatever its digits: " + RECORDED.format("failure", "item_identifier_not_present_failure")),
+          "a number is not a sequence number, whatever its digits: "
+          + RECORDED.format("failure", "item_identifier_not_present_failure")),
     Shape("identifier_object", '{"batchItemFailures": [{"itemIdentifier": {"S": "SEQ1"}}]}', MALFORMED,
           NO_RECORD.format("DOC's itemIdentifier is a SequenceNumber string")),
     Shape("identifier_not_in_the_batch", '{"batchItemFailures": [{"itemIdentifier": "99999999999999999999999"}]}', MALFORMED,
@@ -141,10 +143,10 @@ SHAPES = [
     # Answers that are not JSON: a webhook's body, or a Lambda custom runtime's.
     Shape("no_body", "", SUCCESS, DOC.format("a null EventResponse: an empty answer carries none")),
     Shape("blank_body", " \r\n", SUCCESS, DOC.format("a null EventResponse: an empty answer carries none")),
-    Shape("plain_text", "OK", MALFORMED, "Lambda's SQS rules: an invalid JSON response fails the batch"),
-    Shape("html", "<html><body>Accepted</body></html>", MALFORMED, "Lambda's SQS rules: an invalid JSON response fails the batch"),
-    Shape("truncated_json", '{"batchItemFailures": [', MALFORMED, "Lambda's SQS rules: an invalid JSON response fails the batch"),
-    Shape("json_then_text", "{} done", MALFORMED, "Lambda's SQS rules: an invalid JSON response fails the batch"),
+    Shape("plain_text", "OK", MALFORMED, INVALID_JSON),
+    Shape("html", "<html><body>Accepted</body></html>", MALFORMED, INVALID_JSON),
+    Shape("truncated_json", '{"batchItemFailures": [', MALFORMED, INVALID_JSON),
+    Shape("json_then_text", "{} done", MALFORMED, INVALID_JSON),
 ]
 
 

@@ -288,7 +288,9 @@ def test_it_names_a_lambda_function_by_its_arn(moto_endpoint):
     # AWS's form (recorded): arn:<partition>:lambda:<region>:<account>:function:<name>. A name
     # without its account is in the caller's: moto's STS answers with its account 123456789012.
     assert function_arn(trigger=lambda_trigger("orders-fn")) == "arn:aws:lambda:us-east-1:123456789012:function:orders-fn"
-    assert function_arn(trigger=lambda_trigger("orders-fn:live")) == "arn:aws:lambda:us-east-1:123456789012:function:orders-fn:live"
+    assert function_arn(trigger=lambda_trigger("orders-fn:live")) == (
+        "arn:aws:lambda:us-east-1:123456789012:function:orders-fn:live"
+    )
     assert function_arn(trigger=lambda_trigger("111122223333:function:orders-fn")) == (
         "arn:aws:lambda:us-east-1:111122223333:function:orders-fn"
     )

@@ -138,7 +138,9 @@ def _caller_account(region: str) -> str | None:
         account = _accounts.get(key)
     if account is not None:
         return account
-    config = botocore.config.Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
+    config = botocore.config.Config(
+        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}
+    )
     try:
         account = boto3.client("sts", region_name=region, config=config).get_caller_identity()["Account"]
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
