@@ -36,3 +36,12 @@ def first_time(flag: str) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def answer_set(text: str) -> None:
+    """Tell this test's handlers what to answer (tests/trigger_handlers.py answer_once)."""
+    (_directory() / "answer.json").write_text(text)
+
+
+def answer() -> str:
+    return (_directory() / "answer.json").read_text()

@@ -2,23 +2,37 @@
 Lambda's metadata-only message (DDBStreamBatchInfo) for the dead-letter row, and a destination
 that cannot be reached never stops the trigger.
 
-SQS and SNS are moto's server on 127.0.0.1, reached through boto3's standard
-AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL_SNS, as a deployment would point at them.
+SQS, SNS, STS and Lambda are moto's server on 127.0.0.1, reached through boto3's standard
+AWS_ENDPOINT_URL_<SERVICE> variables, as a deployment would point at them.
+
+The messages are held to the ones AWS sent in localstack's AWS-validated runs
+(../shared/conformance/events/localstack-aws-recorded__esm-*.json), member by member.
 """
 
 import json
 import logging
+import re
+import urllib.request
 
 import boto3
 import pytest
+from django.utils import timezone
 
-from streams.models import ChangeRecord
+from streams.models import ChangeRecord, StreamSource
 from streams.sources import source_add
-from tests import trigger_handlers
+from tests import handler_log, trigger_handlers
 from tests.dynamodb_local import free_port
 from tests.readers import read_until_idle
 from tests.triggering import run_until_idle
-from workers.models import DeadLetter, Trigger, TriggerCursor
+from workers.destinations import function_arn
+from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lease_release
+
+# The forms of the recorded timestamps: localstack's snapshot replaces each with an example of
+# its form, "<timestamp:2022-07-13T13:48:01.000Z>" (timestamp) and
+# "<timestamp:2022-07-13T13:48:01Z>" (approximateArrivalOfFirstRecord / ...OfLastRecord).
+MILLISECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +47,15 @@ def moto_endpoint(dynamodb_endpoint, monkeypatch):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", endpoint)
+    for service in ("SQS", "SNS", "STS", "LAMBDA"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", endpoint)
     yield endpoint
     server.stop()
+
+
+def moto_api(endpoint: str, path: str, document: dict) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=json.dumps(document).encode(), method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 @pytest.fixture
@@ -85,14 +104,18 @@ def run_and_commit(trigger, capture):
         run_until_idle(trigger)
 
 
-def assert_matches_dead_letter(message: dict, letter: DeadLetter) -> None:
+def assert_matches_dead_letter(message: dict, letter: DeadLetter, condition: str = "RetryAttemptsExhausted") -> None:
     from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamLambdaOnFailureDestinationModel
 
     # Powertools' model of what AWS sends to an on-failure destination accepts ours.
     DynamoDBStreamLambdaOnFailureDestinationModel.model_validate(message)
     info = dict(message["DDBStreamBatchInfo"])
-    assert info.pop("approximateArrivalOfFirstRecord").endswith("Z")
-    assert info.pop("approximateArrivalOfLastRecord").endswith("Z")
+    times = dict(ChangeRecord.objects.filter(pk__in=letter.record_ids).values_list("pk", "approximate_creation_time"))
+    first, last = info.pop("approximateArrivalOfFirstRecord"), info.pop("approximateArrivalOfLastRecord")
+    assert SECONDS.match(first) and SECONDS.match(last)
+    assert first == times[letter.record_ids[0]].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert last == times[letter.record_ids[-1]].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert MILLISECONDS.match(message["timestamp"])
     assert info == {
         "shardId": letter.shard.shard_id,
         "startSequenceNumber": letter.first_sequence_number,
@@ -100,7 +123,7 @@ def assert_matches_dead_letter(message: dict, letter: DeadLetter) -> None:
         "batchSize": len(letter.record_ids),
         "streamArn": letter.shard.stream.arn,
     }
-    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert message["requestContext"]["condition"] == condition
     assert message["shardwatch"]["deadLetterId"] == letter.pk
     assert "Records" not in message  # metadata only, as Lambda sends: the records stay in Shardwatch
 
@@ -188,3 +211,164 @@ def test_it_keeps_going_when_the_destination_is_unreachable(orders, django_captu
     run_and_commit(trigger, django_capture_on_commit_callbacks)
     assert trigger_handlers.calls() == [["a"], ["b"]]
     assert DeadLetter.objects.filter(trigger=trigger).count() == 2
+
+
+# localstack test_dynamodb_report_batch_item_failure_scenarios, recorded against AWS
+# (localstack-aws-recorded__esm-batch-failure-<id>.json): one item, BatchSize 3,
+# MaximumRetryAttempts 3, ReportBatchItemFailures. Each time, the item was sent 4 times and the
+# SQS message said approximateInvokeCount 4; functionError was null for every response the
+# function returned, and "Unhandled" only for the exception it raised.
+RECORDED_FAILURES = [
+    pytest.param('{"batchItemFailures": [{"itemIdentifier": 123}]}', None, id="item_identifier_not_present_failure"),
+    pytest.param('{"batchItemFailures": [{"itemIdentifier": ""}]}', None, id="empty_string_item_identifier_failure"),
+    pytest.param('{"batchItemFailures": [{"itemIdentifier": null}]}', None, id="null_item_identifier_failure"),
+    pytest.param('{"batchItemFailures": [{"foo": 123}]}', None, id="invalid_key_foo_failure"),
+    pytest.param('{"batchItemFailures": [{"foo": null}]}', None, id="invalid_key_foo_null_value_failure"),
+    pytest.param(None, "Unhandled", id="unhandled_exception_in_function"),
+]
+
+
+@pytest.mark.parametrize("answer, function_error", RECORDED_FAILURES)
+def test_it_sends_the_message_aws_recorded_after_retries_run_out(
+    answer, function_error, moto_endpoint, orders, django_capture_on_commit_callbacks
+):
+    orders.put("hello world")
+    orders.ingest()
+    url, _ = queue_new("orders-failures-recorded")
+    if answer is not None:
+        handler_log.answer_set(answer)
+    trigger = Trigger.objects.create(
+        name="orders-recorded", source=orders, target=Trigger.Target.PYTHON,
+        handler=f"tests.trigger_handlers.{'answer_always' if answer is not None else 'fail_always'}",
+        batch_size=3, maximum_retry_attempts=3, report_batch_item_failures=True, on_failure_sqs_url=url,
+    )
+
+    run_and_commit(trigger, django_capture_on_commit_callbacks)
+
+    assert trigger_handlers.calls() == [["hello world"]] * 4
+    letter = DeadLetter.objects.select_related("shard__stream").get(trigger=trigger)
+    [body] = queue_drain(url)
+    message = json.loads(body)
+    assert_matches_dead_letter(message, letter)
+    assert list(message) == ["requestContext", "responseContext", "version", "timestamp", "DDBStreamBatchInfo", "shardwatch"]
+    request = dict(message["requestContext"])
+    assert re.match(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", request.pop("requestId"))
+    assert request == {
+        "functionArn": "arn:aws:lambda:us-east-1:000000000000:function:orders-recorded",
+        "condition": "RetryAttemptsExhausted",
+        "approximateInvokeCount": 4,
+    }
+    assert message["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": function_error}
+    assert message["version"] == "1.0"
+    assert message["DDBStreamBatchInfo"]["batchSize"] == 1
+
+
+def test_it_names_a_python_trigger_by_the_arn_its_handler_sees(moto_endpoint, orders, django_capture_on_commit_callbacks):
+    orders.put("a")
+    orders.ingest()
+    url, _ = queue_new("orders-failures-arn")
+    trigger = Trigger.objects.create(
+        name="orders-arn", source=orders, target=Trigger.Target.PYTHON, handler="tests.trigger_handlers.fail_noting_arn",
+        maximum_retry_attempts=0, on_failure_sqs_url=url,
+    )
+
+    run_and_commit(trigger, django_capture_on_commit_callbacks)
+
+    [noted] = [entry["function_arn"] for entry in handler_log.notes() if "function_arn" in entry]
+    [body] = queue_drain(url)
+    assert json.loads(body)["requestContext"]["functionArn"] == noted
+
+
+def lambda_trigger(function_name: str, region: str = "us-east-1") -> Trigger:
+    return Trigger(source=StreamSource(table_name="orders", region=region), target=Trigger.Target.LAMBDA,
+                   function_name=function_name)
+
+
+def test_it_names_a_lambda_function_by_its_arn(moto_endpoint):
+    # AWS's form (recorded): arn:<partition>:lambda:<region>:<account>:function:<name>. A name
+    # without its account is in the caller's: moto's STS answers with its account 123456789012.
+    assert function_arn(trigger=lambda_trigger("orders-fn")) == "arn:aws:lambda:us-east-1:123456789012:function:orders-fn"
+    assert function_arn(trigger=lambda_trigger("orders-fn:live")) == (
+        "arn:aws:lambda:us-east-1:123456789012:function:orders-fn:live"
+    )
+    assert function_arn(trigger=lambda_trigger("111122223333:function:orders-fn")) == (
+        "arn:aws:lambda:us-east-1:111122223333:function:orders-fn"
+    )
+    full = "arn:aws:lambda:eu-west-1:444455556666:function:orders-fn:7"
+    assert function_arn(trigger=lambda_trigger(full)) == full
+    assert function_arn(trigger=lambda_trigger("orders-fn", region="cn-north-1")) == (
+        "arn:aws-cn:lambda:cn-north-1:123456789012:function:orders-fn"
+    )
+
+
+def test_it_names_a_lambda_function_as_given_when_sts_cannot_answer(dynamodb_endpoint, monkeypatch, caplog):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+
+    with caplog.at_level(logging.WARNING, logger="workers.destinations"):
+        assert function_arn(trigger=lambda_trigger("orders-fn")) == "orders-fn"
+
+    assert "STS GetCallerIdentity failed" in caplog.text
+
+
+def test_it_sends_the_message_of_a_lambda_trigger_whose_response_is_malformed(
+    moto_endpoint, orders, django_capture_on_commit_callbacks
+):
+    # moto's Docker-less Lambda backend answers the Invoke with the result queued here.
+    moto_api(moto_endpoint, "config", {"lambda": {"use_docker": False}})
+    moto_api(moto_endpoint, "static/lambda-simple/response",
+             {"results": ['{"batchItemFailures": [{"itemIdentifier": ""}]}'], "region": "us-east-1"})
+    orders.put("a")
+    orders.ingest()
+    url, _ = queue_new("orders-failures-lambda")
+    trigger = Trigger.objects.create(
+        name="orders-lambda", source=orders, target=Trigger.Target.LAMBDA, function_name="orders-fn",
+        report_batch_item_failures=True, maximum_retry_attempts=0, on_failure_sqs_url=url,
+    )
+    try:
+        run_and_commit(trigger, django_capture_on_commit_callbacks)
+    finally:
+        # moto keeps its config in a module global of this process: put the default back.
+        moto_api(moto_endpoint, "config", {"lambda": {"use_docker": True}})
+
+    [invocation] = Invocation.objects.filter(trigger=trigger)
+    assert (invocation.outcome, invocation.error_type) == ("function_error", "InvalidBatchItemFailures")
+    [body] = queue_drain(url)
+    message = json.loads(body)
+    assert_matches_dead_letter(message, DeadLetter.objects.select_related("shard__stream").get(trigger=trigger))
+    assert message["requestContext"]["functionArn"] == "arn:aws:lambda:us-east-1:123456789012:function:orders-fn"
+    assert message["requestContext"]["approximateInvokeCount"] == 1
+    assert message["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": None}
+
+
+def test_it_counts_the_invocations_made_before_the_records_aged_out(
+    moto_endpoint, orders, django_capture_on_commit_callbacks
+):
+    orders.put("a")
+    orders.ingest()
+    url, _ = queue_new("orders-failures-aged")
+    trigger = Trigger.objects.create(
+        name="orders-aged", source=orders, target=Trigger.Target.PYTHON, handler="tests.trigger_handlers.fail_always",
+        maximum_record_age_s=3600, on_failure_sqs_url=url,  # MaximumRetryAttempts -1: retried until too old
+    )
+
+    def step():
+        cursors_ensure(trigger=trigger)
+        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
+        for cursor_id, owner in cursors_claim(trigger_id=trigger.pk):
+            cursor_process(cursor_id=cursor_id, owner=owner)
+            lease_release(cursor_id=cursor_id, owner=owner)
+
+    step()
+    step()
+    ChangeRecord.objects.filter(source=orders).update(approximate_creation_time=timezone.now() - timezone.timedelta(hours=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        step()
+
+    assert trigger_handlers.calls() == [["a"], ["a"]]
+    [body] = queue_drain(url)
+    message = json.loads(body)
+    assert_matches_dead_letter(message, DeadLetter.objects.select_related("shard__stream").get(trigger=trigger),
+                               condition="RecordAgeExceeded")
+    # No AWS record: the function was invoked twice with the record before it aged out.
+    assert message["requestContext"]["approximateInvokeCount"] == 2
+    assert message["responseContext"]["functionError"] is None

@@ -1,11 +1,13 @@
 """Triggers end to end: put_item on DynamoDB Local, the readers save the records, and the
 trigger runner sends them to a Python handler with Lambda's batching and failure semantics."""
 
+import json
+
 import pytest
 from django.utils import timezone
 
 from streams.models import ChangeRecord
-from tests import trigger_handlers
+from tests import handler_log, trigger_handlers
 from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
 from workers import triggers
@@ -22,6 +24,7 @@ from workers.triggers import (
     lane_of,
     lease_release,
     pattern_try,
+    records_replay,
 )
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +123,24 @@ def test_it_fails_the_whole_batch_on_a_malformed_failure_report(orders_table):
     assert first.outcome == "function_error" and first.error_type == "InvalidBatchItemFailures"
 
 
+def test_it_takes_an_empty_list_response_as_success(orders_table):
+    # AWS-recorded: localstack test_dynamodb_report_batch_item_success_scenarios[empty_list_success],
+    # a handler returning [] under ReportBatchItemFailures is invoked once, and that is a success.
+    orders_table.put("k0")
+    orders_table.put("k1")
+    orders_table.ingest()
+    handler_log.answer_set("[]")
+    trigger = trigger_for(orders_table, "answer_once", report_batch_item_failures=True, maximum_retry_attempts=3)
+
+    run_until_idle(trigger)
+
+    assert trigger_handlers.calls() == [["k0", "k1"]]
+    assert list(Invocation.objects.filter(trigger=trigger).values_list("outcome", flat=True)) == ["success"]
+    assert not DeadLetter.objects.filter(trigger=trigger).exists()
+    last = ChangeRecord.objects.filter(source=orders_table).order_by("-sequence_key").first()
+    assert TriggerCursor.objects.get(trigger=trigger).position == last.sequence_key
+
+
 def test_it_discards_records_older_than_the_maximum_age(orders_table):
     orders_table.put("old")
     orders_table.put("new")
@@ -209,6 +230,42 @@ def test_it_replays_records_and_retries_a_dead_letter_without_moving_the_cursor(
     letter.refresh_from_db()
     assert letter.retried_at is not None
     assert TriggerCursor.objects.get(trigger=failing).position == position
+
+
+def stored(source) -> list[ChangeRecord]:
+    return list(ChangeRecord.objects.filter(source=source).select_related("source", "shard__stream").order_by("sequence_key"))
+
+
+def test_it_replays_and_gives_up_on_only_the_records_from_the_lowest_reported_failure(orders_table):
+    for key in ("a", "b", "c"):
+        orders_table.put(key)
+    orders_table.ingest()
+    records = stored(orders_table)
+    handler_log.answer_set(json.dumps({"batchItemFailures": [{"itemIdentifier": records[1].sequence_number}]}))
+    trigger = trigger_for(orders_table, "answer_once", report_batch_item_failures=True)
+
+    [invocation] = records_replay(trigger=trigger, records=records)
+
+    assert (invocation.outcome, invocation.record_count) == ("partial_failure", 3)
+    # Lambda's rule: the records before the lowest reported failure succeeded.
+    assert DeadLetter.objects.get(trigger=trigger).record_ids == [records[1].pk, records[2].pk]
+
+
+def test_it_replays_with_a_malformed_response_as_a_whole_batch_failure(orders_table):
+    orders_table.put("a")
+    orders_table.put("b")
+    orders_table.ingest()
+    records = stored(orders_table)
+    handler_log.answer_set('{"batchItemFailures": [{"itemIdentifier": ""}]}')
+    trigger = trigger_for(orders_table, "answer_once", report_batch_item_failures=True)
+
+    [invocation] = records_replay(trigger=trigger, records=records)
+
+    assert (invocation.outcome, invocation.error_type) == ("function_error", "InvalidBatchItemFailures")
+    assert invocation.error_message == (
+        "The batchItemFailures response is malformed: batchItemFailures[0].itemIdentifier is empty."
+    )
+    assert DeadLetter.objects.get(trigger=trigger).record_ids == [record.pk for record in records]
 
 
 def test_it_tries_the_filter_patterns_on_the_newest_records(orders_table):

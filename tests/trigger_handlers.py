@@ -1,6 +1,8 @@
 """Handlers that triggers in tests/test_triggers.py run, written as one would for AWS Lambda.
 They note the keys of each batch they are sent (tests/handler_log.py); calls() reads them back."""
 
+import json
+
 from tests import handler_log
 
 
@@ -51,6 +53,27 @@ def report_malformed_once(event, context):
     if handler_log.first_time("failed"):
         return {"batchItemFailures": [{"itemIdentifier": ""}]}
     return None
+
+
+def answer_once(event, context):
+    """Returns the JSON the test set with handler_log.answer_set, the first time; then None."""
+    _called(event)
+    if handler_log.first_time("answered"):
+        return json.loads(handler_log.answer())
+    return None
+
+
+def answer_always(event, context):
+    """Returns the JSON the test set with handler_log.answer_set, every time."""
+    _called(event)
+    return json.loads(handler_log.answer())
+
+
+def fail_noting_arn(event, context):
+    """Notes the ARN its context gives, then fails."""
+    handler_log.note({"function_arn": context.invoked_function_arn})
+    _called(event)
+    raise ValueError("boom")
 
 
 def record_sequence(event, context):

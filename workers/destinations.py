@@ -3,61 +3,152 @@
 As Lambda does for stream sources, the message carries where the records are, not the records
 ("DDBStreamBatchInfo"); the records themselves stay in Shardwatch's dead-letter list. A
 destination that cannot be reached is logged and never blocks the trigger.
+
+Each member is AWS's, in AWS's form, as AWS-recorded runs show it (localstack's AWS-validated
+snapshots: ../shared/conformance/events/localstack-aws-recorded__esm-onfailure-sqs-message.json,
+-onfailure-sns-message.json, -report-batch-item-failures.json and -batch-failure-*.json). One
+member is Shardwatch's own: "shardwatch" names the dead-letter entry that holds the records.
 """
 
 import json
 import logging
+import os
+import threading
 import uuid
 from datetime import UTC
 
 import boto3
+import botocore.config
+import botocore.exceptions
 
 from streams.models import ChangeRecord
-from workers.models import DeadLetter, Invocation
+from workers.handler_host import function_arn as handler_function_arn
+from workers.models import DeadLetter, Invocation, Trigger
+from workers.triggers import INVALID_RESPONSE
 
 log = logging.getLogger(__name__)
 
 
-def _iso(moment) -> str:
+def _iso_ms(moment) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _iso_s(moment) -> str:
+    # ApproximateCreationDateTime is "rounded down to the closest second" (DynamoDB Streams API).
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def failure_message(letter: DeadLetter) -> dict:
-    """Lambda's on-failure record for a stream source (as AWS sends it to SQS and SNS)."""
+    """Lambda's on-failure record for a stream source, as AWS sends it to SQS and SNS.
+
+    Where each member's value comes from (AWS-recorded unless said otherwise):
+    - requestContext.functionArn: the function's ARN (function_arn).
+    - condition: RetryAttemptsExhausted; RecordAgeExceeded for records older than
+      MaximumRecordAgeInSeconds (Lambda's documented condition).
+    - approximateInvokeCount: how often the records given up on were sent: 4 after
+      MaximumRetryAttempts 3. For records that aged out, the invocations before they did
+      (no record: the function was invoked that often, whatever ended it).
+    - responseContext.functionError: "Unhandled" when the last invocation failed (an exception,
+      a timeout); null when the function returned normally, with a partial failure or with a
+      response ReportBatchItemFailures cannot read (recorded for all five malformed ones).
+    - timestamp: when the records were given up on, to the millisecond.
+    - DDBStreamBatchInfo.approximateArrivalOfFirstRecord / ...OfLastRecord: the
+      ApproximateCreationDateTime of the first and last record, to the second.
+    """
     trigger = letter.trigger
     shard = letter.shard
     invocation = letter.invocation
-    times = list(
-        ChangeRecord.objects.filter(pk__in=letter.record_ids).values_list("approximate_creation_time", flat=True)
+    created = dict(
+        ChangeRecord.objects.filter(pk__in=letter.record_ids).values_list("pk", "approximate_creation_time")
     )
+    times = [created[pk] for pk in letter.record_ids if pk in created]
     discarded = invocation is not None and invocation.outcome == Invocation.Outcome.DISCARDED
-    partial = invocation is not None and invocation.outcome == Invocation.Outcome.PARTIAL_FAILURE
+    returned = invocation is not None and (
+        invocation.outcome == Invocation.Outcome.PARTIAL_FAILURE or invocation.error_type == INVALID_RESPONSE
+    )
+    if invocation is None:
+        invoked = 1
+    else:
+        # A discard's own invocation never reached the function; its attempt counts those that did.
+        invoked = invocation.attempt if discarded else invocation.attempt + 1
     return {
         "requestContext": {
             "requestId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"shardwatch:dead-letter:{letter.pk}")),
-            "functionArn": trigger.function_name or f"shardwatch:trigger:{trigger.name}",
+            "functionArn": function_arn(trigger=trigger),
             "condition": "RecordAgeExceeded" if discarded else "RetryAttemptsExhausted",
-            "approximateInvokeCount": 0 if discarded else (invocation.attempt + 1 if invocation else 1),
+            "approximateInvokeCount": invoked,
         },
         "responseContext": {
             "statusCode": 200,
             "executedVersion": "$LATEST",
-            # AWS reports null after partial-failure retries run out, "Unhandled" after errors.
-            "functionError": None if (partial or discarded) else "Unhandled",
+            "functionError": None if (returned or discarded) else "Unhandled",
         },
         "version": "1.0",
-        "timestamp": _iso(letter.created_at),
+        "timestamp": _iso_ms(letter.created_at),
         "DDBStreamBatchInfo": {
             "shardId": shard.shard_id if shard else "",
             "startSequenceNumber": letter.first_sequence_number,
             "endSequenceNumber": letter.last_sequence_number,
-            "approximateArrivalOfFirstRecord": _iso(min(times)) if times else None,
-            "approximateArrivalOfLastRecord": _iso(max(times)) if times else None,
+            "approximateArrivalOfFirstRecord": _iso_s(times[0]) if times else None,
+            "approximateArrivalOfLastRecord": _iso_s(times[-1]) if times else None,
             "batchSize": len(letter.record_ids),
             "streamArn": shard.stream.arn if shard else trigger.source.stream_arn,
         },
         "shardwatch": {"trigger": trigger.name, "deadLetterId": letter.pk, "reason": letter.reason},
     }
+
+
+def function_arn(*, trigger: Trigger) -> str:
+    """The trigger's function as AWS names it in requestContext.functionArn:
+    arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>].
+
+    A Lambda target given by full ARN keeps it. One given without its account (a name,
+    "name:qualifier") lives in the caller's account, which STS GetCallerIdentity gives without
+    any IAM permission; when STS cannot answer, the name is given as it is. A partial ARN
+    ("<account>:function:<name>") carries its account. A Python handler or a webhook is named
+    as its handler's context names it (handler_host.function_arn)."""
+    region = trigger.source.region or "us-east-1"
+    if trigger.target != Trigger.Target.LAMBDA:
+        return handler_function_arn(name=trigger.name, region=region)
+    name = trigger.function_name
+    if name.startswith("arn:"):
+        return name
+    parts = name.split(":")
+    if len(parts) >= 3 and parts[1] == "function":
+        account, name = parts[0], ":".join(parts[2:])
+    else:
+        account = _caller_account(region)
+        if account is None:
+            return name
+    try:
+        partition = boto3.session.Session().get_partition_for_region(region)
+    except botocore.exceptions.UnknownRegionError:
+        partition = "aws"
+    return f"arn:{partition}:lambda:{region}:{account}:function:{name}"
+
+
+_accounts: dict = {}
+_accounts_lock = threading.Lock()
+
+
+def _caller_account(region: str) -> str | None:
+    # Asked once per endpoint: the account of the credentials in use does not change.
+    key = (region, os.environ.get("AWS_ENDPOINT_URL_STS"), os.environ.get("AWS_ENDPOINT_URL"))
+    with _accounts_lock:
+        account = _accounts.get(key)
+    if account is not None:
+        return account
+    config = botocore.config.Config(
+        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}
+    )
+    try:
+        account = boto3.client("sts", region_name=region, config=config).get_caller_identity()["Account"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        log.warning("STS GetCallerIdentity failed, so on-failure messages name the function without its ARN: %s", exc)
+        return None
+    with _accounts_lock:
+        _accounts[key] = account
+    return account
 
 
 def destination_notify(*, letter_id: int) -> None:

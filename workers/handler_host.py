@@ -35,6 +35,12 @@ LENGTH = struct.Struct(">I")
 PR_SET_PDEATHSIG = 1
 
 
+def function_arn(*, name: str, region: str) -> str:
+    """The ARN a handler's context gives as invoked_function_arn: its trigger's name, in a
+    placeholder account, as there is no AWS account behind a handler host."""
+    return f"arn:aws:lambda:{region}:000000000000:function:{name}"
+
+
 class LambdaContext:
     """The attributes and methods of Lambda's Python context object."""
 
@@ -44,7 +50,7 @@ class LambdaContext:
 
     def __init__(self, *, name: str, region: str, request_id: str, timeout_s: float, memory_mb: int):
         self.function_name = name
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:000000000000:function:{name}"
+        self.invoked_function_arn = function_arn(name=name, region=region)
         self.aws_request_id = request_id
         self.memory_limit_in_mb = memory_mb
         self.log_group_name = f"/aws/lambda/{name}"

@@ -7,7 +7,8 @@ retry settings.
 
 Outcomes:
 
-- ``success``: the target answered; ``response`` holds its JSON (used for ReportBatchItemFailures).
+- ``success``: the target answered; ``response`` holds its answer, read the same way for every
+  target (see ``InvokeResult``; used for ReportBatchItemFailures).
 - ``function_error``: the target failed, or could not be reached (connection refused, DNS,
   AccessDenied, a missing function, ...). ``error_type`` names the cause. Counts as an attempt.
 - ``timeout``: the target did not answer within ``trigger.timeout_s``. Counts as an attempt.
@@ -37,9 +38,11 @@ and reject old timestamps so a captured request cannot be replayed::
         expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         return hmac.compare_digest(headers["X-Shardwatch-Signature"], "v1=" + expected)
 
-An answer with a 2xx status is a success; a JSON body is read as the function's response (for
-example ``{"batchItemFailures": [{"itemIdentifier": "<SequenceNumber>"}]}``). Redirects are
-not followed: a 3xx is a function error.
+An answer with a 2xx status is a success, and its body is read as the function's response (for
+example ``{"batchItemFailures": [{"itemIdentifier": "<SequenceNumber>"}]}``): an empty body is
+no response, as a function returning None; a body that is not JSON is ``NOT_JSON``, which a
+trigger with ReportBatchItemFailures reads as a malformed response (workers.triggers
+``batch_item_failures``). Redirects are not followed: a 3xx is a function error.
 """
 
 import atexit
@@ -88,10 +91,23 @@ TIMEOUT = "timeout"
 THROTTLED = "throttled"
 
 
+class _NotJson:
+    """The response of a target whose answer is not JSON. It is not None: None is the answer
+    null, or no answer at all, which Lambda takes as a success."""
+
+    def __repr__(self) -> str:
+        return "NOT_JSON"
+
+
+NOT_JSON = _NotJson()
+
+
 @dataclasses.dataclass(frozen=True)
 class InvokeResult:
     outcome: str  # "success" | "function_error" | "timeout" | "throttled"
-    response: object  # the parsed JSON the function returned (None if none/unparseable)
+    # What the function answered, read the same way for every kind of target: the parsed JSON,
+    # None for null or an empty answer, NOT_JSON for an answer that is not JSON.
+    response: object
     body: str  # raw response text, truncated to 64 KB
     error_type: str = ""
     error_message: str = ""
@@ -126,12 +142,14 @@ def _truncate(text: str) -> str:
 
 
 def _parse_json(text: str) -> object:
-    if not text:
+    # The one reading of an answer for all three kinds of target (a Python handler's is always
+    # JSON; a webhook's or a Lambda custom runtime's may be anything).
+    if not text.strip():
         return None
     try:
         return json.loads(text)
     except ValueError:
-        return None
+        return NOT_JSON
 
 
 def _too_large(text: str) -> InvokeResult:

@@ -21,6 +21,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -264,31 +265,87 @@ def _backoff(attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(MAX_BACKOFF_S, 1.0 * 2 ** min(attempt, 8))))
 
 
-def batch_item_failures(*, response, records: list) -> tuple[bool, int | None]:
-    """Read a ReportBatchItemFailures response. Returns (valid, index of the lowest failed
-    record or None when everything succeeded).
+# The error type of an invocation whose function returned normally with a response that
+# ReportBatchItemFailures cannot read: a failure of the whole batch, but not a function error.
+INVALID_RESPONSE = "InvalidBatchItemFailures"
 
-    Lambda's rules ("Reporting batch item failures for DynamoDB"): no response, an empty list
-    or a null list is success; an itemIdentifier that is missing, null, empty or not a sequence
-    number of the batch makes the whole batch a failure.
+
+class FailureReport(NamedTuple):
+    """What a function's response under ReportBatchItemFailures says about its batch."""
+
+    failed_from: int | None  # index in the batch of the lowest reported failure; None: all succeeded
+    problem: str = ""  # why the response is malformed (the whole batch failed); "" when it is valid
+
+
+def batch_item_failures(*, response, records: list) -> FailureReport:
+    """Read a function's response under ReportBatchItemFailures, the same way for every kind of
+    target. `response` is InvokeResult.response: the parsed JSON, None for null or no answer,
+    targets.NOT_JSON for an answer that is not JSON. `records` is the batch as sent, in order
+    (anything with a `sequence_number`).
+
+    Lambda's rules ("Configuring partial batch response with DynamoDB and Lambda", success and
+    failure conditions) and AWS's recorded runs (localstack's AWS-validated
+    test_dynamodb_report_batch_item_success_scenarios / _failure_scenarios):
+    - success: null, [], {} and an object whose batchItemFailures is null, [] or absent;
+    - a partial failure: a list of {"itemIdentifier": "<SequenceNumber>"}; the lowest one is
+      where the batch is retried from (duplicates and order do not matter);
+    - the whole batch failed: an itemIdentifier that is missing, null, "" or not a string
+      (recorded: 123).
+    Everything else has no AWS rule or record. It is read as a whole-batch failure, the reading
+    that loses no record: the batch is retried, and given up on only into the dead-letter list.
+    That covers an answer that is not JSON (Lambda's SQS rules list "an invalid JSON response"
+    as a complete failure), a non-empty list, a string, a number, true or false, a
+    batchItemFailures that is not a list, an entry that is not an object, and an
+    itemIdentifier that is not a sequence number of the batch (the SQS rules fail the batch on
+    an unknown message ID). Keys other than batchItemFailures and itemIdentifier are ignored:
+    a missing batchItemFailures is the null list AWS recorded for {}, and Lambda's own
+    tumbling-window response carries "state" beside it. Every case is in
+    tests/test_batch_responses.py with its source.
     """
-    if response is None:
-        return True, None
+    from workers.targets import NOT_JSON
+
+    if response is NOT_JSON:
+        return FailureReport(None, "The response is not JSON.")
+    if response is None or response == []:
+        return FailureReport(None)
     if not isinstance(response, dict):
-        return False, None
+        return FailureReport(None, f"The response is {_json_kind(response)}, not an object.")
     failures = response.get("batchItemFailures")
     if failures is None or failures == []:
-        return True, None
+        return FailureReport(None)
     if not isinstance(failures, list):
-        return False, None
+        return FailureReport(None, f"batchItemFailures is {_json_kind(failures)}, not a list.")
     index_of = {record.sequence_number: index for index, record in enumerate(records)}
     lowest = None
-    for failure in failures:
-        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-        if not isinstance(identifier, str) or identifier not in index_of:
-            return False, None
+    for position, failure in enumerate(failures):
+        entry = f"batchItemFailures[{position}]"
+        if not isinstance(failure, dict):
+            return FailureReport(None, f"{entry} is {_json_kind(failure)}, not an object.")
+        if "itemIdentifier" not in failure:
+            return FailureReport(None, f"{entry} has no itemIdentifier.")
+        identifier = failure["itemIdentifier"]
+        if not isinstance(identifier, str):
+            return FailureReport(None, f"{entry}.itemIdentifier is {_json_kind(identifier)}, not a string.")
+        if identifier == "":
+            return FailureReport(None, f"{entry}.itemIdentifier is empty.")
+        if identifier not in index_of:
+            return FailureReport(None, f"{entry}.itemIdentifier {identifier[:100]!r} is not a sequence number of the batch.")
         lowest = index_of[identifier] if lowest is None else min(lowest, index_of[identifier])
-    return True, lowest
+    return FailureReport(lowest)
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if value == "" else "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
 
 
 INVOCATIONS_GROUP = "invocations"
@@ -505,11 +562,11 @@ class CursorRunner:
             failed_from = None
             outcome = result.outcome
             if outcome == "success" and trigger.report_batch_item_failures:
-                valid, failed_from = batch_item_failures(response=result.response, records=records)
-                if not valid:
+                report = batch_item_failures(response=result.response, records=records)
+                failed_from = report.failed_from
+                if report.problem:
                     outcome = "function_error"
-                    result = _with_error(result, "InvalidBatchItemFailures", "The batchItemFailures response is malformed.")
-                    common["result"] = result
+                    common["result"] = _malformed(result, report)
             if outcome == "success" and failed_from is None:
                 _invocation_record(outcome=Invocation.Outcome.SUCCESS, **common)
                 # The other half of a split batch still goes out as a bisected batch.
@@ -575,10 +632,12 @@ def cursor_run(*, cursor_id: int, owner: str, budget_s: float | None = None) -> 
     return steps
 
 
-def _with_error(result, error_type, message):
+def _malformed(result, report: FailureReport):
+    """The result of an invocation whose response ReportBatchItemFailures cannot read."""
     from dataclasses import replace
 
-    return replace(result, outcome="function_error", error_type=error_type, error_message=message)
+    return replace(result, outcome="function_error", error_type=INVALID_RESPONSE,
+                   error_message=f"The batchItemFailures response is malformed: {report.problem}")
 
 
 # A reset also ends the lease: a runner holding the cursor fails its next conditional write and
@@ -617,7 +676,8 @@ def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") ->
 
 def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Invocation]:
     """Send stored records to the trigger's target again, in batches of BatchSize, without
-    moving its cursors. Each batch is tried once; a failed one goes to the dead-letter list."""
+    moving its cursors. Each batch is tried once; what failed goes to the dead-letter list: the
+    whole batch, or after a partial failure the records from the lowest reported one on."""
     from workers.targets import target_invoke
 
     invocations = []
@@ -631,10 +691,15 @@ def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Inv
         outcome = {"success": Invocation.Outcome.SUCCESS, "timeout": Invocation.Outcome.TIMEOUT}.get(
             result.outcome, Invocation.Outcome.FUNCTION_ERROR
         )
+        failed = batch
         if outcome == Invocation.Outcome.SUCCESS and trigger.report_batch_item_failures:
-            valid, failed_from = batch_item_failures(response=result.response, records=batch)
-            if not valid or failed_from is not None:
-                outcome = Invocation.Outcome.PARTIAL_FAILURE
+            # Read as a cursor's batch is: a malformed response fails the whole batch, and a
+            # partial failure gives up on the lowest reported record and those after it.
+            report = batch_item_failures(response=result.response, records=batch)
+            if report.problem:
+                outcome, result = Invocation.Outcome.FUNCTION_ERROR, _malformed(result, report)
+            elif report.failed_from is not None:
+                outcome, failed = Invocation.Outcome.PARTIAL_FAILURE, batch[report.failed_from:]
         cursor = TriggerCursor(trigger=trigger, shard_id=batch[0].shard_id, lane=0)
         with transaction.atomic():
             invocation = _invocation_record(
@@ -642,7 +707,7 @@ def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Inv
                 attempt=0, from_bisect=False, started_at=started_at,
             )
             if outcome != Invocation.Outcome.SUCCESS:
-                dead_letter(cursor=cursor, records=batch, invocation=invocation, reason=f"Replay failed: {outcome}")
+                dead_letter(cursor=cursor, records=failed, invocation=invocation, reason=f"Replay failed: {outcome}")
         invocations.append(invocation)
     return invocations
 
