@@ -32,7 +32,12 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
     """One stream record, as boto3 returns it, to a row for the change record table.
 
     `record` is as the service sent it (see streams.aws): Keys and images are stored as that
-    typed DynamoDB JSON, untouched, binary as base64. A record we cannot decode is still kept, with the reason, so that
+    typed DynamoDB JSON, binary as base64, except that a value in a shape AWS never sends
+    (DynamoDB Local's {} for an empty map) is stored in AWS's shape, so that everything built
+    from the stored text (Lambda events, patterns, pages) sees what it would see on AWS. The
+    images as the stream sent them are then kept in "images_as_sent", and values that cannot
+    be put into AWS's shape are kept as sent and named in "shape_error" (see
+    codec.image_reshape). A record we cannot decode is still kept, with the reason, so that
     nothing is lost and the shard moves on. Raises only when the record has no usable
     sequence number, since then it cannot be stored at all.
     """
@@ -66,7 +71,10 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
         and identity.get("PrincipalId") == TTL_PRINCIPAL,
         "received_at": received_at,
         "decode_error": "",
+        "images_as_sent": None,
+        "shape_error": "",
     }
+    _images_reshape(row)
     try:
         row["item_key"] = codec.item_key(row["keys"])
         if event_name not in EVENT_NAMES:
@@ -89,6 +97,51 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
                 row[image] = {"unreadable": repr(row[image])}
     row["item_hash"] = hashlib.sha1(row["item_key"].encode()).hexdigest()
     return row
+
+
+_IMAGES = (("keys", "Keys"), ("old_image", "OldImage"), ("new_image", "NewImage"))
+
+
+def _reshape_needed(image) -> bool:
+    """Whether to walk an image with codec.image_reshape.
+
+    Only the empty collections, {} and [], can be put into a typed form, and an image can
+    hold one only if its JSON text holds "{}" or "[]": an image with neither is stored as it
+    is. The text costs one orjson.dumps, a small part of what walking the image in Python
+    costs; walking every image doubled the CPU time of building a row on the `make bench`
+    workload. So a value in no typed form that cannot be typed is named in shape_error only
+    when its image is walked (an empty set, {"SS":[]}, always is); no source is known to send
+    one, and it is stored as sent either way. A "{}" or "[]" inside a string, or AWS's own
+    {"M":{}} and {"L":[]}, only costs a walk that changes nothing.
+    """
+    if type(image) is not dict:
+        return True
+    try:
+        text = orjson.dumps(image)
+    except TypeError:
+        return True
+    return b"{}" in text or b"[]" in text
+
+
+def _images_reshape(row: dict) -> None:
+    """Put the row's Keys and images into AWS's shape, keeping what the stream sent of any that
+    changed in images_as_sent and naming what could not be reshaped in shape_error."""
+    sent = {}
+    problems = []
+    for column, name in _IMAGES:
+        image = row[column]
+        if image is None or not _reshape_needed(image):
+            continue
+        shaped, found = codec.image_reshape(image=image, name=name)
+        if shaped is not image:
+            sent[name] = image
+            row[column] = shaped
+        problems += found
+    if sent:
+        row["images_as_sent"] = sent
+    if problems:
+        log.warning("record %s has values in no DynamoDB typed form: %s", row["sequence_number"], "; ".join(problems))
+        row["shape_error"] = "\n".join(problems)
 
 
 def _timestamp(value):
@@ -158,6 +211,8 @@ _COLUMNS = [
     ("is_ttl_delete", "boolean"),
     ("received_at", "timestamptz"),
     ("decode_error", "text"),
+    ("images_as_sent", "json"),
+    ("shape_error", "text"),
 ]
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _TABLE = ChangeRecord._meta.db_table
