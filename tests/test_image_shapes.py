@@ -165,6 +165,32 @@ def test_it_reshapes_empty_maps_at_every_depth_from_every_kind_of_write(table, d
     assert added["n1"] == {"path": "n1", "kind": "added", "old": None, "new": EMPTY_MAP}
 
 
+def test_it_finds_an_empty_map_named_like_a_type_tag(table, dynamodb):
+    # A map whose only member is named M and holds an empty map reaches the stream as
+    # {"M":{"M":{}}}, which reads like AWS's own empty map wrapped once more; alone in an item
+    # it holds the only {} there is. Then attributes named M and L, and a member named L
+    # holding an empty list. Each is typed as GetItem types it.
+    dynamodb.put_item(TableName=table.name, Item={"pk": {"S": "sizes"}, "sizes": {"M": {"M": EMPTY_MAP}}})
+    table.wrote("sizes")
+    dynamodb.put_item(TableName=table.name, Item={
+        "pk": {"S": "tags"},
+        "M": EMPTY_MAP,
+        "L": {"M": {"L": {"L": []}, "M": {"M": {"M": EMPTY_MAP}}}},
+        "list": {"L": [{"M": {"M": EMPTY_MAP}}]},
+    })
+    table.wrote("tags")
+
+    sizes, tags = table.records()
+
+    assert sizes.new_image == table.expected[0][1]
+    assert sizes.new_image["sizes"] == {"M": {"M": EMPTY_MAP}}
+    assert sizes.images_as_sent == {"NewImage": {"pk": {"S": "sizes"}, "sizes": {"M": {"M": {}}}}}
+    assert tags.new_image == table.expected[1][1]
+    assert tags.images_as_sent["NewImage"]["L"] == {"M": {"L": {"L": []}, "M": {"M": {"M": {}}}}}
+    for record in (sizes, tags):
+        deserialized(record.new_image)
+
+
 def test_it_leaves_what_dynamodb_local_already_sends_typed_as_sent(table, dynamodb):
     # DynamoDB Local 3.3.1 keeps the tag of an empty list, an empty string and binary (allowed
     # for non-key attributes since 2020, "Amazon DynamoDB now supports empty values for
@@ -274,18 +300,27 @@ def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(fake_s
     not_objects = stream_record(sequence_number=f"{3:021d}", pk="list", event_name="MODIFY", new={}, old={})
     not_objects["dynamodb"]["NewImage"] = []
     not_objects["dynamodb"]["OldImage"] = "text"
+    # Whole images that are one member named M or L, holding an untyped {} or [] (no stream
+    # sends an image without its keys; a broken one could).
+    lone = stream_record(sequence_number=f"{4:021d}", pk="lone", event_name="MODIFY", new={}, old={})
+    lone["dynamodb"]["OldImage"] = {"M": {}}
+    lone["dynamodb"]["NewImage"] = {"L": []}
+    # AWS's own empty collections, typed, as an AWS-recorded event carries them
+    # (aws/aws-lambda-dotnet Libraries/test/EventsTests.Shared/dynamodb-event.json: {"L": []}).
+    aws_shaped = {"m": EMPTY_MAP, "l": {"L": []}, "M": EMPTY_MAP, "n": {"M": {"M": EMPTY_MAP}}, "s": {"S": "{}[]"}}
     records = [
         stream_record(sequence_number=f"{1:021d}", pk="before", new={"m": {}}),
         odd,
         not_objects,
-        stream_record(sequence_number=f"{4:021d}", pk="after", new={"n": {"N": "1"}}),
+        lone,
+        stream_record(sequence_number=f"{5:021d}", pk="after", new=aws_shaped),
     ]
     source = fake_source(records)
 
     read_until_idle(source_id=source.pk)
 
-    before, stored, listed, after = ChangeRecord.objects.filter(source=source).order_by("sequence_key")
-    assert Shard.objects.get(stream__source=source).checkpoint == f"{4:021d}"
+    before, stored, listed, lonely, after = ChangeRecord.objects.filter(source=source).order_by("sequence_key")
+    assert Shard.objects.get(stream__source=source).checkpoint == f"{5:021d}"
     assert (before.new_image["m"], before.shape_error) == ({"M": {}}, "")
     # What could be typed is; the rest is kept as sent and named, one a line.
     assert stored.new_image == {"pk": {"S": "odd"}, "m": {"M": {}}, "tags": {"SS": []}, "flag": {"NULL": False}}
@@ -304,6 +339,9 @@ def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(fake_s
         "OldImage: an image must be an object, got str",
         "NewImage: an image must be an object, got list",
     ]
+    assert (lonely.old_image, lonely.new_image) == ({"M": EMPTY_MAP}, {"L": {"L": []}})
+    assert lonely.images_as_sent == {"OldImage": {"M": {}}, "NewImage": {"L": []}}
+    assert after.new_image == {"pk": {"S": "after"}, **aws_shaped}
     assert (after.shape_error, after.images_as_sent) == ("", None)
     # The record page names each one.
     page = owner.get(f"/records/{stored.pk}/").content.decode()
