@@ -57,6 +57,8 @@ def record_detail_json(record: ChangeRecord) -> dict:
         "diff": record.diff,
         "user_identity": record.user_identity,
         "received_at": record.received_at.isoformat(),
+        "images_as_sent": record.images_as_sent,
+        "shape_error": record.shape_error,
         "links": {
             "self": reverse("dashboard:api_record", args=[record.pk]),
             "page": reverse("dashboard:record", args=[record.pk]),

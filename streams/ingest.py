@@ -1,9 +1,10 @@
 """Turning GetRecords output into ChangeRecord rows, and saving a batch with its checkpoint.
 
 This is the hot path of every worker. Rows are plain dicts keyed by ChangeRecord's column
-names, and a batch goes to the database as one JSON parameter expanded by the database
-itself (jsonb_to_recordset on PostgreSQL, json_each on SQLite): one statement per batch,
-with no per-row ORM objects and no per-value quoting in Python.
+names (and the JSON text of their images, written once), and a batch goes to the database
+as one JSON parameter expanded by the database itself (jsonb_to_recordset on PostgreSQL,
+json_each on SQLite): one statement per batch, with no per-row ORM objects and no per-value
+quoting in Python.
 """
 
 import hashlib
@@ -32,7 +33,12 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
     """One stream record, as boto3 returns it, to a row for the change record table.
 
     `record` is as the service sent it (see streams.aws): Keys and images are stored as that
-    typed DynamoDB JSON, untouched, binary as base64. A record we cannot decode is still kept, with the reason, so that
+    typed DynamoDB JSON, binary as base64, except that a value in a shape AWS never sends
+    (DynamoDB Local's {} for an empty map) is stored in AWS's shape, so that everything built
+    from the stored text (Lambda events, patterns, pages) sees what it would see on AWS. The
+    images as the stream sent them are then kept in "images_as_sent", and values that cannot
+    be put into AWS's shape are kept as sent and named in "shape_error" (see
+    codec.image_reshape). A record we cannot decode is still kept, with the reason, so that
     nothing is lost and the shard moves on. Raises only when the record has no usable
     sequence number, since then it cannot be stored at all.
     """
@@ -66,7 +72,10 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
         and identity.get("PrincipalId") == TTL_PRINCIPAL,
         "received_at": received_at,
         "decode_error": "",
+        "images_as_sent": None,
+        "shape_error": "",
     }
+    _images_reshape(row)
     try:
         row["item_key"] = codec.item_key(row["keys"])
         if event_name not in EVENT_NAMES:
@@ -89,6 +98,75 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
                 row[image] = {"unreadable": repr(row[image])}
     row["item_hash"] = hashlib.sha1(row["item_key"].encode()).hexdigest()
     return row
+
+
+_IMAGES = (("keys", "Keys"), ("old_image", "OldImage"), ("new_image", "NewImage"))
+_LONE_M_OR_L = ({"M": {}}, {"L": []})
+# Where a row keeps the JSON text _images_reshape wrote of its images, {column: (image, text)},
+# for the insert, which would write the same text again. Not a column.
+_TEXT = "_json_text"
+
+
+def _untyped_maybe(image, text: bytes) -> bool:
+    """Whether an image whose compact JSON text (as orjson writes it) holds a "{}" or "[]" may
+    hold an empty map or list without its type tag.
+
+    In AWS's shape the only JSON object or array that can be empty is the inner one of an
+    empty M or L, so every "{}" and "[]" outside strings is part of a {"M":{}} or {"L":[]}, and
+    when the counts agree nothing is untyped. One spelling hides among them: a map whose only
+    member is named M (or L) and holds an untyped {} (or []) reads {"M":{}} (or {"L":[]}) as
+    well. As the inner map of an M it follows "M":, which is searched for; as a whole image it
+    is compared. A "{}" or "[]" inside a string only costs a walk that changes nothing.
+    """
+    return (
+        text.count(b"{}") != text.count(b'{"M":{}}')
+        or text.count(b"[]") != text.count(b'{"L":[]}')
+        or text.find(b'"M":{"M":{}}') >= 0
+        or text.find(b'"M":{"L":[]}') >= 0
+        or image in _LONE_M_OR_L
+    )
+
+
+def _images_reshape(row: dict) -> None:
+    """Put the row's Keys and images into AWS's shape (codec.image_reshape), keeping what the
+    stream sent of any that changed in images_as_sent and naming what could not be typed in
+    shape_error.
+
+    Only an untyped empty collection, {} or [], can be put into a typed form, and an image's
+    JSON text shows whether it may hold one (_untyped_maybe): an image that cannot, as every
+    image AWS sends, is not walked, and its text is kept for the insert. That costs a few
+    microseconds a record; walking every image in Python instead doubled the CPU time of
+    building rows on the `make bench` workload. So a value in no typed form that cannot be
+    typed is named only in an image that is walked (one holding an empty set, {"SS":[]},
+    always is); no source is known to send one, and it is stored as sent either way.
+    """
+    texts = {}
+    sent = {}
+    problems = []
+    for column, name in _IMAGES:
+        image = row[column]
+        if image is None:
+            continue
+        if type(image) is dict:
+            try:
+                text = orjson.dumps(image)
+            except TypeError:
+                text = b"{}"  # orjson cannot write it: the walk says what is wrong
+            # find() rather than `in`, measurably quicker on bytes: this runs for every image.
+            if (text.find(b"{}") < 0 and text.find(b"[]") < 0) or not _untyped_maybe(image, text):
+                texts[column] = (image, text)
+                continue
+        shaped, found = codec.image_reshape(image=image, name=name)
+        if shaped is not image:
+            sent[name] = image
+            row[column] = shaped
+        problems += found
+    row[_TEXT] = texts
+    if sent:
+        row["images_as_sent"] = sent
+    if problems:
+        log.warning("record %s has values in no DynamoDB typed form: %s", row["sequence_number"], "; ".join(problems))
+        row["shape_error"] = "\n".join(problems)
 
 
 def _timestamp(value):
@@ -158,6 +236,8 @@ _COLUMNS = [
     ("is_ttl_delete", "boolean"),
     ("received_at", "timestamptz"),
     ("decode_error", "text"),
+    ("images_as_sent", "json"),
+    ("shape_error", "text"),
 ]
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _TABLE = ChangeRecord._meta.db_table
@@ -181,26 +261,49 @@ _INSERT_SQLITE = f"""
 """
 
 
+def _json_text(row: dict, name: str, value) -> bytes:
+    """JSON text of a row's column value: what _images_reshape wrote, while it is still the value."""
+    known = row.get(_TEXT, {}).get(name)
+    return known[1] if known is not None and known[0] is value else orjson.dumps(value)
+
+
+def _payload_row(row: dict) -> dict:
+    """The row's columns for a JSON payload, with the image text already written spliced in."""
+    payload = {name: row[name] for name, _ in _COLUMNS}
+    for name, _ in _IMAGES:
+        if payload[name] is not None:
+            payload[name] = orjson.Fragment(_json_text(row, name, payload[name]))
+    return payload
+
+
 def _sqlite_payload(rows: list[dict]) -> str:
     # Django keeps datetimes in SQLite as naive UTC text.
     adapt = connection.ops.adapt_datetimefield_value
     return orjson.dumps(
         [
-            {**row, "approximate_creation_time": adapt(row["approximate_creation_time"]), "received_at": adapt(row["received_at"])}
+            {
+                **_payload_row(row),
+                "approximate_creation_time": adapt(row["approximate_creation_time"]),
+                "received_at": adapt(row["received_at"]),
+            }
             for row in rows
         ]
     ).decode()
 
 
 _COPY_POSTGRES = f"COPY {_TABLE} ({_NAMES}) FROM STDIN"
-_JSON_INDEXES = [index for index, (name, kind) in enumerate(_COLUMNS) if kind in ("json", "jsonb")]
+_JSON_COLUMNS = [(index, name) for index, (name, kind) in enumerate(_COLUMNS) if kind in ("json", "jsonb")]
 
 
 def _copy_values(row: dict) -> list:
     values = [row[name] for name, _ in _COLUMNS]
-    for index in _JSON_INDEXES:
-        if values[index] is not None:
-            values[index] = orjson.dumps(values[index]).decode()
+    texts = row.get(_TEXT, {})
+    for index, name in _JSON_COLUMNS:
+        value = values[index]
+        if value is not None:
+            # _json_text, inlined: this runs for every JSON column of every record.
+            known = texts.get(name)
+            values[index] = (known[1] if known is not None and known[0] is value else orjson.dumps(value)).decode()
     return values
 
 
@@ -215,7 +318,7 @@ def _insert_postgres(rows: list[dict]) -> dict[str, int]:
                     for row in rows:
                         copy.write_row(_copy_values(row))
         except psycopg.errors.UniqueViolation:
-            cursor.execute(_INSERT_POSTGRES, [orjson.dumps(rows).decode()])
+            cursor.execute(_INSERT_POSTGRES, [orjson.dumps([_payload_row(row) for row in rows]).decode()])
             return {sequence_number: pk for pk, sequence_number in cursor.fetchall()}
         cursor.execute(
             f"SELECT id, sequence_number FROM {_TABLE} WHERE shard_id = %s AND sequence_key BETWEEN %s AND %s",

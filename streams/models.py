@@ -257,7 +257,8 @@ class ChangeRecord(models.Model):
     approximate_creation_time = models.DateTimeField()
     size_bytes = models.PositiveIntegerField()
     view_type = models.CharField(max_length=32)
-    # Typed DynamoDB JSON exactly as the stream gave it (B as base64), so nothing is lost.
+    # Typed DynamoDB JSON as the stream gave it (B as base64), so nothing is lost; a value in a
+    # shape AWS never sends is stored in AWS's shape, and the image as sent in images_as_sent.
     keys = StoredJSONField()
     old_image = StoredJSONField(null=True)
     new_image = StoredJSONField(null=True)
@@ -276,6 +277,14 @@ class ChangeRecord(models.Model):
     is_ttl_delete = models.BooleanField(default=False)
     received_at = models.DateTimeField(default=timezone.now)
     decode_error = models.TextField(blank=True, help_text="Set when the record could not be decoded; kept as received.")
+    # Ingest stores every attribute value in the typed form AWS sends (codec.image_reshape), so
+    # handlers, the Lambda event and patterns see what they would see on AWS. The images that
+    # had to change are kept here as the stream sent them, {"NewImage": {...}, ...}, for the
+    # raw view; None when the stream sent AWS's shape, as it nearly always does.
+    images_as_sent = StoredJSONField(null=True, blank=True)
+    shape_error = models.TextField(
+        blank=True, help_text="Values in no DynamoDB typed form that could not be put into one; kept as sent. One a line."
+    )
 
     objects = ChangeRecordQuerySet.as_manager()
 

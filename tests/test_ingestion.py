@@ -36,10 +36,9 @@ def every_type_item():
 
 
 def wire(value):
-    """The item as DynamoDB Local's stream sends it: binary as base64 text, and an empty map
-    as a bare {} (AWS sends {"M": {}}). Shardwatch stores what the stream sent."""
-    if value == {"M": {}}:
-        return {}
+    """The item as Shardwatch stores it: binary as base64 text, as the stream sends it. An
+    empty map is {"M": {}} as AWS sends it, although DynamoDB Local's stream sends a bare {}
+    (tests/test_image_shapes.py)."""
     if isinstance(value, dict):
         return {key: wire(inner) for key, inner in value.items()}
     if isinstance(value, list):

@@ -6,6 +6,7 @@ Lambda's rule for partial batch responses on streams: the checkpoint is the lowe
 sequence number; that record and every record after it are sent again, the ones before it never.
 """
 
+import ast
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -158,3 +159,54 @@ def test_it_fails_the_whole_batch_when_every_record_fails(orders):
     invocations = list(Invocation.objects.filter(trigger=trigger).order_by("id"))
     assert {(i.outcome, i.error_type) for i in invocations} == {("function_error", "BatchProcessingError")}
     assert len(DeadLetter.objects.get(trigger=trigger).record_ids) == 2
+
+
+def test_it_hands_records_with_empty_maps_and_lists_at_any_depth_to_the_record_handler(orders, dynamodb):
+    # DynamoDB Local 3.x sends each empty map as a bare {} (awslabs/amazon-dynamodb-local-samples#37),
+    # which Powertools' DynamoDBStreamRecordModel refuses: every such record used to come back
+    # as a batch item failure. Shardwatch stores and sends them as AWS does, {"M": {}}.
+    empty_map, empty_list = {"M": {}}, {"L": []}
+    key = {"pk": {"S": "e1"}}
+    dynamodb.put_item(TableName=orders.table_name, Item={
+        **key,
+        "m": empty_map,
+        "l": empty_list,
+        "mm": {"M": {"inner": empty_map, "list": empty_list}},
+        "lm": {"L": [empty_map, empty_list, {"M": {"a": {"L": [empty_map]}}}]},
+    })
+    dynamodb.update_item(
+        TableName=orders.table_name, Key=key, UpdateExpression="SET n = :e, mm.more = :e",
+        ExpressionAttributeValues={":e": empty_map},
+    )
+    orders.put("k1")
+    dynamodb.delete_item(TableName=orders.table_name, Key=key)
+    orders.ingest()
+    trigger = powertools_trigger(orders)
+
+    run_until_idle(trigger)
+
+    invocation = Invocation.objects.get(trigger=trigger)
+    assert invocation.outcome == "success" and json.loads(invocation.response_body) == {"batchItemFailures": []}
+    handled = seen()
+    assert [record["event_name"] for record in handled] == ["INSERT", "MODIFY", "INSERT", "REMOVE"]
+    insert, modify, _, remove = handled
+
+    def made(side: dict) -> dict:
+        """The Python values Powertools made of an image, read back from the handler's notes."""
+        return {
+            name: (noted["type"], ast.literal_eval(noted["value"]) if noted["type"] in ("dict", "list") else noted["value"])
+            for name, noted in side.items()
+        }
+
+    assert made(insert["new_image"]) == {
+        "pk": ("str", "e1"),
+        "m": ("dict", {}),
+        "l": ("list", []),
+        "mm": ("dict", {"inner": {}, "list": []}),
+        "lm": ("list", [{}, [], {"a": [{}]}]),
+    }
+    assert made(modify["old_image"]) == made(insert["new_image"])
+    assert made(modify["new_image"])["n"] == ("dict", {})
+    assert made(modify["new_image"])["mm"] == ("dict", {"inner": {}, "list": [], "more": {}})
+    assert remove["old_image"] == modify["new_image"] and remove["new_image"] == {}
+    assert not DeadLetter.objects.filter(trigger=trigger).exists()

@@ -51,13 +51,18 @@
   }
 
   // The record as the Streams API's GetRecords returned it: what "Raw" shows and "Copy as JSON" copies.
+  // Images the server put into AWS's shape are shown as the stream sent them (images_as_sent).
   function streamRecord() {
+    const sent = record.images_as_sent || {};
+    const image = (name, stored) => (Object.prototype.hasOwnProperty.call(sent, name) ? sent[name] : stored);
     const data = {
       ApproximateCreationDateTime: Date.parse(record.approximate_creation_time) / 1000,
-      Keys: record.keys,
+      Keys: image("Keys", record.keys),
     };
-    if (record.new_image !== null && record.new_image !== undefined) data.NewImage = record.new_image;
-    if (record.old_image !== null && record.old_image !== undefined) data.OldImage = record.old_image;
+    const newImage = image("NewImage", record.new_image);
+    const oldImage = image("OldImage", record.old_image);
+    if (newImage !== null && newImage !== undefined) data.NewImage = newImage;
+    if (oldImage !== null && oldImage !== undefined) data.OldImage = oldImage;
     data.SequenceNumber = record.sequence_number;
     data.SizeBytes = record.size_bytes;
     data.StreamViewType = record.view_type;

@@ -67,6 +67,28 @@ def order(live_server_url, make_table, dynamodb):
     return list(ChangeRecord.objects.filter(source=source).order_by("sequence_key"))
 
 
+def test_it_shows_what_the_stream_sent_in_the_raw_view_of_a_reshaped_record(logged_in_page, make_table, dynamodb):
+    # DynamoDB Local 3.x sends an empty map as a bare {} (awslabs/amazon-dynamodb-local-samples#37);
+    # the record is stored as AWS sends it, and the raw view shows what the stream sent.
+    table = make_table(range_key=False, prefix="shapes")
+    source = source_add(table_name=table, region="us-east-1")
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "e1"}, "m": {"M": {}}, "l": {"L": [{"M": {}}]}})
+    assert ingest(source) == 1
+    record = ChangeRecord.objects.get(source=source)
+    page = logged_in_page
+
+    open_record(page, record.pk)
+
+    expect(page.locator("#reshaped-note")).to_contain_text("NewImage")
+    expect(tree_node(page, "new", "m")).to_contain_text("(empty map)")
+    expect(tree_node(page, "new", "l[0]")).to_contain_text("(empty map)")
+    page.get_by_role("button", name="Raw DynamoDB JSON").click()
+    raw = json.loads(page.locator("#raw-json").inner_text())
+    assert raw["dynamodb"]["NewImage"] == {"pk": {"S": "e1"}, "m": {}, "l": {"L": [{}]}}
+    assert raw["dynamodb"]["Keys"] == {"pk": {"S": "e1"}}
+    assert record.new_image == {"pk": {"S": "e1"}, "m": {"M": {}}, "l": {"L": [{"M": {}}]}}
+
+
 def open_record(page, record_id):
     page.goto(f"/records/{record_id}/")
     page.wait_for_selector("#record[data-ready='true']")
