@@ -55,6 +55,8 @@ def wire(value):
 
 
 def deserialized(image):
+    """boto3's plain Python for an image. The images given here hold no B: TypeDeserializer
+    takes bytes, which botocore makes of the base64 text before it is called."""
     deserializer = TypeDeserializer()
     return {name: deserializer.deserialize(value) for name, value in image.items()}
 
@@ -122,7 +124,7 @@ def test_it_reshapes_empty_maps_at_every_depth_from_every_kind_of_write(table, d
         ExpressionAttributeValues={":e": EMPTY_MAP, ":el": {"L": []}},
     )
     table.wrote("e1")
-    # Removing the only member of mmo.inr's parent leaves mmo an empty map.
+    # Removing mmo's only member leaves mmo an empty map.
     dynamodb.update_item(
         TableName=name, Key={"pk": {"S": "e1"}},
         UpdateExpression="REMOVE lm[1], mmo.inr SET l = list_append(l, :el)",
