@@ -328,9 +328,7 @@ def _after_error(*, shard: Shard, owner: str, exc: Exception, error_count: int) 
     if failure is aws.Failure.THROTTLED:
         log.info("shard %s throttled: %s", shard.shard_id, message)
     else:
-        status = {
-            aws.Failure.UNREACHABLE: StreamSource.Status.UNREACHABLE,
-        }.get(failure, StreamSource.Status.ERROR)
+        status = StreamSource.Status.after_failure(failure)
         source_set_status(source_id=source_id, status=status, error=f"Reading shard {shard.shard_id}: {message}")
         log.warning("shard %s: %s", shard.shard_id, message)
     return Poll(keep_reading=True, delay_s=_backoff(error_count), iterator=None, error_count=error_count)

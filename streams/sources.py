@@ -121,12 +121,11 @@ def source_discover(*, source_id: int) -> None:
             table_name=source.table_name, region=source.region, endpoint_url=source.endpoint_url
         )
     except SourceError as exc:
-        failure = aws.classify(exc.__cause__) if exc.__cause__ else None
-        status = {
-            aws.Failure.NOT_FOUND: StreamSource.Status.TABLE_MISSING,
-            aws.Failure.UNREACHABLE: StreamSource.Status.UNREACHABLE,
-            None: StreamSource.Status.STREAM_DISABLED,
-        }.get(failure, StreamSource.Status.ERROR)
+        # A SourceError without an AWS error behind it is a table that has no stream.
+        if exc.__cause__ is None:
+            status = StreamSource.Status.STREAM_DISABLED
+        else:
+            status = StreamSource.Status.after_failure(aws.classify(exc.__cause__))
         source_set_status(source_id=source.pk, status=status, error=str(exc))
         # The old stream stays readable for 24 hours after its table or stream goes away.
         Stream.objects.filter(source=source, state=Stream.State.CURRENT).update(state=Stream.State.SUPERSEDED)
@@ -179,7 +178,7 @@ def stream_sync_shards(*, stream_id: int) -> bool:
         if failure is aws.Failure.NOT_FOUND:
             stream_mark_gone(stream_id=stream.pk, reason=f"Stream deleted: {aws.describe(exc)}")
             return stream.state != Stream.State.CURRENT
-        status = StreamSource.Status.UNREACHABLE if failure is aws.Failure.UNREACHABLE else StreamSource.Status.ERROR
+        status = StreamSource.Status.after_failure(failure)
         source_set_status(source_id=source.pk, status=status, error=f"DescribeStream failed: {aws.describe(exc)}")
         return False
 
