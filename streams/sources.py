@@ -57,7 +57,11 @@ def source_add(
     start_position: str = StreamSource.StartPosition.TRIM_HORIZON,
     retention_days: int | None = None,
 ) -> StreamSource:
-    """Validate the table against DynamoDB and start watching its stream."""
+    """Validate the table against DynamoDB and start watching its stream.
+
+    Its shards are found by discovery: the caller enqueues streams.tasks.discover_source
+    once this has committed (or leaves it to the periodic discovery).
+    """
     table_name = table_name.strip()
     if not table_name:
         raise SourceError("A table name is required.")
@@ -79,7 +83,6 @@ def source_add(
         with transaction.atomic():
             source.save()
             Stream.objects.create(source=source, arn=described.stream_arn, label=described.stream_label)
-            transaction.on_commit(lambda: _enqueue_discovery(source.pk))
     except IntegrityError:
         raise SourceError(f"Table {table_name!r} in {region} is already a source.") from None
     return source
@@ -89,12 +92,6 @@ def _apply_description(source: StreamSource, described: TableStream) -> None:
     source.stream_arn = described.stream_arn
     source.view_type = described.view_type
     source.key_schema = described.key_schema
-
-
-def _enqueue_discovery(source_id: int) -> None:
-    from workers.tasks import discover_source
-
-    discover_source.delay(source_id)
 
 
 def source_set_status(*, source_id: int, status: str, error: str = "") -> None:
