@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "streams",
     "workers",
     "dashboard",
+    "demo",
 ]
 
 MIDDLEWARE = [
