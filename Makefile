@@ -1,18 +1,31 @@
-# Shardwatch. `make demo` runs everything locally; `make test` runs the whole suite against
-# real DynamoDB Local, Redis and PostgreSQL. Both install what they need first.
+# Shardwatch. `make demo` runs everything locally; `make test` runs the import layers check and
+# the whole suite against real DynamoDB Local, Redis and PostgreSQL. Each installs what it
+# needs first: the demo what Shardwatch runs on (requirements.txt), tests and benchmarks that
+# and their kit (requirements-dev.txt).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP_PY := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
 STAMP_NODE := node_modules/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install install-dev demo test bench clean
 
 install: $(STAMP_PY) $(STAMP_NODE)
 
-$(STAMP_PY): requirements.txt
-	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+install-dev: $(STAMP_DEV) $(STAMP_NODE)
+
+$(VENV)/bin/python:
+	$$(scripts/find-python) -m venv $(VENV)
+
+$(STAMP_PY): requirements.txt | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements.txt
+	@touch $@
+
+# requirements-dev.txt starts with -r requirements.txt, so a change to either reinstalls.
+$(STAMP_DEV): requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $@
 
 $(STAMP_NODE): package.json package-lock.json
@@ -23,11 +36,11 @@ $(STAMP_NODE): package.json package-lock.json
 demo: install
 	@scripts/demo.sh
 
-test: install
+test: install-dev
 	@scripts/test.sh $(PYTEST_ARGS)
 
-bench: install
+bench: install-dev
 	@scripts/bench.sh
 
 clean:
-	rm -rf $(VENV) node_modules var test-artifacts bench-results.json
+	rm -rf $(VENV) node_modules var test-artifacts bench-results.json .import_linter_cache

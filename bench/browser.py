@@ -14,6 +14,11 @@ the push to the DOM (daphne, the websocket, feed.js and the browser's rendering)
 
 import asyncio
 import time
+
+from playwright.async_api import async_playwright
+
+from bench import live, writer
+from bench.common import percentile
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
 WRITES = 300
@@ -56,11 +61,6 @@ async def _wait_seen(page, keys: set[str], timeout: float) -> dict[str, float]:
 
 
 async def _run(stack, cookie: tuple[str, str]) -> dict:
-    from playwright.async_api import async_playwright
-
-    from bench import live
-    from bench.run import percentile
-
     stop = asyncio.Event()
     pushed: dict[str, float] = {}
     listener = asyncio.create_task(live.listen_group(stack.source.group_name, pushed, stop))
@@ -79,9 +79,9 @@ async def _run(stack, cookie: tuple[str, str]) -> dict:
             await page.evaluate(_OBSERVER, ["pk=browserwarm-", "pk=browser-"])
             # An idle shard is polled once a second; warm-up writes bring the reader to its
             # working cadence first, as in the latency benchmark.
-            warm = await live.write_items(stack, prefix="browserwarm", count=WARMUP_WRITES, rate_per_s=RATE_PER_S)
+            warm = await writer.write_items(stack, prefix="browserwarm", count=WARMUP_WRITES, rate_per_s=RATE_PER_S)
             await _wait_seen(page, {f"pk={w['key']}" for w in warm}, TIMEOUT_S)
-            writes = await live.write_items(stack, prefix="browser", count=WRITES, rate_per_s=RATE_PER_S)
+            writes = await writer.write_items(stack, prefix="browser", count=WRITES, rate_per_s=RATE_PER_S)
             seen = await _wait_seen(page, {f"pk={w['key']}" for w in writes}, TIMEOUT_S)
             rows_in_dom = await page.evaluate("() => document.querySelectorAll('#feed-rows tr').length")
         finally:
@@ -113,15 +113,13 @@ async def _run(stack, cookie: tuple[str, str]) -> dict:
         "write_to_browser_after_push_ms_p50": figure(after_push, 0.50),
         "write_to_browser_after_push_ms_p99": figure(after_push, 0.99),
         "write_to_browser_rows_in_dom": rows_in_dom,
-        "write_to_browser_writer": live.writer_summary(writes),
+        "write_to_browser_writer": writer.writer_summary(writes),
         "write_to_browser_page_problems": problems[:5],
         "write_to_browser_server_exceptions": live.server_exceptions(),
     }
 
 
 def bench_write_to_browser() -> dict:
-    from bench import live
-
     cookie = live.session_cookie()
     with live.running_stack("browser") as stack:
         return asyncio.run(_run(stack, cookie))

@@ -21,6 +21,11 @@ import json
 import time
 
 import orjson
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from bench import live, writer
+from bench.common import percentile
 
 CLIENTS = 100
 RATE_PER_S = 200
@@ -44,9 +49,6 @@ class Client:
 
 
 async def _connect(url: str, headers: dict, source_id: int, client: Client, gate: asyncio.Semaphore):
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidStatus
-
     async with gate:
         for attempt in range(CONNECT_ATTEMPTS):
             try:
@@ -67,8 +69,6 @@ async def _connect(url: str, headers: dict, source_id: int, client: Client, gate
 
 
 async def _receive(socket, client: Client) -> None:
-    from websockets.exceptions import ConnectionClosed
-
     try:
         async for raw in socket:
             now = time.time()
@@ -91,9 +91,6 @@ async def _wait_for(clients: list[Client], keys: set[str], timeout: float) -> No
 
 
 async def _run(stack, cookie: tuple[str, str]) -> dict:
-    from bench import live
-    from bench.run import percentile
-
     url = f"ws://127.0.0.1:{stack.port}/ws/feed/"
     headers = {"Cookie": f"{cookie[0]}={cookie[1]}", "Origin": stack.base_url}
     clients = [Client(number) for number in range(CLIENTS)]
@@ -107,9 +104,9 @@ async def _run(stack, cookie: tuple[str, str]) -> dict:
     listener = asyncio.create_task(live.listen_group(stack.source.group_name, pushed, stop))
     # An idle shard is polled once a second; a few writes first bring the reader to its
     # working cadence, as in the latency benchmark, and prove every socket is subscribed.
-    warm = await live.write_items(stack, prefix="fanwarm", count=WARMUP_WRITES, rate_per_s=20)
+    warm = await writer.write_items(stack, prefix="fanwarm", count=WARMUP_WRITES, rate_per_s=20)
     await _wait_for(clients, {w["key"] for w in warm}, DRAIN_TIMEOUT_S)
-    writes = await live.write_items(stack, prefix="fan", count=RATE_PER_S * SECONDS, rate_per_s=RATE_PER_S)
+    writes = await writer.write_items(stack, prefix="fan", count=RATE_PER_S * SECONDS, rate_per_s=RATE_PER_S)
     keys = {w["key"] for w in writes}
     drain_started = time.monotonic()
     await _wait_for(clients, keys, DRAIN_TIMEOUT_S)
@@ -134,7 +131,7 @@ async def _run(stack, cookie: tuple[str, str]) -> dict:
         "fanout_clients_ok": len(ok),
         "fanout_records": len(writes),
         # What the writer sustained: below RATE_PER_S when this machine cannot put that many.
-        "fanout_rate_per_s": live.writer_summary(writes).get("rate_per_s"),
+        "fanout_rate_per_s": writer.writer_summary(writes).get("rate_per_s"),
         "fanout_deliveries_missing": missing,
         "fanout_p50_ms": round(percentile(delays, 0.50), 1) if delays else None,
         "fanout_p95_ms": round(percentile(delays, 0.95), 1) if delays else None,
@@ -147,7 +144,7 @@ async def _run(stack, cookie: tuple[str, str]) -> dict:
         "fanout_connect_s": round(connect_s, 1),
         "fanout_handshakes_refused": sum(c.refused for c in clients),
         "fanout_drain_s": round(drain_s, 1),
-        "fanout_writer": live.writer_summary(writes),
+        "fanout_writer": writer.writer_summary(writes),
         "fanout_clients_closed": sum(1 for c in clients if c.error),
         "fanout_client_errors": sorted({c.error for c in clients if c.error})[:5],
         # Consumers that died inside daphne (their sockets close): see test-artifacts/bench-daphne.log.
@@ -157,8 +154,6 @@ async def _run(stack, cookie: tuple[str, str]) -> dict:
 
 
 def bench_fanout() -> dict:
-    from bench import live
-
     cookie = live.session_cookie()
     with live.running_stack("fanout") as stack:
         return asyncio.run(_run(stack, cookie))

@@ -2,7 +2,7 @@
 
 Runs in a process of its own on a database of its own (`<bench database>_feed`): the other
 benchmarks empty the tables they use, and the million seeded records are kept between runs.
-`python -m bench.run feed` starts it; `python -m bench.feed_queries OUT.json` is that process.
+`python -m bench.run feed` starts it; `python -m bench.feed_process OUT.json` is that process.
 
 What is timed: django.test.Client requests in this process, logged in, through the whole
 middleware stack, the view, its queries and the template or JSON encoding, on a warm database
@@ -11,16 +11,21 @@ network, a few hundred microseconds on loopback. Each query's statements are run
 EXPLAIN (ANALYZE, BUFFERS) and the plans written to test-artifacts/explain/<name>.txt.
 """
 
-import json
 import re
 import statistics
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-EXPLAIN_DIR = ROOT / "test-artifacts" / "explain"
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from bench import seed
+from bench.common import ARTIFACTS, percentile
+
+EXPLAIN_DIR = ARTIFACTS / "explain"
 RUNS = 20
 WARMUPS = 2
 # A query slower than this on its warm-up is timed fewer times, so one bad plan cannot stretch
@@ -32,10 +37,6 @@ TABLE = "streams_changerecord"
 
 def _queries() -> list[tuple[str, str]]:
     """(name, URL) of every request timed."""
-    from django.urls import reverse
-
-    from bench import seed
-
     orders, customers, _, sessions = seed.seeded_sources()
     feed, api, item = reverse("dashboard:feed"), reverse("dashboard:api_records"), reverse("dashboard:api_item", args=[orders.pk])
     # Ids run 1..N in time order, so `before` this id pages back past 95% of the records.
@@ -63,9 +64,6 @@ def _queries() -> list[tuple[str, str]]:
 
 
 def _client():
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     user, _ = get_user_model().objects.get_or_create(username="bench-feed", defaults={"is_staff": True})
     # 127.0.0.1 is in ALLOWED_HOSTS; the test client's default "testserver" is not.
     client = Client(HTTP_HOST="127.0.0.1")
@@ -91,8 +89,6 @@ class _DatabaseTime:
 
 def _timed_get(client, url: str) -> tuple[float, float, int]:
     """(total ms, database ms, statements) of one request, which must succeed."""
-    from django.db import connection
-
     clock = _DatabaseTime()
     with connection.execute_wrapper(clock):
         started = time.perf_counter()
@@ -106,9 +102,6 @@ def _timed_get(client, url: str) -> tuple[float, float, int]:
 def _explain(client, name: str, url: str) -> dict:
     """Run the request once capturing its SQL, EXPLAIN (ANALYZE, BUFFERS) each statement on the
     change record table, write the plans, and say which indexes they use and any seq scans."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     with CaptureQueriesContext(connection) as captured:
         client.get(url)
     statements = [query["sql"] for query in captured.captured_queries if TABLE in query["sql"]]
@@ -171,9 +164,6 @@ def rows_filtered(plan: str) -> int:
 
 
 def bench_feed_queries() -> dict:
-    from bench import seed
-    from bench.run import percentile
-
     seeded = seed.feed_seed()
     if seeded["seeded"]:
         print(f"seeded {seeded['records']:,} records in {seeded['seconds']} s", flush=True)
@@ -240,21 +230,3 @@ def _print_table(per_query: dict) -> None:
             f"{query['rows_filtered']:>9}  {', '.join(query['indexes'])}{scan}",
             flush=True,
         )
-
-
-def main() -> None:
-    import django
-
-    from bench.run import ensure_database
-
-    ensure_database()
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    result = bench_feed_queries()
-    Path(sys.argv[1]).write_text(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-    main()

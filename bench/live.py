@@ -1,25 +1,31 @@
 """The whole of Shardwatch running for a benchmark: a watched DynamoDB Local table, a Celery
 worker and beat reading it, and daphne serving the ASGI application (HTTP and websockets),
 each a real process on the bench settings, the bench database and the Redis channel layer.
-Also a writer process that puts items at a steady rate, each carrying its own put time."""
+The writer process that puts items into the table is bench.writer."""
 
 import asyncio
-import json
-import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from bench import workload
+from bench.common import ARTIFACTS, ROOT, reset_tables
+from streams.models import Shard
+from streams.sources import source_add
+from tests.processes import Processes, database_url
+
 SERVER_START_TIMEOUT_S = 30
 FIRST_POLL_TIMEOUT_S = 60
 
@@ -39,8 +45,6 @@ def _free_port() -> int:
 
 
 def _start_daphne(port: int) -> subprocess.Popen:
-    from tests.processes import database_url
-
     log = open(ARTIFACTS / "bench-daphne.log", "wb")
     # The same command as the Procfile's web process. os.environ carries this run's
     # CHANNEL_PREFIX and CELERY_QUEUE (bench/settings.py), so daphne, the worker and this
@@ -91,12 +95,6 @@ def _stop(process: subprocess.Popen) -> None:
 @contextmanager
 def running_stack(name: str):
     """Empty tables, a new watched table, worker, beat and daphne; all stopped on exit."""
-    from bench import workload
-    from bench.run import reset_tables
-    from streams.models import Shard
-    from streams.sources import source_add
-    from tests.processes import Processes
-
     reset_tables()
     table = f"bench-{name}-{uuid.uuid4().hex[:8]}"
     workload.create_table(table)
@@ -124,117 +122,14 @@ def running_stack(name: str):
 def session_cookie() -> tuple[str, str]:
     """(cookie name, value) of a logged-in session for the bench user, stored in the bench
     database where daphne's AuthMiddlewareStack finds it."""
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     return settings.SESSION_COOKIE_NAME, client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
-# ---- the writer ---------------------------------------------------------------------------
-
-
-def item_put_time(partition_key: str) -> float | None:
-    """The put time a written item carries in its key (`<prefix>-<n>@<epoch seconds>`)."""
-    _, at, stamp = partition_key.rpartition("@")
-    if not at:
-        return None
-    try:
-        return float(stamp)
-    except ValueError:
-        return None
-
-
-def _write(table: str, prefix: str, count: int, rate_per_s: float, threads: int, out: str) -> None:
-    """In a process of its own, so its CPU and GIL never delay the receivers' clocks. Puts
-    `count` items at `rate_per_s`, spread over `threads` connections so that one slow put does
-    not hold the rest back. Each key ends with the wall-clock time just before its put_item."""
-    import random
-
-    import boto3
-
-    from bench import workload
-
-    rng = random.Random(11)
-    items = [workload.order_item(rng, number) for number in range(count)]
-    clients = [boto3.client("dynamodb") for _ in range(threads)]
-    for client in clients:  # connect before the clock starts
-        client.describe_table(TableName=table)
-    lock = threading.Lock()
-    numbers = iter(range(count))
-    written: list[dict] = []
-    started = time.time() + 0.2
-
-    def run(client):
-        while True:
-            with lock:
-                number = next(numbers, None)
-            if number is None:
-                return
-            due = started + number / rate_per_s
-            pause = due - time.time()
-            if pause > 0:
-                time.sleep(pause)
-            put_at = time.time()
-            key = f"{prefix}-{number:05d}@{put_at:.6f}"
-            item = {**items[number], "pk": {"S": key}, "written_at": {"N": f"{put_at:.6f}"}}
-            client.put_item(TableName=table, Item=item)
-            with lock:
-                written.append({"key": key, "due": due, "put_at": put_at, "done_at": time.time()})
-
-    workers = [threading.Thread(target=run, args=(client,)) for client in clients]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    Path(out).write_text(json.dumps(written))
-
-
-def start_writer(*, table: str, prefix: str, count: int, rate_per_s: float, threads: int = 16):
-    """Start the writer process; returns (process, path of the JSON list of writes it leaves)."""
-    out = ARTIFACTS / f"bench-writes-{prefix}.json"
-    out.unlink(missing_ok=True)
-    process = multiprocessing.get_context("spawn").Process(
-        target=_write, args=(table, prefix, count, rate_per_s, threads, str(out)), daemon=True
-    )
-    process.start()
-    return process, out
-
-
-def writer_summary(writes: list[dict]) -> dict:
-    """How the writer kept its pace: achieved rate, and how late puts started against schedule."""
-    from bench.run import percentile
-
-    if len(writes) < 2:
-        return {"writes": len(writes)}
-    first, last = min(w["put_at"] for w in writes), max(w["put_at"] for w in writes)
-    lateness = [(w["put_at"] - w["due"]) * 1000 for w in writes]
-    put_ms = [(w["done_at"] - w["put_at"]) * 1000 for w in writes]
-    return {
-        "writes": len(writes),
-        "rate_per_s": round((len(writes) - 1) / (last - first), 1),
-        "start_late_ms_p99": round(percentile(lateness, 0.99), 1),
-        "put_item_ms_p50": round(percentile(put_ms, 0.50), 1),
-        "put_item_ms_p99": round(percentile(put_ms, 0.99), 1),
-    }
-
-
-async def write_items(stack: Stack, *, prefix: str, count: int, rate_per_s: float) -> list[dict]:
-    """Run the writer to its end without blocking the event loop; returns its writes."""
-    process, out = start_writer(table=stack.table, prefix=prefix, count=count, rate_per_s=rate_per_s)
-    await asyncio.get_running_loop().run_in_executor(None, process.join)
-    if process.exitcode != 0:
-        raise RuntimeError(f"the writer process exited with {process.exitcode}")
-    return json.loads(out.read_text())
-
-
 async def listen_group(group: str, arrived: dict[str, float], stop: asyncio.Event) -> None:
     """Join the group as the worker's pushes see it, noting when each item's row first arrives."""
-    from channels.layers import get_channel_layer
-
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(group, channel)

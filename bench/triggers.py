@@ -20,8 +20,22 @@ import statistics
 import time
 import uuid
 
+import boto3
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from bench import workload
+from bench.common import ROOT, percentile, reset_tables
 from bench.handlers import HANDLER_KEY_ENV
-from bench.run import ROOT, bench_source, fresh_shard, percentile, reset_tables
+from bench.ingest import bench_source, fresh_shard
+from streams.ingest import records_build, records_insert
+from streams.models import Shard
+from streams.sources import source_add
+from tests.processes import Processes
+from workers.models import Invocation, Trigger
+from workers.triggers import cursor_process, cursor_run, cursors_claim, cursors_ensure, lease_release
 
 WRITES = 300
 RATE_PER_S = 20.0
@@ -29,17 +43,8 @@ OVERHEAD_BATCH_SIZE = 100
 OVERHEAD_BATCHES = 200
 WARM_UP_S = 1.0
 
+
 def bench_write_to_handler(*, writes: int = WRITES, rate_per_s: float = RATE_PER_S) -> dict:
-    import boto3
-    import redis
-    from django.conf import settings
-
-    from bench import workload
-    from streams.models import Shard
-    from streams.sources import source_add
-    from tests.processes import Processes
-    from workers.models import Invocation, Trigger
-
     reset_tables()
     table = f"bench-trigger-{uuid.uuid4().hex[:8]}"
     workload.create_table(table)
@@ -111,13 +116,11 @@ def bench_write_to_handler(*, writes: int = WRITES, rate_per_s: float = RATE_PER
 
 def _stream_records(count: int) -> list[dict]:
     """GetRecords-shaped INSERTs of realistic order items, in sequence order."""
-    from bench.workload import order_item
-
     rng = random.Random(11)
     now = time.time()
     records = []
     for number in range(count):
-        image = order_item(rng, number)
+        image = workload.order_item(rng, number)
         image["signature"] = {"B": base64.b64encode(image["signature"]["B"]).decode()}  # as the stream sends binary
         records.append({
             "eventID": uuid.uuid4().hex, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
@@ -130,14 +133,6 @@ def _stream_records(count: int) -> list[dict]:
 
 
 def bench_trigger_overhead(*, batches: int = OVERHEAD_BATCHES, batch_size: int = OVERHEAD_BATCH_SIZE) -> dict:
-    from django.db import transaction
-    from django.utils import timezone
-
-    from streams.ingest import records_build, records_insert
-    from streams.models import Shard
-    from workers.models import Invocation, Trigger
-    from workers.triggers import cursor_process, cursor_run, cursors_claim, cursors_ensure, lease_release
-
     reset_tables()
     source, stream = bench_source(f"bench-overhead-{uuid.uuid4().hex[:8]}")
     shard = Shard.objects.select_related("stream__source").get(pk=fresh_shard(stream, "bench").pk)
@@ -201,8 +196,6 @@ def bench_trigger_overhead(*, batches: int = OVERHEAD_BATCHES, batch_size: int =
 
 
 def _answers(trigger) -> list[dict]:
-    from workers.models import Invocation
-
     return [json.loads(body) for body in Invocation.objects.filter(trigger=trigger).order_by("id").values_list("response_body", flat=True)]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -102,8 +103,6 @@ def env_secret_key(name, *, fallback_file: Path, allow_fallback: bool):
     if not allow_fallback:
         raise ImproperlyConfigured(f"{name} is required when DEBUG is off.")
     if not fallback_file.exists():
-        from django.core.management.utils import get_random_secret_key
-
         fallback_file.parent.mkdir(parents=True, exist_ok=True)
         fallback_file.write_text(get_random_secret_key())
         fallback_file.chmod(0o600)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole suite against the real services. DynamoDB Local is started by the test session.
+# Checks the import layers, then runs the whole suite against the real services. DynamoDB
+# Local is started by the test session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/shardwatch}"
@@ -36,5 +37,8 @@ except Exception as exc:
 if problems:
     sys.exit("\n".join(problems))
 PY
+
+# The layers (.importlinter): an import that points up fails here, naming the contract.
+.venv/bin/lint-imports --no-cache --no-logo
 
 exec .venv/bin/pytest "$@"

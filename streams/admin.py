@@ -4,6 +4,7 @@ from django.db import transaction
 
 from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
 from streams.sources import SourceError, source_add, table_describe
+from streams.tasks import discover_source
 
 
 class StreamSourceForm(forms.ModelForm):
@@ -63,12 +64,11 @@ class StreamSourceAdmin(admin.ModelAdmin):
             raise
         obj.pk = created.pk
         obj.refresh_from_db()
+        transaction.on_commit(lambda: discover_source.delay(created.pk))
 
     @admin.action(description="Enable the selected sources")
     def enable(self, request, queryset):
         updated = queryset.update(enabled=True)
-        from workers.tasks import discover_source
-
         for source_id in queryset.values_list("pk", flat=True):
             transaction.on_commit(lambda s=source_id: discover_source.delay(s))
         self.message_user(request, f"Enabled {updated} source(s).")

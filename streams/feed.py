@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from streams.filters import InvalidPattern, compile_pattern
+from streams.lambda_event import lambda_record
 from streams.models import PARTITION_KEY_INDEXED, ChangeRecord
 
 EVENT_NAMES = tuple(ChangeRecord.EventName.values)
@@ -134,8 +135,6 @@ class FeedFilter:
         record.shard.stream). Always true without a pattern."""
         if self._compiled is None:
             return True
-        from streams.lambda_event import lambda_record
-
         return self._compiled.matches(lambda_record(record))
 
     def q(self) -> Q:

@@ -22,6 +22,7 @@ from streams import codec
 from streams.diff import record_diff
 from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, RecordRate, Shard, sequence_key
 from streams.push import batch_publish
+from streams.signals import batch_saved
 
 log = logging.getLogger(__name__)
 
@@ -363,20 +364,12 @@ def rate_count(*, source_id: int, at, count: int) -> None:
         cursor.execute(_RATE_UPSERT, [source_id, at.replace(second=0, microsecond=0), count])
 
 
-def _triggers_kick(*, source_id: int) -> None:
-    # Triggers run as soon as their records are saved, not at the next periodic dispatch.
-    from workers.models import Trigger
-    from workers.tasks import dispatch_triggers
-
-    if Trigger.objects.filter(source_id=source_id, enabled=True).exists():
-        dispatch_triggers.delay(source_id)
-
-
 def records_save(*, shard: Shard, owner: str, records: list[dict], finished: bool) -> int | None:
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
     Returns how many records the batch held, or None when the lease is no longer ours (then
-    nothing is written).
+    nothing is written). Once the batch has committed, its new records are pushed to the
+    source's Channels group and announced with streams.signals.batch_saved.
     """
     received_at = timezone.now()
     rows = records_build(records=records, shard=shard, received_at=received_at)
@@ -398,6 +391,9 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
         if fresh:
             rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             source = shard.stream.source
+            record_ids = [row["id"] for row in fresh]
             transaction.on_commit(lambda: batch_publish(source=source, rows=fresh))
-            transaction.on_commit(lambda: _triggers_kick(source_id=source.pk))
+            transaction.on_commit(
+                lambda: batch_saved.send(sender=ChangeRecord, source_id=source.pk, record_ids=record_ids)
+            )
     return len(rows)

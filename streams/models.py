@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from streams import aws
+
 
 def sequence_key(sequence_number: str) -> str:
     """A string that sorts like the decimal sequence number it encodes.
@@ -38,6 +40,13 @@ class StreamSource(models.Model):
         STREAM_GONE = "stream_gone", "Stream gone"
         UNREACHABLE = "unreachable", "Endpoint unreachable"
         ERROR = "error", "Error"
+
+        @classmethod
+        def after_failure(cls, failure: aws.Failure) -> "StreamSource.Status":
+            """The status a source shows after a DynamoDB or Streams call failed with
+            `failure` (streams.aws.classify). NOT_FOUND is the table's: a stream or shard that
+            is gone is marked by stream_mark_gone instead, before this is asked."""
+            return _STATUS_AFTER_FAILURE.get(failure, cls.ERROR)
 
     class StartPosition(models.TextChoices):
         TRIM_HORIZON = "TRIM_HORIZON", "Trim horizon (everything still in the stream)"
@@ -79,6 +88,13 @@ class StreamSource(models.Model):
     @property
     def group_name(self) -> str:
         return f"source-{self.pk}"
+
+
+# Every other failure (denied, throttled, anything unknown) shows as an error with AWS's message.
+_STATUS_AFTER_FAILURE = {
+    aws.Failure.NOT_FOUND: StreamSource.Status.TABLE_MISSING,
+    aws.Failure.UNREACHABLE: StreamSource.Status.UNREACHABLE,
+}
 
 
 class StreamQuerySet(models.QuerySet):

@@ -45,6 +45,9 @@ class Poll:
     iterator: str | None = None
     saved: int = 0
     error_count: int = 0
+    # A source whose shard was just read to its end: its children may be waiting to be
+    # found, so the caller runs discovery for it now rather than at the next periodic one.
+    rediscover: int | None = None
 
 
 STOP = Poll(keep_reading=False)
@@ -253,7 +256,8 @@ def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | N
     """One GetRecords call on a shard we hold the lease for, and the batch saved.
 
     Returns when to poll next and with which iterator; STOP when the lease is gone, the
-    shard is finished or the source is disabled.
+    shard is finished or the source is disabled. A poll that reads a shard to its end says
+    which source to discover again (Poll.rediscover); the caller enqueues that.
     """
     started = time.monotonic()
     now = timezone.now()
@@ -292,8 +296,7 @@ def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | N
         Shard.objects.filter(pk=shard_id, lease_owner=owner).update(resume_iterator=next_iterator, resume_iterator_at=now)
     if next_iterator is None:
         lease_release(shard_id=shard_id, owner=owner)
-        _enqueue_discovery_after_commit(source.pk)
-        return Poll(keep_reading=False, saved=saved)
+        return Poll(keep_reading=False, saved=saved, rediscover=source.pk)
 
     elapsed = time.monotonic() - started
     if len(records) >= GET_RECORDS_LIMIT:
@@ -328,9 +331,7 @@ def _after_error(*, shard: Shard, owner: str, exc: Exception, error_count: int) 
     if failure is aws.Failure.THROTTLED:
         log.info("shard %s throttled: %s", shard.shard_id, message)
     else:
-        status = {
-            aws.Failure.UNREACHABLE: StreamSource.Status.UNREACHABLE,
-        }.get(failure, StreamSource.Status.ERROR)
+        status = StreamSource.Status.after_failure(failure)
         source_set_status(source_id=source_id, status=status, error=f"Reading shard {shard.shard_id}: {message}")
         log.warning("shard %s: %s", shard.shard_id, message)
     return Poll(keep_reading=True, delay_s=_backoff(error_count), iterator=None, error_count=error_count)
@@ -372,10 +373,3 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
     )
     log.info("shard %s: %s; no records lost, reading again from TRIM_HORIZON", shard.shard_id, message)
     return Poll(keep_reading=True, delay_s=_backoff(error_count), iterator=None, error_count=error_count)
-
-
-def _enqueue_discovery_after_commit(source_id: int) -> None:
-    # A shard read to its end usually has children waiting to be found.
-    from workers.tasks import discover_source
-
-    transaction.on_commit(lambda: discover_source.delay(source_id))

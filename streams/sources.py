@@ -57,7 +57,11 @@ def source_add(
     start_position: str = StreamSource.StartPosition.TRIM_HORIZON,
     retention_days: int | None = None,
 ) -> StreamSource:
-    """Validate the table against DynamoDB and start watching its stream."""
+    """Validate the table against DynamoDB and start watching its stream.
+
+    Its shards are found by discovery: the caller enqueues streams.tasks.discover_source
+    once this has committed (or leaves it to the periodic discovery).
+    """
     table_name = table_name.strip()
     if not table_name:
         raise SourceError("A table name is required.")
@@ -79,7 +83,6 @@ def source_add(
         with transaction.atomic():
             source.save()
             Stream.objects.create(source=source, arn=described.stream_arn, label=described.stream_label)
-            transaction.on_commit(lambda: _enqueue_discovery(source.pk))
     except IntegrityError:
         raise SourceError(f"Table {table_name!r} in {region} is already a source.") from None
     return source
@@ -89,12 +92,6 @@ def _apply_description(source: StreamSource, described: TableStream) -> None:
     source.stream_arn = described.stream_arn
     source.view_type = described.view_type
     source.key_schema = described.key_schema
-
-
-def _enqueue_discovery(source_id: int) -> None:
-    from workers.tasks import discover_source
-
-    discover_source.delay(source_id)
 
 
 def source_set_status(*, source_id: int, status: str, error: str = "") -> None:
@@ -121,12 +118,11 @@ def source_discover(*, source_id: int) -> None:
             table_name=source.table_name, region=source.region, endpoint_url=source.endpoint_url
         )
     except SourceError as exc:
-        failure = aws.classify(exc.__cause__) if exc.__cause__ else None
-        status = {
-            aws.Failure.NOT_FOUND: StreamSource.Status.TABLE_MISSING,
-            aws.Failure.UNREACHABLE: StreamSource.Status.UNREACHABLE,
-            None: StreamSource.Status.STREAM_DISABLED,
-        }.get(failure, StreamSource.Status.ERROR)
+        # A SourceError without an AWS error behind it is a table that has no stream.
+        if exc.__cause__ is None:
+            status = StreamSource.Status.STREAM_DISABLED
+        else:
+            status = StreamSource.Status.after_failure(aws.classify(exc.__cause__))
         source_set_status(source_id=source.pk, status=status, error=str(exc))
         # The old stream stays readable for 24 hours after its table or stream goes away.
         Stream.objects.filter(source=source, state=Stream.State.CURRENT).update(state=Stream.State.SUPERSEDED)
@@ -179,7 +175,7 @@ def stream_sync_shards(*, stream_id: int) -> bool:
         if failure is aws.Failure.NOT_FOUND:
             stream_mark_gone(stream_id=stream.pk, reason=f"Stream deleted: {aws.describe(exc)}")
             return stream.state != Stream.State.CURRENT
-        status = StreamSource.Status.UNREACHABLE if failure is aws.Failure.UNREACHABLE else StreamSource.Status.ERROR
+        status = StreamSource.Status.after_failure(failure)
         source_set_status(source_id=source.pk, status=status, error=f"DescribeStream failed: {aws.describe(exc)}")
         return False
 

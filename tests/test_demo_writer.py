@@ -14,13 +14,8 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
-from streams.management.commands.demo_writer import (
-    DemoState,
-    demo_run,
-    demo_step,
-    state_load,
-    table_ensure,
-)
+from demo.provision import table_ensure
+from demo.traffic import DemoState, demo_run, demo_step, state_load
 from streams.models import StreamSource
 from tests import dynamodb_local
 
@@ -235,7 +230,7 @@ def test_it_creates_and_registers_the_demo_table(dynamodb):
     from workers.models import Trigger
 
     [trigger] = Trigger.objects.filter(source=source)  # one example trigger, however often run
-    assert trigger.handler == "workers.examples.notify_shipped" and trigger.report_batch_item_failures
+    assert trigger.handler == "demo.examples.notify_shipped" and trigger.report_batch_item_failures
 
 
 PASSWORD_LINE = re.compile(r"^Admin user: admin  password: (\S+)$", re.MULTILINE)

@@ -288,7 +288,7 @@ def test_it_runs_the_demo_example_handler_with_partial_failures(orders_table, dy
     orders_table.put("ORDER#2", status="SHIPPED")  # no tracking: reported as failed
     orders_table.ingest()
     trigger = Trigger.objects.create(
-        name="demo", source=orders_table, target=Trigger.Target.PYTHON, handler="workers.examples.notify_shipped",
+        name="demo", source=orders_table, target=Trigger.Target.PYTHON, handler="demo.examples.notify_shipped",
         report_batch_item_failures=True, maximum_retry_attempts=2,
         filter_patterns=['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
     )

@@ -1,73 +1,40 @@
-"""Celery tasks: thin adapters that take ids and call one function each."""
+"""Celery tasks of the trigger domain: thin adapters that take ids and call one function
+each, and the receivers of what `streams` announces (connected in workers/apps.py).
+
+The stream readers' tasks live in streams/tasks.py.
+"""
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
 from django.db import close_old_connections, transaction
 
-from streams import reading, retention, sources
-from streams.models import StreamSource
+from streams.models import ChangeRecord
 from workers import retention as invocation_retention
 from workers import triggers as triggers_module
+from workers.models import DeadLetter, Trigger
 
 TRIGGER_RUN_BUDGET_S = 20.0
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(ignore_result=True)
-def discover_source(source_id: int) -> None:
-    try:
-        sources.source_discover(source_id=source_id)
-    except StreamSource.DoesNotExist:
-        return
+def kick_triggers(sender, *, source_id: int, **kwargs) -> None:
+    """streams.signals.batch_saved: triggers run as soon as their records are saved, not at
+    the next periodic dispatch."""
+    if Trigger.objects.filter(source_id=source_id, enabled=True).exists():
+        dispatch_triggers.delay(source_id)
 
 
-@shared_task(ignore_result=True)
-def discover_all() -> None:
-    for source_id in StreamSource.objects.filter(enabled=True).values_list("pk", flat=True):
-        discover_source.delay(source_id)
-
-
-@shared_task(ignore_result=True)
-def dispatch_readers() -> None:
-    """Start a reader for every readable shard whose lease is free or expired."""
-    with transaction.atomic():
-        claimed = reading.shards_claim()
-        for shard_id, owner in claimed:
-            transaction.on_commit(lambda s=shard_id, o=owner: read_shard.delay(s, o))
-
-
-@shared_task(ignore_result=True)
-def read_shard(shard_id: int, owner: str, poll_no: int = 0, iterator: str | None = None, error_count: int = 0) -> None:
-    """One poll of one shard, then the next poll scheduled as a new task.
-
-    Each poll is its own short task, so no task runs for long and any worker process can
-    take the next one. The lease owner token travels with the chain: a chain whose lease was
-    taken over ends at its next poll.
-    """
-    close_old_connections()
-    poll = reading.shard_poll(
-        shard_id=shard_id, owner=owner, poll_no=poll_no, iterator=iterator, error_count=error_count
-    )
-    if poll.keep_reading:
-        read_shard.apply_async(
-            (shard_id, owner, poll_no + 1, poll.iterator, poll.error_count),
-            countdown=poll.delay_s if poll.delay_s > 0 else None,
-        )
-
-
-@shared_task(ignore_result=True)
-def enforce_retention() -> None:
-    retention.records_expire()
+def expire_invocations(sender, **kwargs) -> None:
+    """streams.signals.records_expired: invocations go with the records they sent."""
     invocation_retention.invocations_expire()
 
 
 @shared_task(ignore_result=True)
 def dispatch_triggers(source_id: int | None = None) -> None:
     """Start a runner for every trigger cursor with work that nobody holds."""
-    from workers.models import Trigger
-
     triggers = Trigger.objects.filter(enabled=True)
     if source_id is not None:
         triggers = triggers.filter(source_id=source_id)
@@ -88,11 +55,6 @@ def run_trigger_cursor(cursor_id: int, owner: str) -> None:
 
 @shared_task(ignore_result=True)
 def replay_records(trigger_id: int, start: str, end: str) -> None:
-    from datetime import datetime
-
-    from streams.models import ChangeRecord
-    from workers.models import Trigger
-
     trigger = Trigger.objects.get(pk=trigger_id)
     records = list(
         ChangeRecord.objects.filter(
@@ -108,6 +70,4 @@ def replay_records(trigger_id: int, start: str, end: str) -> None:
 
 @shared_task(ignore_result=True)
 def retry_dead_letter(letter_id: int) -> None:
-    from workers.models import DeadLetter
-
     triggers_module.dead_letter_retry(letter=DeadLetter.objects.select_related("trigger").get(pk=letter_id))

@@ -1,9 +1,11 @@
 import os
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from streams.models import StreamSource
 from streams.sources import SourceError, source_add
+from streams.tasks import discover_source
 
 
 class Command(BaseCommand):
@@ -31,4 +33,5 @@ class Command(BaseCommand):
             )
         except SourceError as exc:
             raise CommandError(str(exc)) from None
+        transaction.on_commit(lambda: discover_source.delay(source.pk))
         self.stdout.write(f"Watching {source.table_name} ({source.region}): {source.stream_arn} [{source.view_type}]")

@@ -5,32 +5,20 @@ and every kind of stream event: new orders (INSERT), status changes that add, re
 attributes (MODIFY), cancelled orders (REMOVE) and TTL-style deletes of expired orders (REMOVE).
 
 The write logic is plain functions that take a boto3 client, so the tests drive them step by
-step against DynamoDB Local; the command is only the adapter around `demo_run`.
+step against DynamoDB Local; the demo_writer command is only the adapter around `demo_run`.
 """
 
 import heapq
 import logging
-import os
-import random
-import secrets
-import signal
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import kombu.exceptions
-from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
-
 from streams import aws
-from streams.models import StreamSource
-from streams.sources import SourceError, source_add
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TABLE = "demo-orders"
 
 # Each transition is one UpdateItem, guarded by the status it expects, so a writer restarted
 # against stale state fails one condition check instead of rewinding an order.
@@ -306,97 +294,6 @@ def state_load(*, client, table: str, limit: int = 2000) -> DemoState:
     return state
 
 
-def dynamodb_wait(*, client, timeout_s: float, stop: threading.Event) -> bool:
-    """Wait until DynamoDB answers. False if it did not within timeout_s, or we were stopped."""
-    deadline = time.monotonic() + timeout_s
-    announced = False
-    while not stop.is_set():
-        try:
-            client.list_tables(Limit=1)
-            return True
-        except aws.AWS_ERRORS as exc:
-            # A starting DynamoDB Local may accept connections before it serves requests.
-            if aws.classify(exc) not in (aws.Failure.UNREACHABLE, aws.Failure.THROTTLED):
-                raise
-        if time.monotonic() >= deadline:
-            return False
-        if not announced:
-            log.info("Waiting up to %.0f s for DynamoDB at %s", timeout_s, client.meta.endpoint_url)
-            announced = True
-        stop.wait(0.5)
-    return False
-
-
-def table_ensure(*, client, table: str) -> bool:
-    """Create the demo table with a NEW_AND_OLD_IMAGES stream unless it exists. True if created."""
-    try:
-        client.describe_table(TableName=table)
-        return False
-    except aws.AWS_ERRORS as exc:
-        if aws.classify(exc) is not aws.Failure.NOT_FOUND:
-            raise
-    try:
-        client.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
-    except aws.AWS_ERRORS as exc:
-        # Two writers started at once: the other one created it.
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ResourceInUseException":
-            raise
-        return False
-    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    return True
-
-
-def source_ensure(*, table: str, region: str) -> tuple[StreamSource, bool]:
-    """Watch the demo table unless it is watched already. True if it was added now.
-
-    The endpoint stays empty, so web and workers reach the table through
-    AWS_ENDPOINT_URL_DYNAMODB(_STREAMS) as any deployment would.
-    """
-    existing = StreamSource.objects.filter(table_name=table, region=region, endpoint_url="").first()
-    if existing is not None:
-        return existing, False
-    try:
-        return source_add(table_name=table, region=region), True
-    except kombu.exceptions.OperationalError as exc:
-        # The source is saved; only queueing its first discovery failed (Redis not up yet).
-        # Beat's periodic discovery picks it up, so the writer need not die for this.
-        source = StreamSource.objects.filter(table_name=table, region=region, endpoint_url="").first()
-        if source is None:
-            raise
-        log.warning("Added %s, but could not queue its discovery (%s); beat will discover it.", table, exc)
-        return source, True
-
-
-DEMO_TRIGGER = "demo-notify-shipped"
-
-
-def trigger_ensure(*, source: StreamSource) -> bool:
-    """The demo's example trigger on its table: orders that become SHIPPED go to a Python
-    handler. True if it was added now."""
-    from workers.models import Trigger
-
-    _, created = Trigger.objects.get_or_create(
-        name=DEMO_TRIGGER,
-        defaults={
-            "source": source,
-            "target": Trigger.Target.PYTHON,
-            "handler": "workers.examples.notify_shipped",
-            "batch_size": 10,
-            "maximum_retry_attempts": 2,
-            "bisect_batch_on_function_error": True,
-            "report_batch_item_failures": True,
-            "filter_patterns": ['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
-        },
-    )
-    return created
-
-
 def demo_run(
     *,
     client,
@@ -436,7 +333,7 @@ def demo_run(
         log.debug("%s", action)
         if time.monotonic() - reported_at >= report_every_s:
             reported_at = time.monotonic()
-            log.info("Writes so far: %s; %d orders in flight", _summary(state.counts), len(state.orders))
+            log.info("Writes so far: %s; %d orders in flight", counts_summary(state.counts), len(state.orders))
         # Pace against a schedule, not by sleeping a fixed interval, so slow writes do not
         # lower the rate; after a long stall, do not burst to catch up.
         next_at = max(next_at + interval, time.monotonic() - interval)
@@ -444,78 +341,5 @@ def demo_run(
     return state.counts
 
 
-def _summary(counts: Counter) -> str:
+def counts_summary(counts: Counter) -> str:
     return ", ".join(f"{name} {counts[name]}" for name in sorted(counts)) or "none"
-
-
-class Command(BaseCommand):
-    help = (
-        "Write orders-like demo traffic to a DynamoDB table (endpoint from AWS_ENDPOINT_URL_DYNAMODB). "
-        "With --create, also create the table and watch its stream. Stops on Ctrl-C or SIGTERM."
-    )
-
-    def add_arguments(self, parser):
-        parser.add_argument("--table", default=DEFAULT_TABLE)
-        parser.add_argument("--rate", type=float, default=5.0, help="Writes a second (default 5).")
-        parser.add_argument("--count", type=int, help="Stop after this many writes (default: run until stopped).")
-        parser.add_argument("--create", action="store_true", help="Create the table and add it as a source.")
-        parser.add_argument("--seed", type=int, help="Seed for reproducible traffic (default: random, printed).")
-        parser.add_argument("--wait", type=float, default=60.0, help="Seconds to wait for DynamoDB (default 60).")
-
-    def handle(self, *args, table, rate, count, create, seed, wait, **options):
-        if not 0 < rate <= 1000:
-            raise CommandError("--rate must be above 0 and at most 1000.")
-        if count is not None and count < 0:
-            raise CommandError("--count must be 0 or more.")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        seed = secrets.randbelow(2**32) if seed is None else seed
-        client = aws.dynamodb_client(region=region)
-        stop = threading.Event()
-
-        def _stop(signum, frame):
-            stop.set()
-
-        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            if create:
-                self._create(client=client, table=table, region=region, wait=wait, stop=stop)
-                if stop.is_set():
-                    return
-            # The loop below never touches the database; do not hold a connection for hours.
-            # A connection inside a caller's transaction (a test's) belongs to the caller.
-            for connection in connections.all(initialized_only=True):
-                if not connection.in_atomic_block:
-                    connection.close()
-            state = state_load(client=client, table=table)
-            self.stdout.write(
-                f"Writing to {table} at {client.meta.endpoint_url}, about {rate:g}/s, seed {seed}; "
-                f"{len(state.orders)} orders in flight from earlier runs."
-            )
-            counts = demo_run(
-                client=client, table=table, rng=random.Random(seed), state=state, rate=rate, count=count, stop=stop
-            )
-            self.stdout.write(f"Stopped. Writes: {_summary(counts)}")
-        except aws.AWS_ERRORS as exc:
-            raise CommandError(f"DynamoDB at {client.meta.endpoint_url}, table {table}: {aws.describe(exc)}") from None
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _create(self, *, client, table, region, wait, stop):
-        if not dynamodb_wait(client=client, timeout_s=wait, stop=stop):
-            if stop.is_set():
-                return
-            raise CommandError(
-                f"DynamoDB did not answer at {client.meta.endpoint_url} within {wait:.0f} s. "
-                "Start DynamoDB Local, or set AWS_ENDPOINT_URL_DYNAMODB to where it listens."
-            )
-        if table_ensure(client=client, table=table):
-            self.stdout.write(f"Created table {table} with a NEW_AND_OLD_IMAGES stream.")
-        try:
-            source, added = source_ensure(table=table, region=region)
-        except SourceError as exc:
-            raise CommandError(str(exc)) from None
-        if added:
-            self.stdout.write(f"Watching {source.table_name} ({source.region}) as a source.")
-        if trigger_ensure(source=source):
-            self.stdout.write(f"Added the example trigger {DEMO_TRIGGER} (see Triggers in the dashboard).")

@@ -1,0 +1,115 @@
+"""Setting the demo up: waiting for DynamoDB Local, the demo table with its stream, the
+source that watches it and the example trigger on it. Each step is idempotent, so a restarted
+demo finds what it made before and adds nothing twice.
+"""
+
+import logging
+import threading
+import time
+
+import kombu.exceptions
+from django.db import transaction
+
+from streams import aws
+from streams.models import StreamSource
+from streams.sources import source_add
+from streams.tasks import discover_source
+from workers.models import Trigger
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = "demo-orders"
+
+
+def dynamodb_wait(*, client, timeout_s: float, stop: threading.Event) -> bool:
+    """Wait until DynamoDB answers. False if it did not within timeout_s, or we were stopped."""
+    deadline = time.monotonic() + timeout_s
+    announced = False
+    while not stop.is_set():
+        try:
+            client.list_tables(Limit=1)
+            return True
+        except aws.AWS_ERRORS as exc:
+            # A starting DynamoDB Local may accept connections before it serves requests.
+            if aws.classify(exc) not in (aws.Failure.UNREACHABLE, aws.Failure.THROTTLED):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        if not announced:
+            log.info("Waiting up to %.0f s for DynamoDB at %s", timeout_s, client.meta.endpoint_url)
+            announced = True
+        stop.wait(0.5)
+    return False
+
+
+def table_ensure(*, client, table: str) -> bool:
+    """Create the demo table with a NEW_AND_OLD_IMAGES stream unless it exists. True if created."""
+    try:
+        client.describe_table(TableName=table)
+        return False
+    except aws.AWS_ERRORS as exc:
+        if aws.classify(exc) is not aws.Failure.NOT_FOUND:
+            raise
+    try:
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+    except aws.AWS_ERRORS as exc:
+        # Two writers started at once: the other one created it.
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+        return False
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    return True
+
+
+def source_ensure(*, table: str, region: str) -> tuple[StreamSource, bool]:
+    """Watch the demo table unless it is watched already. True if it was added now.
+
+    The endpoint stays empty, so web and workers reach the table through
+    AWS_ENDPOINT_URL_DYNAMODB(_STREAMS) as any deployment would.
+    """
+    existing = StreamSource.objects.filter(table_name=table, region=region, endpoint_url="").first()
+    if existing is not None:
+        return existing, False
+    source = source_add(table_name=table, region=region)
+    transaction.on_commit(lambda: _discovery_queue(source))
+    return source, True
+
+
+def _discovery_queue(source: StreamSource) -> None:
+    try:
+        discover_source.delay(source.pk)
+    except kombu.exceptions.OperationalError as exc:
+        # The source is saved; only queueing its first discovery failed (Redis not up yet).
+        # Beat's periodic discovery picks it up, so the writer need not die for this.
+        log.warning("Added %s, but could not queue its discovery (%s); beat will discover it.", source.table_name, exc)
+
+
+# The example handler's dotted path. Until it moved to the demo app it was
+# workers.examples.notify_shipped; demo/migrations/0001 points triggers that name it here.
+EXAMPLE_HANDLER = "demo.examples.notify_shipped"
+DEMO_TRIGGER = "demo-notify-shipped"
+
+
+def trigger_ensure(*, source: StreamSource) -> bool:
+    """The demo's example trigger on its table: orders that become SHIPPED go to a Python
+    handler. True if it was added now."""
+    _, created = Trigger.objects.get_or_create(
+        name=DEMO_TRIGGER,
+        defaults={
+            "source": source,
+            "target": Trigger.Target.PYTHON,
+            "handler": EXAMPLE_HANDLER,
+            "batch_size": 10,
+            "maximum_retry_attempts": 2,
+            "bisect_batch_on_function_error": True,
+            "report_batch_item_failures": True,
+            "filter_patterns": ['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
+        },
+    )
+    return created
