@@ -9,12 +9,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from streams.filters import InvalidPattern, compile_pattern
-from workers.models import DeadLetter, Invocation, Trigger
+from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
+from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
 from workers.selectors import trigger_lag
-
-MAX_PATTERNS = 5
-MAX_PATTERN_LENGTH = 4096
 
 
 class PatternsField(forms.CharField):

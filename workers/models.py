@@ -8,10 +8,13 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from streams.filters import MAX_PATTERN_LENGTH
 from streams.models import SEQUENCE_KEY_WIDTH, Shard, StreamSource
 
 # Lambda's synchronous invocation payload limit, which also caps a batch's size.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Lambda's limit on the filter patterns of one event source mapping (FilterCriteria.Filters).
+MAX_PATTERNS = 5
 
 
 class Trigger(models.Model):
@@ -52,7 +55,7 @@ class Trigger(models.Model):
         "StartingPosition", max_length=16, choices=StartingPosition.choices, default=StartingPosition.TRIM_HORIZON
     )
     filter_patterns = models.JSONField(
-        "FilterCriteria", default=list, blank=True, help_text="Up to 5 event patterns, each at most 4096 characters."
+        "FilterCriteria", default=list, blank=True, help_text=f"Up to {MAX_PATTERNS} event patterns, each at most {MAX_PATTERN_LENGTH} characters."
     )
     maximum_retry_attempts = models.IntegerField(
         "MaximumRetryAttempts", default=-1, validators=[MinValueValidator(-1), MaxValueValidator(10000)],
