@@ -51,7 +51,7 @@ def api_invocations(request):
     from dashboard.http import bad_request, int_param
     from streams.feed import FilterError
     from workers.models import Invocation
-    from workers.triggers import invocation_row
+    from workers.timeline import OUTCOME_VALUES, invocation_row
 
     try:
         trigger_id = int_param(request, "trigger", minimum=1)
@@ -60,8 +60,8 @@ def api_invocations(request):
     except FilterError as exc:
         return bad_request(str(exc))
     outcome = request.GET.get("outcome", "")
-    if outcome and outcome not in Invocation.Outcome.values:
-        return bad_request(f"outcome must be one of {', '.join(Invocation.Outcome.values)}.")
+    if outcome and outcome not in OUTCOME_VALUES:
+        return bad_request(f"outcome must be one of {', '.join(OUTCOME_VALUES)}.")
     invocations = Invocation.objects.filter(pk__gt=since).select_related("trigger").order_by("id")
     if trigger_id:
         invocations = invocations.filter(trigger_id=trigger_id)

@@ -13,8 +13,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
-from workers.models import Invocation, Trigger
-from workers.triggers import INVOCATIONS_GROUP
+from workers.models import Trigger
+from workers.timeline import INVOCATIONS_GROUP, OUTCOME_VALUES
 
 # Close codes in the application range: 4401 mirrors HTTP 401.
 CLOSE_UNAUTHENTICATED = 4401
@@ -130,8 +130,8 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
         if trigger_id is not None and (not isinstance(trigger_id, int) or isinstance(trigger_id, bool)):
             await self.send_json({"type": "error", "message": "trigger is a trigger id or null."})
             return
-        if outcome not in Invocation.Outcome.values and outcome != "":
-            await self.send_json({"type": "error", "message": f"outcome is one of {', '.join(Invocation.Outcome.values)}."})
+        if outcome not in OUTCOME_VALUES and outcome != "":
+            await self.send_json({"type": "error", "message": f"outcome is one of {', '.join(OUTCOME_VALUES)}."})
             return
         self.trigger_id, self.outcome = trigger_id, outcome
         await self.send_json({"type": "subscribed", "trigger": trigger_id, "outcome": outcome})

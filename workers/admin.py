@@ -10,8 +10,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
-from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
+from workers.cursors import cursors_reset, cursors_reset_to
+from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Outcome, Trigger
+from workers.operations import pattern_try
 from workers.selectors import trigger_lag
+from workers.targets.python import handler_check
+from workers.targets.webhook import webhook_secret_new
+from workers.tasks import replay_records, retry_dead_letter
 
 
 class PatternsField(forms.CharField):
@@ -87,8 +92,6 @@ class TriggerForm(forms.ModelForm):
             if not cleaned.get("handler"):
                 self.add_error("handler", "A Python trigger needs a handler path, such as myapp.handlers.on_change.")
             else:
-                from workers.targets import handler_check
-
                 problem = handler_check(cleaned["handler"])
                 if problem:
                     self.add_error("handler", problem)
@@ -125,8 +128,6 @@ class TriggerAdmin(admin.ModelAdmin):
         ]
 
     def pattern_try_view(self, request, pk):
-        from workers.triggers import pattern_try
-
         trigger = get_object_or_404(Trigger, pk=pk)
         try:
             last = max(1, min(int(request.GET.get("last", 100)), 5000))
@@ -147,8 +148,6 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reset position to a time or a sequence number")
     def reset_to_time_or_sequence(self, request, queryset):
-        from workers.triggers import cursors_reset_to
-
         form = self._action_form(request, queryset, form_class=PositionForm, action="reset_to_time_or_sequence",
                                  title="Reset position", submit="Reset")
         if not isinstance(form, PositionForm):
@@ -160,8 +159,6 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay a range of records")
     def replay_range(self, request, queryset):
-        from workers.tasks import replay_records
-
         form = self._action_form(request, queryset, form_class=ReplayForm, action="replay_range",
                                  title="Replay records saved between two times", submit="Replay")
         if not isinstance(form, ReplayForm):
@@ -175,8 +172,6 @@ class TriggerAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         fresh_secret = None
         if obj.target == Trigger.Target.WEBHOOK and not obj.webhook_secret_encrypted:
-            from workers.targets import webhook_secret_new
-
             fresh_secret, obj.webhook_secret_encrypted = webhook_secret_new()
         super().save_model(request, obj, form, change)
         if fresh_secret:
@@ -199,7 +194,7 @@ class TriggerAdmin(admin.ModelAdmin):
         outcomes = list(Invocation.objects.filter(trigger=trigger).values_list("outcome", flat=True)[:100])
         if not outcomes:
             return "—"
-        failed = sum(outcome != Invocation.Outcome.SUCCESS for outcome in outcomes)
+        failed = sum(outcome != Outcome.SUCCESS for outcome in outcomes)
         return f"{100 * failed / len(outcomes):.0f}%"
 
     @admin.action(description="Enable the selected triggers")
@@ -212,16 +207,12 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reset position to TRIM_HORIZON (every stored record)")
     def reset_to_trim_horizon(self, request, queryset):
-        from workers.triggers import cursors_reset
-
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="TRIM_HORIZON")
         self.message_user(request, "Reset; the triggers start again from the oldest stored record.")
 
     @admin.action(description="Reset position to LATEST")
     def reset_to_latest(self, request, queryset):
-        from workers.triggers import cursors_reset
-
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="LATEST")
         self.message_user(request, "Reset; the triggers skip what is stored now.")
@@ -248,8 +239,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected dead-letter entries")
     def retry(self, request, queryset):
-        from workers.tasks import retry_dead_letter
-
         for letter_id in queryset.values_list("pk", flat=True):
             transaction.on_commit(lambda pk=letter_id: retry_dead_letter.delay(pk))
         self.message_user(request, "Retry queued; the entries are marked when it has run.")

@@ -11,7 +11,7 @@ from django.db.models import Count, Max
 from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
-from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 
 PER_MINUTE_BUCKETS = 60
 ERROR_RATE_WINDOW = 100
@@ -37,7 +37,7 @@ def trigger_error_rate(*, trigger: Trigger) -> float | None:
     outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
     if not outcomes:
         return None
-    return sum(outcome != Invocation.Outcome.SUCCESS for outcome in outcomes) / len(outcomes)
+    return sum(outcome != Outcome.SUCCESS for outcome in outcomes) / len(outcomes)
 
 
 def trigger_last_invocation(*, trigger: Trigger):
