@@ -12,6 +12,7 @@ from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
 from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
+from workers.timeline import InvocationFilter
 
 PER_MINUTE_BUCKETS = 60
 ERROR_RATE_WINDOW = 100
@@ -84,14 +85,15 @@ def trigger_health(*, now) -> list[dict]:
     return health
 
 
-def invocations_timeline(*, trigger_id: int | None = None, outcome: str = "", limit: int = 100):
-    """The newest invocations first, optionally of one trigger and one outcome."""
-    invocations = Invocation.objects.select_related("trigger").order_by("-started_at", "-id")
-    if trigger_id is not None:
-        invocations = invocations.filter(trigger_id=trigger_id)
-    if outcome:
-        invocations = invocations.filter(outcome=outcome)
-    return list(invocations[:limit])
+def invocations_timeline(*, flt: InvocationFilter, limit: int = 100) -> list[Invocation]:
+    """The newest invocations that `flt` lets through, first."""
+    return list(flt.apply(Invocation.objects.select_related("trigger").order_by("-started_at", "-id"))[:limit])
+
+
+def invocations_after(*, flt: InvocationFilter, since: int, limit: int) -> list[Invocation]:
+    """The invocations `flt` lets through recorded after the one with id `since`, oldest
+    first, with their trigger: how a timeline catches up after a dropped socket."""
+    return list(flt.apply(Invocation.objects.filter(pk__gt=since)).select_related("trigger").order_by("id")[:limit])
 
 
 def invocation_records(*, invocation: Invocation) -> list[ChangeRecord]:
