@@ -3,7 +3,6 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Max
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,9 +10,9 @@ from django.utils.html import format_html
 
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from workers.cursors import cursors_reset, cursors_reset_to
-from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Outcome, Trigger
+from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
 from workers.operations import pattern_try
-from workers.selectors import trigger_lag
+from workers.selectors import trigger_errors, trigger_lag, trigger_last_invocation
 from workers.targets.python import handler_check
 from workers.targets.webhook import webhook_secret_new
 from workers.tasks import replay_records, retry_dead_letter
@@ -187,15 +186,12 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last invocation")
     def last_invocation(self, trigger):
-        return Invocation.objects.filter(trigger=trigger).aggregate(last=Max("started_at"))["last"]
+        return trigger_last_invocation(trigger=trigger)
 
     @admin.display(description="Errors (last 100)")
     def error_rate(self, trigger):
-        outcomes = list(Invocation.objects.filter(trigger=trigger).values_list("outcome", flat=True)[:100])
-        if not outcomes:
-            return "—"
-        failed = sum(outcome != Outcome.SUCCESS for outcome in outcomes)
-        return f"{100 * failed / len(outcomes):.0f}%"
+        failed, looked_at = trigger_errors(trigger=trigger)
+        return f"{100 * failed / looked_at:.0f}%" if looked_at else "—"
 
     @admin.action(description="Enable the selected triggers")
     def enable(self, request, queryset):

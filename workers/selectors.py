@@ -33,15 +33,21 @@ def trigger_lag(*, trigger: Trigger) -> int:
     )
 
 
+def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:
+    """How many of the last ERROR_RATE_WINDOW (100) invocations did not succeed, and how many
+    there were: (failed, looked at)."""
+    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
+    return sum(outcome != Outcome.SUCCESS for outcome in outcomes), len(outcomes)
+
+
 def trigger_error_rate(*, trigger: Trigger) -> float | None:
     """Share (0..1) of the last 100 invocations that did not succeed; None before the first."""
-    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
-    if not outcomes:
-        return None
-    return sum(outcome != Outcome.SUCCESS for outcome in outcomes) / len(outcomes)
+    failed, looked_at = trigger_errors(trigger=trigger)
+    return failed / looked_at if looked_at else None
 
 
 def trigger_last_invocation(*, trigger: Trigger):
+    """When the trigger's newest invocation started (an aware datetime), or None."""
     return Invocation.objects.filter(trigger=trigger).aggregate(last=Max("started_at"))["last"]
 
 
