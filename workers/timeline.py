@@ -70,6 +70,7 @@ class InvocationFilter:
         return {"trigger": self.trigger_id, "outcome": self.outcome}
 
     def apply(self, invocations: QuerySet) -> QuerySet:
+        """The invocations of the queryset that the filter lets through."""
         if self.trigger_id is not None:
             invocations = invocations.filter(trigger_id=self.trigger_id)
         return invocations.filter(outcome=self.outcome) if self.outcome else invocations
