@@ -34,8 +34,9 @@ from streams.ingest import records_build, records_insert
 from streams.models import Shard
 from streams.sources import source_add
 from tests.processes import Processes
-from workers.models import Invocation, Trigger
-from workers.triggers import cursor_process, cursor_run, cursors_claim, cursors_ensure, lease_release
+from workers.cursors import cursors_claim, cursors_ensure
+from workers.models import Invocation, Trigger, TriggerCursor
+from workers.runner import cursor_process, cursor_run
 
 WRITES = 300
 RATE_PER_S = 20.0
@@ -178,7 +179,7 @@ def bench_trigger_overhead(*, batches: int = OVERHEAD_BATCHES, batch_size: int =
             cursor_process(cursor_id=cursor_id, owner=owner)
             single.append((time.perf_counter() - started) * 1000)
     finally:
-        lease_release(cursor_id=cursor_id, owner=owner)
+        TriggerCursor.objects.lease_release(cursor_id, owner=owner)
     invocations = Invocation.objects.filter(trigger=trigger)
     _check_invocations(invocations, batches=len(single), batch_size=batch_size)
     invoke_ms = statistics.mean(invocations.values_list("duration_ms", flat=True))  # target_invoke, thread included

@@ -7,8 +7,11 @@ from django.views.decorators.http import require_GET
 
 # One decorator for every JSON endpoint (dashboard/http.py): 401 JSON for anonymous callers,
 # never a redirect to the login page, which a script cannot follow.
-from dashboard.http import api_login_required
+from dashboard.http import api_login_required, bad_request, int_param
+from streams.feed import FilterError
 from streams.selectors import source_health
+from workers.selectors import invocations_after
+from workers.timeline import InvocationFilter, invocation_row
 
 __all__ = ["api_login_required", "api_sources"]
 
@@ -48,25 +51,12 @@ def api_invocations(request):
     """`GET /api/invocations?trigger=&outcome=&since=<id>&limit=`: invocations recorded after
     `since`, oldest first, as the timeline's websocket sends them; how a timeline catches up
     after a dropped socket. {"invocations": [...], "last_id": N, "more": bool}"""
-    from dashboard.http import bad_request, int_param
-    from streams.feed import FilterError
-    from workers.models import Invocation
-    from workers.triggers import invocation_row
-
     try:
-        trigger_id = int_param(request, "trigger", minimum=1)
+        flt = InvocationFilter.from_params(request.GET)
         since = int_param(request, "since", default=0, minimum=0)
         limit = int_param(request, "limit", default=200, minimum=1, maximum=500)
     except FilterError as exc:
         return bad_request(str(exc))
-    outcome = request.GET.get("outcome", "")
-    if outcome and outcome not in Invocation.Outcome.values:
-        return bad_request(f"outcome must be one of {', '.join(Invocation.Outcome.values)}.")
-    invocations = Invocation.objects.filter(pk__gt=since).select_related("trigger").order_by("id")
-    if trigger_id:
-        invocations = invocations.filter(trigger_id=trigger_id)
-    if outcome:
-        invocations = invocations.filter(outcome=outcome)
-    page = list(invocations[:limit])
+    page = invocations_after(flt=flt, since=since, limit=limit)
     rows = [{**invocation_row(invocation), "trigger_name": invocation.trigger.name} for invocation in page]
     return JsonResponse({"invocations": rows, "last_id": rows[-1]["id"] if rows else since, "more": len(rows) == limit})

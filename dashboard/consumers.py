@@ -13,8 +13,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
-from workers.models import Invocation, Trigger
-from workers.triggers import INVOCATIONS_GROUP
+from workers.models import Trigger
+from workers.timeline import INVOCATIONS_GROUP, InvocationFilter
 
 # Close codes in the application range: 4401 mirrors HTTP 401.
 CLOSE_UNAUTHENTICATED = 4401
@@ -105,8 +105,7 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
         if not self.scope["user"].is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.trigger_id: int | None = None
-        self.outcome = ""
+        self.filter = InvocationFilter()
         # Rows name their trigger; names are looked up once per socket (a trigger added after
         # the page loaded is not in the page's list).
         self.trigger_names: dict[int, str] = {}
@@ -122,27 +121,15 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict) or content.get("type") != "subscribe":
             await self.send_json({"type": "error", "message": "Send {\"type\": \"subscribe\", \"trigger\": id, \"outcome\": \"...\"}."})
             return
-        trigger_id, outcome = content.get("trigger"), content.get("outcome") or ""
-        if trigger_id in ("", None):
-            trigger_id = None
-        elif isinstance(trigger_id, str) and trigger_id.isdigit():
-            trigger_id = int(trigger_id)
-        if trigger_id is not None and (not isinstance(trigger_id, int) or isinstance(trigger_id, bool)):
-            await self.send_json({"type": "error", "message": "trigger is a trigger id or null."})
+        try:
+            self.filter = InvocationFilter.from_params(content)
+        except FilterError as exc:
+            await self.send_json({"type": "error", "message": str(exc)})
             return
-        if outcome not in Invocation.Outcome.values and outcome != "":
-            await self.send_json({"type": "error", "message": f"outcome is one of {', '.join(Invocation.Outcome.values)}."})
-            return
-        self.trigger_id, self.outcome = trigger_id, outcome
-        await self.send_json({"type": "subscribed", "trigger": trigger_id, "outcome": outcome})
-
-    def _matches(self, row: dict) -> bool:
-        if self.trigger_id is not None and row.get("trigger_id") != self.trigger_id:
-            return False
-        return not self.outcome or row.get("outcome") == self.outcome
+        await self.send_json({"type": "subscribed", **self.filter.as_json()})
 
     async def invocations_new(self, event):
-        rows = [row for row in event["invocations"] if self._matches(row)]
+        rows = [row for row in event["invocations"] if self.filter.matches_row(row)]
         if not rows:
             return
         unknown = {row["trigger_id"] for row in rows} - set(self.trigger_names)

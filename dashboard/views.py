@@ -19,7 +19,7 @@ from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
 from streams.lambda_event import lambda_event
 from streams.selectors import source_health
-from workers.models import Invocation, Trigger
+from workers.models import INVOCATION_OUTCOMES, Invocation, Trigger
 from workers.selectors import (
     dead_letters_list,
     invocation_records,
@@ -27,6 +27,7 @@ from workers.selectors import (
     invocations_timeline,
     trigger_health,
 )
+from workers.timeline import InvocationFilter
 
 
 @login_required
@@ -162,27 +163,23 @@ def timeline(request):
     """Invocations newest first; timeline.js keeps the list current over /ws/invocations/."""
     error = ""
     try:
-        trigger_id = int_param(request, "trigger", minimum=1)
+        flt = InvocationFilter.from_params(request.GET)
     except FilterError as exc:
-        trigger_id, error = None, str(exc)
-    outcome = request.GET.get("outcome", "").strip()
-    if outcome and outcome not in Invocation.Outcome.values:
-        error = f"outcome must be one of {', '.join(Invocation.Outcome.values)}."
-        outcome = ""
+        flt, error = InvocationFilter(), str(exc)
     triggers_all = list(Trigger.objects.order_by("name").only("pk", "name"))
-    rows = [] if error else invocations_timeline(trigger_id=trigger_id, outcome=outcome, limit=TIMELINE_ROWS)
+    rows = [] if error else invocations_timeline(flt=flt, limit=TIMELINE_ROWS)
     return render(
         request,
         "dashboard/timeline.html",
         {
             "invocations": rows,
-            "trigger_id": trigger_id,
-            "outcome": outcome,
+            "trigger_id": flt.trigger_id,
+            "outcome": flt.outcome,
             "filter_error": error,
             "triggers": triggers_all,
             "trigger_names": {str(trigger.pk): trigger.name for trigger in triggers_all},
-            "outcomes": Invocation.Outcome.choices,
-            "outcomes_json": dict(Invocation.Outcome.choices),
+            "outcomes": INVOCATION_OUTCOMES,
+            "outcomes_json": dict(INVOCATION_OUTCOMES),
         },
     )
 

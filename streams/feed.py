@@ -11,14 +11,13 @@ from django.db.models.functions import Cast
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from streams.filters import InvalidPattern, compile_pattern
+from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from streams.lambda_event import lambda_record
 from streams.models import PARTITION_KEY_INDEXED, ChangeRecord
 
 EVENT_NAMES = tuple(ChangeRecord.EventName.values)
 KEY_MATCHES = ("equals", "prefix")
 MAX_TEXT = 200
-MAX_PATTERN = 4096
 
 
 class FilterError(ValueError):
@@ -73,8 +72,8 @@ class FeedFilter:
         if start and end and start > end:
             raise FilterError("from must be before to.")
         pattern = (params.get("pattern") or "").strip()
-        if len(pattern) > MAX_PATTERN:
-            raise FilterError(f"pattern is limited to {MAX_PATTERN} characters, as in Lambda.")
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise FilterError(f"pattern is limited to {MAX_PATTERN_LENGTH} characters, as in Lambda.")
         return cls(
             pattern=pattern,
             sources=sources,

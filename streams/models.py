@@ -3,10 +3,10 @@ import json
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 from streams import aws
+from streams.leases import LeaseQuerySet
 
 
 def sequence_key(sequence_number: str) -> str:
@@ -128,7 +128,7 @@ class Stream(models.Model):
         return self.arn
 
 
-class ShardQuerySet(models.QuerySet):
+class ShardQuerySet(LeaseQuerySet):
     def readable(self):
         """Shards that may be read now: not finished, parent finished or unknown to us,
         and every older stream of the same source drained."""
@@ -146,10 +146,6 @@ class ShardQuerySet(models.QuerySet):
             .exclude(models.Exists(unfinished_parent))
             .exclude(models.Exists(older_stream_undrained))
         )
-
-    def unleased(self, *, now):
-        """Shards nobody holds, or whose holder stopped renewing."""
-        return self.filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
 
 
 class Shard(models.Model):

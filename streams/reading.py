@@ -13,10 +13,8 @@ What must stay true:
 
 import logging
 import os
-import random
 import socket
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
@@ -25,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from streams import aws
+from streams.backoff import backoff_delay
 from streams.ingest import records_save
 from streams.models import ChangeRecord, Gap, Shard, StreamSource, sequence_key
 from streams.sources import source_set_status, stream_mark_gone
@@ -53,10 +52,6 @@ class Poll:
 STOP = Poll(keep_reading=False)
 
 
-def lease_owner_new() -> str:
-    return uuid.uuid4().hex
-
-
 def shards_claim(*, limit: int = 500) -> list[tuple[int, str]]:
     """Lease every readable shard nobody holds. Returns (shard_id, owner) pairs to start
     readers for; the caller starts them after commit."""
@@ -64,26 +59,18 @@ def shards_claim(*, limit: int = 500) -> list[tuple[int, str]]:
     until = now + timedelta(seconds=settings.SHARDWATCH_LEASE_S)
     claimed = []
     for shard_pk in Shard.objects.readable().unleased(now=now).values_list("pk", flat=True)[:limit]:
-        owner = lease_owner_new()
         # Conditional on still being free: two dispatchers may race for the same shard.
-        won = (
-            Shard.objects.filter(pk=shard_pk)
-            .unleased(now=now)
-            .update(lease_owner=owner, lease_expires_at=until, lease_poll=0)
-        )
-        if won == 1:
+        owner = Shard.objects.lease_take(shard_pk, now=now, until=until, lease_poll=0)
+        if owner is not None:
             claimed.append((shard_pk, owner))
     return claimed
 
 
-def lease_release(*, shard_id: int, owner: str) -> None:
-    Shard.objects.filter(pk=shard_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
-
-
 def _backoff(error_count: int) -> float:
-    # Full jitter: readers that failed together must not retry together.
-    ceiling = min(settings.SHARDWATCH_MAX_BACKOFF_S, 0.5 * 2 ** min(error_count, 10))
-    return max(MIN_INTERVAL_S, random.uniform(0, ceiling))
+    # Never below MIN_INTERVAL_S: a retry is a GetRecords call too.
+    return max(MIN_INTERVAL_S, backoff_delay(
+        attempt=error_count, base_s=0.5, cap_s=settings.SHARDWATCH_MAX_BACKOFF_S, doublings=10
+    ))
 
 
 # Shard iterators expire 15 minutes after they are issued; keep a margin for clock skew.
@@ -261,18 +248,20 @@ def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | N
     """
     started = time.monotonic()
     now = timezone.now()
-    renewed = Shard.objects.filter(pk=shard_id, lease_owner=owner, lease_poll=poll_no).update(
+    renewed = Shard.objects.filter(lease_poll=poll_no).lease_renew(
+        shard_id,
+        owner=owner,
+        until=now + timedelta(seconds=settings.SHARDWATCH_LEASE_S),
         lease_poll=poll_no + 1,
-        lease_expires_at=now + timedelta(seconds=settings.SHARDWATCH_LEASE_S),
         last_polled_at=now,
         last_polled_by=f"{socket.gethostname()}:{os.getpid()}",
     )
-    if renewed != 1:
+    if not renewed:
         return STOP
     shard = Shard.objects.select_related("stream__source").get(pk=shard_id)
     source = shard.stream.source
     if not source.enabled or shard.state == Shard.State.FINISHED:
-        lease_release(shard_id=shard_id, owner=owner)
+        Shard.objects.lease_release(shard_id, owner=owner)
         return STOP
 
     client = aws.streams_client(region=source.region, endpoint_url=source.endpoint_url)
@@ -293,9 +282,9 @@ def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | N
         Shard.objects.filter(pk=shard_id).update(error_count=0, last_error="")
         source_set_status(source_id=source.pk, status=StreamSource.Status.ACTIVE)
     if not records and next_iterator and not shard.checkpoint and shard.initial_position == "LATEST":
-        Shard.objects.filter(pk=shard_id, lease_owner=owner).update(resume_iterator=next_iterator, resume_iterator_at=now)
+        Shard.objects.lease_write(shard_id, owner=owner, resume_iterator=next_iterator, resume_iterator_at=now)
     if next_iterator is None:
-        lease_release(shard_id=shard_id, owner=owner)
+        Shard.objects.lease_release(shard_id, owner=owner)
         return Poll(keep_reading=False, saved=saved, rediscover=source.pk)
 
     elapsed = time.monotonic() - started
@@ -345,10 +334,10 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
     # skip what was written since the failing iterator's position.
     loss = trim_loss_find(shard=shard, now=timezone.now(), detail=message)
     with transaction.atomic():
-        moved = Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(
-            checkpoint="", initial_position="TRIM_HORIZON", resume_iterator="", resume_iterator_at=None
+        moved = Shard.objects.lease_write(
+            shard.pk, owner=owner, checkpoint="", initial_position="TRIM_HORIZON", resume_iterator="", resume_iterator_at=None
         )
-        if moved != 1:
+        if not moved:
             return STOP  # the lease moved to another reader; its own reads decide
         if loss is not None:
             Gap.objects.create(

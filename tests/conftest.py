@@ -78,7 +78,7 @@ def handler_log_dir(tmp_path_factory, monkeypatch):
     cold handler hosts: every test starts them afresh, with this environment and no module
     state left by an earlier test."""
     from tests import handler_log
-    from workers.targets import handler_hosts_stop
+    from workers.targets.python import handler_hosts_stop
 
     directory = tmp_path_factory.mktemp("handler-log")
     monkeypatch.setenv(handler_log.ENV, str(directory))

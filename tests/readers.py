@@ -1,6 +1,7 @@
 """Driving the shard readers in-process, the way the Celery task chain does, for tests."""
 
-from streams.reading import lease_release, shard_poll, shards_claim
+from streams.models import Shard
+from streams.reading import shard_poll, shards_claim
 from streams.sources import source_discover
 
 
@@ -44,7 +45,7 @@ class Readers:
 
     def stop(self) -> None:
         for shard_id, lease in self.leases.items():
-            lease_release(shard_id=shard_id, owner=lease["owner"])
+            Shard.objects.lease_release(shard_id, owner=lease["owner"])
         self.leases.clear()
 
 

@@ -1,7 +1,7 @@
 """How a trigger with ReportBatchItemFailures reads its function's response, for every shape the
 response can take, end to end: records written to DynamoDB Local and saved by the readers, then
 sent by the runner to a Python handler, a webhook on 127.0.0.1 and a Lambda function behind
-moto's Lambda API. All three reach workers.triggers.batch_item_failures through the one reading
+moto's Lambda API. All three reach workers.responses.batch_item_failures through the one reading
 of an answer in workers.targets, so each shape is read the same for all three.
 
 Each shape names its source:
@@ -14,7 +14,7 @@ Each shape names its source:
 - DOC: the Lambda developer guide, "Configuring partial batch response with DynamoDB and
   Lambda", Reporting syntax and Success and failure conditions.
 - NO RECORD: neither says; the reading chosen is the one that loses no record (the whole batch
-  is retried), as workers.triggers.batch_item_failures explains.
+  is retried), as workers.responses.batch_item_failures explains.
 
 SEQ0, SEQ1 and SEQ2 in a shape stand for the SequenceNumber of the batch's three records.
 The function answers the shape once; asked again (the retry), it answers null.
@@ -37,7 +37,7 @@ from tests.dynamodb_local import free_port
 from tests.readers import read_until_idle
 from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
-from workers.targets import webhook_secret_new
+from workers.targets.webhook import webhook_secret_new
 
 pytestmark = pytest.mark.django_db
 

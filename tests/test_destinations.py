@@ -26,7 +26,8 @@ from tests.readers import read_until_idle
 from tests.triggering import run_until_idle
 from workers.destinations import function_arn
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
-from workers.triggers import cursor_process, cursors_claim, cursors_ensure, lease_release
+from workers.cursors import cursors_claim, cursors_ensure
+from workers.runner import cursor_process
 
 # The forms of the recorded timestamps: localstack's snapshot replaces each with an example of
 # its form, "<timestamp:2022-07-13T13:48:01.000Z>" (timestamp) and
@@ -356,7 +357,7 @@ def test_it_counts_the_invocations_made_before_the_records_aged_out(
         TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
         for cursor_id, owner in cursors_claim(trigger_id=trigger.pk):
             cursor_process(cursor_id=cursor_id, owner=owner)
-            lease_release(cursor_id=cursor_id, owner=owner)
+            TriggerCursor.objects.lease_release(cursor_id, owner=owner)
 
     step()
     step()

@@ -23,17 +23,11 @@ import pytest
 
 from streams.models import StreamSource
 from tests.dynamodb_local import free_port
-from workers import targets
 from workers.models import Trigger
-from workers.targets import (
-    InvokeResult,
-    WebhookSecretUnreadable,
-    handler_check,
-    handler_hosts_stop,
-    target_invoke,
-    webhook_secret_decrypt,
-    webhook_secret_new,
-)
+from workers.targets import InvokeResult, target_invoke
+from workers.targets import python as python_target
+from workers.targets.python import handler_check, handler_hosts_stop
+from workers.targets.webhook import WebhookSecretUnreadable, webhook_secret_decrypt, webhook_secret_new
 
 EVENT = {
     "Records": [
@@ -196,7 +190,7 @@ def test_it_lets_handlers_print_without_disturbing_the_answer():
 
 
 def test_it_reports_a_module_that_takes_too_long_to_load(monkeypatch):
-    monkeypatch.setattr(targets, "INIT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(python_target, "INIT_TIMEOUT_S", 0.5)
 
     result = target_invoke(trigger=make_trigger(target="python", handler="tests.slow_import_handler.handler"),
                            payload=orjson.dumps(EVENT), request_id="req-i")
@@ -239,7 +233,7 @@ def test_it_checks_handler_paths_for_the_admin():
 
 
 def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:
-    """The verification snippet from workers/targets.py's docstring, as a receiver would run it."""
+    """The verification snippet from workers/targets/webhook.py's docstring, as a receiver would run it."""
     timestamp = headers["X-Shardwatch-Timestamp"]
     if abs(time.time() - int(timestamp)) > tolerance_s:
         return False

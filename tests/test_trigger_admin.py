@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 
 from streams.models import StreamSource
 from workers.models import Trigger, TriggerCursor
-from workers.targets import webhook_secret_decrypt
+from workers.targets.webhook import webhook_secret_decrypt
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from streams.models import ChangeRecord
 from tests.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger
 from workers.selectors import invocations_for_record, invocations_per_minute, trigger_lag
-from workers.triggers import cursors_ensure
+from workers.cursors import cursors_ensure
 
 ORIGIN = (b"origin", b"http://localhost")
 # The server as the tests reach it: Origin is checked against it (config/origins.py).

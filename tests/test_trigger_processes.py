@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 WRITES = 30
 # The lease a runner takes on a cursor is SHARDWATCH_TRIGGER_LEASE_S plus the trigger's
-# timeout (workers.triggers._lease): 5 s + 5 s here, so a dead runner's cursor is free again
+# timeout (workers.cursors.lease_duration): 5 s + 5 s here, so a dead runner's cursor is free again
 # about 10 s after its last invocation began.
 LEASE_S = 5
 TIMEOUT_S = 5

@@ -9,23 +9,12 @@ from django.utils import timezone
 from streams.models import ChangeRecord
 from tests import handler_log, trigger_handlers
 from tests.triggering import run_until_idle, trigger_for
+from workers import batches
+from workers.batches import ReadAhead
+from workers.cursors import cursors_claim, cursors_ensure, cursors_reset, cursors_reset_to, lane_of
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
-from workers import triggers
-from workers.triggers import (
-    CursorRunner,
-    ReadAhead,
-    cursor_process,
-    cursor_run,
-    cursors_claim,
-    cursors_ensure,
-    cursors_reset,
-    cursors_reset_to,
-    dead_letter_retry,
-    lane_of,
-    lease_release,
-    pattern_try,
-    records_replay,
-)
+from workers.operations import dead_letter_retry, pattern_try, records_replay
+from workers.runner import CursorRunner, cursor_process, cursor_run
 
 pytestmark = pytest.mark.django_db
 
@@ -343,7 +332,7 @@ def test_it_keeps_other_triggers_going_while_one_is_stuck_on_a_poison_record(ord
         cursors_ensure(trigger=stuck)
         for cursor_id, owner in cursors_claim(trigger_id=stuck.pk):
             cursor_process(cursor_id=cursor_id, owner=owner)
-            lease_release(cursor_id=cursor_id, owner=owner)
+            TriggerCursor.objects.lease_release(cursor_id, owner=owner)
         TriggerCursor.objects.filter(trigger=stuck).update(next_attempt_at=None)
 
     assert ["a"] in trigger_handlers.calls()
@@ -365,7 +354,7 @@ def test_it_starts_a_latest_trigger_at_its_creation_not_when_its_cursors_are_mad
 
 
 def test_it_sends_a_backlog_through_one_runner_in_order_across_many_reads(orders_table, monkeypatch):
-    monkeypatch.setattr(triggers, "READ_AHEAD_ROWS", 3)  # so the backlog takes several reads
+    monkeypatch.setattr(batches, "READ_AHEAD_ROWS", 3)  # so the backlog takes several reads
     for number in range(11):
         orders_table.put(f"k{number:02d}")
     orders_table.ingest()
@@ -387,7 +376,7 @@ def test_it_reads_ahead_no_more_than_its_byte_budget(orders_table):
     orders_table.ingest()
     shard_id = ChangeRecord.objects.filter(source=orders_table).values_list("shard_id", flat=True).first()
     sizes = list(ChangeRecord.objects.filter(shard_id=shard_id).order_by("sequence_key").values_list("size_bytes", flat=True))
-    fits = next(count for count in range(1, len(sizes) + 1) if sum(sizes[:count + 1]) > triggers.READ_AHEAD_BYTES)
+    fits = next(count for count in range(1, len(sizes) + 1) if sum(sizes[:count + 1]) > batches.READ_AHEAD_BYTES)
     ahead = ReadAhead(shard_id=shard_id, lane=0, lanes=1, region="us-east-1", stream_arn="arn")
 
     first = ahead.fill(need=10000)

@@ -1,7 +1,8 @@
 """Running triggers in the test process, the way the dispatcher and runner tasks do."""
 
 from workers.models import Trigger, TriggerCursor
-from workers.triggers import cursor_run, cursors_claim, cursors_ensure
+from workers.cursors import cursors_claim, cursors_ensure
+from workers.runner import cursor_run
 
 
 def trigger_for(source, handler, **settings) -> Trigger:

@@ -3,18 +3,19 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Max
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from streams.filters import InvalidPattern, compile_pattern
-from workers.models import DeadLetter, Invocation, Trigger
-from workers.selectors import trigger_lag
-
-MAX_PATTERNS = 5
-MAX_PATTERN_LENGTH = 4096
+from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
+from workers.cursors import cursors_reset, cursors_reset_to
+from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
+from workers.operations import pattern_try
+from workers.selectors import trigger_errors, trigger_lag, trigger_last_invocation
+from workers.targets.python import handler_check
+from workers.targets.webhook import webhook_secret_new
+from workers.tasks import replay_records, retry_dead_letter
 
 
 class PatternsField(forms.CharField):
@@ -90,8 +91,6 @@ class TriggerForm(forms.ModelForm):
             if not cleaned.get("handler"):
                 self.add_error("handler", "A Python trigger needs a handler path, such as myapp.handlers.on_change.")
             else:
-                from workers.targets import handler_check
-
                 problem = handler_check(cleaned["handler"])
                 if problem:
                     self.add_error("handler", problem)
@@ -128,8 +127,6 @@ class TriggerAdmin(admin.ModelAdmin):
         ]
 
     def pattern_try_view(self, request, pk):
-        from workers.triggers import pattern_try
-
         trigger = get_object_or_404(Trigger, pk=pk)
         try:
             last = max(1, min(int(request.GET.get("last", 100)), 5000))
@@ -150,8 +147,6 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reset position to a time or a sequence number")
     def reset_to_time_or_sequence(self, request, queryset):
-        from workers.triggers import cursors_reset_to
-
         form = self._action_form(request, queryset, form_class=PositionForm, action="reset_to_time_or_sequence",
                                  title="Reset position", submit="Reset")
         if not isinstance(form, PositionForm):
@@ -163,8 +158,6 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay a range of records")
     def replay_range(self, request, queryset):
-        from workers.tasks import replay_records
-
         form = self._action_form(request, queryset, form_class=ReplayForm, action="replay_range",
                                  title="Replay records saved between two times", submit="Replay")
         if not isinstance(form, ReplayForm):
@@ -178,8 +171,6 @@ class TriggerAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         fresh_secret = None
         if obj.target == Trigger.Target.WEBHOOK and not obj.webhook_secret_encrypted:
-            from workers.targets import webhook_secret_new
-
             fresh_secret, obj.webhook_secret_encrypted = webhook_secret_new()
         super().save_model(request, obj, form, change)
         if fresh_secret:
@@ -195,15 +186,12 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last invocation")
     def last_invocation(self, trigger):
-        return Invocation.objects.filter(trigger=trigger).aggregate(last=Max("started_at"))["last"]
+        return trigger_last_invocation(trigger=trigger)
 
     @admin.display(description="Errors (last 100)")
     def error_rate(self, trigger):
-        outcomes = list(Invocation.objects.filter(trigger=trigger).values_list("outcome", flat=True)[:100])
-        if not outcomes:
-            return "—"
-        failed = sum(outcome != Invocation.Outcome.SUCCESS for outcome in outcomes)
-        return f"{100 * failed / len(outcomes):.0f}%"
+        failed, looked_at = trigger_errors(trigger=trigger)
+        return f"{100 * failed / looked_at:.0f}%" if looked_at else "—"
 
     @admin.action(description="Enable the selected triggers")
     def enable(self, request, queryset):
@@ -215,16 +203,12 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reset position to TRIM_HORIZON (every stored record)")
     def reset_to_trim_horizon(self, request, queryset):
-        from workers.triggers import cursors_reset
-
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="TRIM_HORIZON")
         self.message_user(request, "Reset; the triggers start again from the oldest stored record.")
 
     @admin.action(description="Reset position to LATEST")
     def reset_to_latest(self, request, queryset):
-        from workers.triggers import cursors_reset
-
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="LATEST")
         self.message_user(request, "Reset; the triggers skip what is stored now.")
@@ -251,8 +235,6 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected dead-letter entries")
     def retry(self, request, queryset):
-        from workers.tasks import retry_dead_letter
-
         for letter_id in queryset.values_list("pk", flat=True):
             transaction.on_commit(lambda pk=letter_id: retry_dead_letter.delay(pk))
         self.message_user(request, "Retry queued; the entries are marked when it has run.")

@@ -23,8 +23,8 @@ import botocore.exceptions
 
 from streams.models import ChangeRecord
 from workers.handler_host import function_arn as handler_function_arn
-from workers.models import DeadLetter, Invocation, Trigger
-from workers.triggers import INVALID_RESPONSE
+from workers.models import DeadLetter, Outcome, Trigger
+from workers.responses import INVALID_RESPONSE
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ def failure_message(letter: DeadLetter) -> dict:
         ChangeRecord.objects.filter(pk__in=letter.record_ids).values_list("pk", "approximate_creation_time")
     )
     times = [created[pk] for pk in letter.record_ids if pk in created]
-    discarded = invocation is not None and invocation.outcome == Invocation.Outcome.DISCARDED
+    discarded = invocation is not None and invocation.outcome == Outcome.DISCARDED
     returned = invocation is not None and (
-        invocation.outcome == Invocation.Outcome.PARTIAL_FAILURE or invocation.error_type == INVALID_RESPONSE
+        invocation.outcome == Outcome.PARTIAL_FAILURE or invocation.error_type == INVALID_RESPONSE
     )
     if invocation is None:
         invoked = 1
@@ -152,6 +152,8 @@ def _caller_account(region: str) -> str | None:
 
 
 def destination_notify(*, letter_id: int) -> None:
+    """Send the dead letter's failure_message to the trigger's SQS queue and SNS topic, if it
+    has them. Never raises for AWS: a failure is logged, the records stay in the list."""
     letter = DeadLetter.objects.select_related("trigger__source", "shard__stream", "invocation").get(pk=letter_id)
     trigger = letter.trigger
     if not (trigger.on_failure_sqs_url or trigger.on_failure_sns_arn):

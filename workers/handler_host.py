@@ -1,6 +1,6 @@
 """The process a Python-handler trigger's handler runs in: Shardwatch's Lambda execution environment.
 
-Started by workers.targets as `python -m workers.handler_host <handler> <request fd> <response fd> <worker pid>`,
+Started by workers.targets.python as `python -m workers.handler_host <handler> <request fd> <response fd> <worker pid>`,
 one per handler per worker process, and kept warm between invocations, as Lambda keeps an
 execution environment: module state survives from one invocation to the next, and a timeout
 kills the whole process, so a handler that ran too long can never carry on next to its retry.

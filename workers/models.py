@@ -8,10 +8,14 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from streams.filters import MAX_PATTERN_LENGTH
+from streams.leases import LeaseQuerySet
 from streams.models import SEQUENCE_KEY_WIDTH, Shard, StreamSource
 
 # Lambda's synchronous invocation payload limit, which also caps a batch's size.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Lambda's limit on the filter patterns of one event source mapping (FilterCriteria.Filters).
+MAX_PATTERNS = 5
 
 
 class Trigger(models.Model):
@@ -52,7 +56,7 @@ class Trigger(models.Model):
         "StartingPosition", max_length=16, choices=StartingPosition.choices, default=StartingPosition.TRIM_HORIZON
     )
     filter_patterns = models.JSONField(
-        "FilterCriteria", default=list, blank=True, help_text="Up to 5 event patterns, each at most 4096 characters."
+        "FilterCriteria", default=list, blank=True, help_text=f"Up to {MAX_PATTERNS} event patterns, each at most {MAX_PATTERN_LENGTH} characters."
     )
     maximum_retry_attempts = models.IntegerField(
         "MaximumRetryAttempts", default=-1, validators=[MinValueValidator(-1), MaxValueValidator(10000)],
@@ -103,22 +107,37 @@ class TriggerCursor(models.Model):
     # batches before reading goes back to full batches.
     bisect_end = models.CharField(max_length=SEQUENCE_KEY_WIDTH, blank=True)
     filtered_total = models.PositiveBigIntegerField(default=0, help_text="Records skipped by the filter patterns.")
+    # Held by one runner at a time (streams.leases).
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LeaseQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["trigger", "shard", "lane"], name="unique_trigger_cursor")]
 
 
-class Invocation(models.Model):
-    class Outcome(models.TextChoices):
-        SUCCESS = "success", "Success"
-        FUNCTION_ERROR = "function_error", "Function error"
-        TIMEOUT = "timeout", "Timeout"
-        PARTIAL_FAILURE = "partial_failure", "Partial failure"
-        DISCARDED = "discarded", "Discarded"
+class Outcome(models.TextChoices):
+    """How an invocation went: what a target answered (workers.targets) and what the runner
+    recorded of it. Values are the strings an Invocation stores."""
 
+    SUCCESS = "success", "Success"
+    FUNCTION_ERROR = "function_error", "Function error"
+    TIMEOUT = "timeout", "Timeout"
+    PARTIAL_FAILURE = "partial_failure", "Partial failure"
+    DISCARDED = "discarded", "Discarded"
+    # Never stored: the Lambda API itself answered 429 or 5xx, so the function was not reached.
+    # Lambda's event source mapping retries that without counting an attempt; the runner
+    # records it as a function error and retries.
+    THROTTLED = "throttled", "Throttled"
+
+
+# What an Invocation can record (THROTTLED never is), as (value, label) choices.
+INVOCATION_OUTCOMES = [(outcome.value, outcome.label) for outcome in Outcome if outcome is not Outcome.THROTTLED]
+
+
+class Invocation(models.Model):
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="invocations")
     shard = models.ForeignKey(Shard, on_delete=models.SET_NULL, null=True, related_name="invocations")
     lane = models.PositiveSmallIntegerField(default=0)
@@ -131,7 +150,7 @@ class Invocation(models.Model):
     from_bisect = models.BooleanField(default=False)
     started_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.FloatField(default=0)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    outcome = models.CharField(max_length=16, choices=INVOCATION_OUTCOMES)
     error_type = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
     response_body = models.TextField(blank=True, help_text="Truncated to 64 KB.")

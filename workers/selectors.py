@@ -11,7 +11,8 @@ from django.db.models import Count, Max
 from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
-from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
+from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
+from workers.timeline import InvocationFilter
 
 PER_MINUTE_BUCKETS = 60
 ERROR_RATE_WINDOW = 100
@@ -32,15 +33,21 @@ def trigger_lag(*, trigger: Trigger) -> int:
     )
 
 
+def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:
+    """How many of the last ERROR_RATE_WINDOW (100) invocations did not succeed, and how many
+    there were: (failed, looked at)."""
+    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
+    return sum(outcome != Outcome.SUCCESS for outcome in outcomes), len(outcomes)
+
+
 def trigger_error_rate(*, trigger: Trigger) -> float | None:
     """Share (0..1) of the last 100 invocations that did not succeed; None before the first."""
-    outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
-    if not outcomes:
-        return None
-    return sum(outcome != Invocation.Outcome.SUCCESS for outcome in outcomes) / len(outcomes)
+    failed, looked_at = trigger_errors(trigger=trigger)
+    return failed / looked_at if looked_at else None
 
 
 def trigger_last_invocation(*, trigger: Trigger):
+    """When the trigger's newest invocation started (an aware datetime), or None."""
     return Invocation.objects.filter(trigger=trigger).aggregate(last=Max("started_at"))["last"]
 
 
@@ -84,14 +91,15 @@ def trigger_health(*, now) -> list[dict]:
     return health
 
 
-def invocations_timeline(*, trigger_id: int | None = None, outcome: str = "", limit: int = 100):
-    """The newest invocations first, optionally of one trigger and one outcome."""
-    invocations = Invocation.objects.select_related("trigger").order_by("-started_at", "-id")
-    if trigger_id is not None:
-        invocations = invocations.filter(trigger_id=trigger_id)
-    if outcome:
-        invocations = invocations.filter(outcome=outcome)
-    return list(invocations[:limit])
+def invocations_timeline(*, flt: InvocationFilter, limit: int = 100) -> list[Invocation]:
+    """The newest invocations that `flt` lets through, first."""
+    return list(flt.apply(Invocation.objects.select_related("trigger").order_by("-started_at", "-id"))[:limit])
+
+
+def invocations_after(*, flt: InvocationFilter, since: int, limit: int) -> list[Invocation]:
+    """The invocations `flt` lets through recorded after the one with id `since`, oldest
+    first, with their trigger: how a timeline catches up after a dropped socket."""
+    return list(flt.apply(Invocation.objects.filter(pk__gt=since)).select_related("trigger").order_by("id")[:limit])
 
 
 def invocation_records(*, invocation: Invocation) -> list[ChangeRecord]:

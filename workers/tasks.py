@@ -10,10 +10,11 @@ from datetime import datetime
 from celery import shared_task
 from django.db import close_old_connections, transaction
 
-from streams.models import ChangeRecord
 from workers import retention as invocation_retention
-from workers import triggers as triggers_module
+from workers.cursors import cursors_claim, cursors_ensure
 from workers.models import DeadLetter, Trigger
+from workers.operations import dead_letter_retry, records_replay_between
+from workers.runner import cursor_run
 
 TRIGGER_RUN_BUDGET_S = 20.0
 
@@ -39,9 +40,9 @@ def dispatch_triggers(source_id: int | None = None) -> None:
     if source_id is not None:
         triggers = triggers.filter(source_id=source_id)
     for trigger in triggers:
-        triggers_module.cursors_ensure(trigger=trigger)
+        cursors_ensure(trigger=trigger)
         with transaction.atomic():
-            for cursor_id, owner in triggers_module.cursors_claim(trigger_id=trigger.pk):
+            for cursor_id, owner in cursors_claim(trigger_id=trigger.pk):
                 transaction.on_commit(lambda c=cursor_id, o=owner: run_trigger_cursor.delay(c, o))
 
 
@@ -50,24 +51,16 @@ def run_trigger_cursor(cursor_id: int, owner: str) -> None:
     """Batches of one cursor until it has nothing ready or a short time budget is spent, so
     one busy trigger never holds a worker for long."""
     close_old_connections()
-    triggers_module.cursor_run(cursor_id=cursor_id, owner=owner, budget_s=TRIGGER_RUN_BUDGET_S)
+    cursor_run(cursor_id=cursor_id, owner=owner, budget_s=TRIGGER_RUN_BUDGET_S)
 
 
 @shared_task(ignore_result=True)
 def replay_records(trigger_id: int, start: str, end: str) -> None:
+    """Replay what the trigger's source saved between two ISO 8601 times."""
     trigger = Trigger.objects.get(pk=trigger_id)
-    records = list(
-        ChangeRecord.objects.filter(
-            source_id=trigger.source_id,
-            approximate_creation_time__gte=datetime.fromisoformat(start),
-            approximate_creation_time__lte=datetime.fromisoformat(end),
-        )
-        .select_related("source", "shard__stream")
-        .order_by("shard_id", "sequence_key")
-    )
-    triggers_module.records_replay(trigger=trigger, records=records)
+    records_replay_between(trigger=trigger, start=datetime.fromisoformat(start), end=datetime.fromisoformat(end))
 
 
 @shared_task(ignore_result=True)
 def retry_dead_letter(letter_id: int) -> None:
-    triggers_module.dead_letter_retry(letter=DeadLetter.objects.select_related("trigger").get(pk=letter_id))
+    dead_letter_retry(letter=DeadLetter.objects.select_related("trigger").get(pk=letter_id))

@@ -1,0 +1,51 @@
+"""Leases: rows that at most one worker works on at a time, taken and kept by conditional UPDATEs.
+
+A shard (one reader) and a trigger cursor (one runner) are both such rows. Each has the fields
+`lease_owner` (a random token, "" when free) and `lease_expires_at`; the model's manager is a
+queryset that inherits LeaseQuerySet.
+
+What must stay true:
+- A lease is taken only while the row is free or its holder let it expire, in one UPDATE that
+  re-checks that condition, so of two workers racing for a row exactly one wins.
+- Every write by a holder is conditional on `lease_owner` still being its token, and reports
+  whether exactly one row changed. A holder whose lease expired and was taken over, or was
+  ended from outside (a reset clears `lease_owner`), changes nothing and learns it at its next
+  write: that is how it knows to stop.
+- The holder renews before the lease can expire; how long a lease lasts is the caller's
+  business (a shard's poll interval, a trigger's timeout).
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class LeaseQuerySet(models.QuerySet):
+    """Rows held by at most one worker: every write is conditional on still holding the lease."""
+
+    def unleased(self, *, now):
+        """Rows nobody holds, or whose holder stopped renewing before `now`."""
+        return self.filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+
+    def lease_take(self, pk: int, *, now, until, **fields) -> str | None:
+        """Lease row `pk` until `until` if it is unleased at `now`, setting `fields` in the same
+        UPDATE. Returns the new owner token, or None when another worker holds the row (or won
+        the race for it)."""
+        owner = uuid.uuid4().hex
+        won = self.filter(pk=pk).unleased(now=now).update(lease_owner=owner, lease_expires_at=until, **fields)
+        return owner if won == 1 else None
+
+    def lease_write(self, pk: int, *, owner: str, **fields) -> bool:
+        """Set `fields` on row `pk` only while `owner` holds it. Returns whether it did."""
+        return self.filter(pk=pk, lease_owner=owner).update(**fields) == 1
+
+    def lease_renew(self, pk: int, *, owner: str, until, **fields) -> bool:
+        """Extend `owner`'s lease on row `pk` to `until`, setting `fields` in the same UPDATE.
+        Returns False when the lease is no longer `owner`'s."""
+        return self.lease_write(pk, owner=owner, lease_expires_at=until, **fields)
+
+    def lease_release(self, pk: int, *, owner: str) -> bool:
+        """Give up `owner`'s lease on row `pk`, so the next dispatch can take the row at once.
+        Returns False when it was no longer `owner`'s (nothing changes then)."""
+        return self.lease_write(pk, owner=owner, lease_owner="", lease_expires_at=None)

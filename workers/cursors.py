@@ -1,0 +1,128 @@
+"""Trigger cursors: where each trigger is in each shard, and who may move it.
+
+A trigger has a cursor per shard of its source and per lane: with a ParallelizationFactor
+above 1 a shard has that many lanes, each taking the partition keys that hash to it
+(lane_of), so order per key holds while lanes run side by side.
+
+What must stay true (Lambda developer guide, "Using AWS Lambda with Amazon DynamoDB"):
+- One batch in flight per cursor: a runner works on a cursor only while it holds the cursor's
+  lease (streams.leases), and every change it makes is conditional on still holding it.
+- A parent shard is done before its children start: a child's cursors are claimed only once
+  every lane of the trigger on the parent has passed the parent's last record.
+- A reset ends the lease, so a runner still holding the cursor stops at its next write
+  instead of writing its own idea of the position over the reset one.
+"""
+
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from streams.models import ChangeRecord, Shard, sequence_key
+from workers.models import Trigger, TriggerCursor
+
+
+def lane_of(*, partition_key: str, item_key: str, lanes: int) -> int:
+    """The lane a record's partition key belongs to: stable across processes and restarts."""
+    if lanes == 1:
+        return 0
+    digest = hashlib.blake2b(partition_key.encode() or item_key.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % lanes
+
+
+def lease_duration(trigger: Trigger | None = None) -> timedelta:
+    """How long a runner holds a cursor: renewed before each invocation, for the invocation's
+    whole timeout, so a slow handler is never taken over while it runs."""
+    extra = trigger.timeout_s if trigger else 0
+    return timedelta(seconds=settings.SHARDWATCH_TRIGGER_LEASE_S + extra)
+
+
+def cursors_ensure(*, trigger: Trigger) -> int:
+    """A cursor per shard and lane of the trigger's source. A LATEST trigger's cursors start
+    after what was saved before the trigger was created; TRIM_HORIZON ones at the oldest
+    stored record."""
+    created = 0
+    shards = Shard.objects.filter(stream__source_id=trigger.source_id)
+    existing = set(TriggerCursor.objects.filter(trigger=trigger).values_list("shard_id", "lane"))
+    for shard in shards:
+        position = ""
+        if trigger.starting_position == Trigger.StartingPosition.LATEST:
+            # LATEST means from when the trigger was created, whenever its cursors are made;
+            # shards that appear later start at their beginning, as Lambda's do.
+            saved_before = ChangeRecord.objects.filter(shard=shard, received_at__lte=trigger.created_at)
+            position = saved_before.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
+        for lane in range(trigger.parallelization_factor):
+            if (shard.pk, lane) not in existing:
+                TriggerCursor.objects.get_or_create(trigger=trigger, shard=shard, lane=lane, defaults={"position": position})
+                created += 1
+    return created
+
+
+def cursors_claim(*, trigger_id: int | None = None, limit: int = 500) -> list[tuple[int, str]]:
+    """Lease every cursor with work that nobody holds. Returns (cursor_id, owner) pairs."""
+    now = timezone.now()
+    candidates = TriggerCursor.objects.filter(trigger__enabled=True).unleased(now=now).exclude(next_attempt_at__gt=now)
+    if trigger_id is not None:
+        candidates = candidates.filter(trigger_id=trigger_id)
+    # One query for the work of every cursor: the dispatcher asks every two seconds, for
+    # every trigger's every shard and lane.
+    candidates = candidates.filter(
+        Exists(ChangeRecord.objects.filter(shard_id=OuterRef("shard_id"), sequence_key__gt=OuterRef("position")))
+    )
+    claimed = []
+    for cursor in candidates.select_related("shard")[:limit]:
+        if not _parent_done(cursor):
+            continue
+        owner = TriggerCursor.objects.lease_take(cursor.pk, now=now, until=now + lease_duration())
+        if owner is not None:
+            claimed.append((cursor.pk, owner))
+    return claimed
+
+
+def _parent_done(cursor: TriggerCursor) -> bool:
+    parent_id = cursor.shard.parent_shard_id
+    if not parent_id:
+        return True
+    parent = Shard.objects.filter(stream_id=cursor.shard.stream_id, shard_id=parent_id).first()
+    if parent is None:
+        return True  # the parent aged out of the stream before we saw it
+    if parent.state != Shard.State.FINISHED:
+        return False
+    # Every lane of this trigger on the parent must have passed the parent's last record.
+    last = ChangeRecord.objects.filter(shard=parent).order_by("-sequence_key").values_list("sequence_key", flat=True).first()
+    if last is None:
+        return True
+    return not TriggerCursor.objects.filter(trigger_id=cursor.trigger_id, shard=parent, position__lt=last).exists()
+
+
+# A reset also ends the lease (see the module's docstring).
+_RESET = {"attempt": 0, "batch_limit": 0, "bisect_end": "", "next_attempt_at": None, "lease_owner": "",
+          "lease_expires_at": None}
+
+
+def cursors_reset(*, trigger: Trigger, position: str) -> None:
+    """Move every cursor of a trigger to TRIM_HORIZON or LATEST, clearing retries."""
+    cursors_ensure(trigger=trigger)
+    for cursor in TriggerCursor.objects.filter(trigger=trigger):
+        if position == "LATEST":
+            newest = ChangeRecord.objects.filter(shard_id=cursor.shard_id).order_by("-sequence_key")
+            target = newest.values_list("sequence_key", flat=True).first() or ""
+        else:
+            target = ""
+        TriggerCursor.objects.filter(pk=cursor.pk).update(position=target, **_RESET)
+
+
+def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") -> None:
+    """Move every cursor so that the next record sent is the first saved at or after `at`
+    (ApproximateCreationDateTime), or the record with `sequence_number` and those after it."""
+    cursors_ensure(trigger=trigger)
+    for cursor in TriggerCursor.objects.filter(trigger=trigger):
+        earlier = ChangeRecord.objects.filter(shard_id=cursor.shard_id)
+        if sequence_number:
+            earlier = earlier.filter(sequence_key__lt=sequence_key(sequence_number))
+        else:
+            earlier = earlier.filter(approximate_creation_time__lt=at)
+        position = earlier.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
+        TriggerCursor.objects.filter(pk=cursor.pk).update(position=position, **_RESET)

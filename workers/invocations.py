@@ -1,0 +1,57 @@
+"""Keeping what a trigger did: an Invocation per batch sent, a DeadLetter per batch given up on.
+
+Both are written inside the caller's transaction, with the cursor move they go with, and what
+follows from them waits for that transaction to commit: the timeline hears of an invocation,
+and the trigger's SQS/SNS destination of a dead letter, only once it is really there.
+"""
+
+from django.db import transaction
+
+from workers.destinations import destination_notify
+from workers.models import DeadLetter, Invocation
+from workers.timeline import invocation_row, invocations_publish
+
+
+def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, attempt, from_bisect, started_at,
+                    error="", announce=None) -> Invocation:
+    """Save the invocation of `batch_records` (anything with `pk` and `sequence_number`, in the
+    order sent) from `cursor`'s trigger, shard and lane. `result` is the target's InvokeResult,
+    or None for a batch that never went out (then `error` says why). Once committed, its
+    timeline row goes to `announce` (by default, it is published at once)."""
+    invocation = Invocation.objects.create(
+        trigger_id=cursor.trigger_id,
+        shard_id=cursor.shard_id,
+        lane=cursor.lane,
+        first_sequence_number=batch_records[0].sequence_number,
+        last_sequence_number=batch_records[-1].sequence_number,
+        record_count=len(batch_records),
+        filtered_count=filtered,
+        record_ids=[record.pk for record in batch_records],
+        attempt=attempt,
+        from_bisect=from_bisect,
+        started_at=started_at,
+        duration_ms=result.duration_ms if result else 0.0,
+        outcome=outcome,
+        error_type=result.error_type if result else "",
+        error_message=(result.error_message if result else error)[:10000],
+        response_body=(result.body if result else "")[:65536],
+    )
+    row = invocation_row(invocation)
+    transaction.on_commit(lambda: announce(row) if announce else invocations_publish([row]))
+    return invocation
+
+
+def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:
+    """Give up on records: keep them in the dead-letter list, and tell the trigger's SQS/SNS
+    destination (metadata only, as Lambda does: the records stay here)."""
+    letter = DeadLetter.objects.create(
+        trigger_id=cursor.trigger_id,
+        shard_id=cursor.shard_id,
+        invocation=invocation,
+        first_sequence_number=records[0].sequence_number,
+        last_sequence_number=records[-1].sequence_number,
+        record_ids=[record.pk for record in records],
+        reason=reason,
+    )
+    transaction.on_commit(lambda: destination_notify(letter_id=letter.pk))
+    return letter

@@ -1,0 +1,89 @@
+"""What an operator does to a trigger from the admin: replay records, retry a dead letter, try
+the filter patterns.
+
+None of these moves a cursor: a replay or a retry sends stored records again beside the
+trigger's own runs, and what fails is given up on at once, into the dead-letter list.
+"""
+
+import uuid
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from streams.lambda_event import event_payload, lambda_record, record_event_json
+from streams.models import ChangeRecord
+from workers.batches import patterns_compile
+from workers.invocations import dead_letter_save, invocation_save
+from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
+from workers.responses import batch_item_failures, result_malformed
+from workers.targets import target_invoke
+
+
+def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Invocation]:
+    """Send stored records to the trigger's target again, in batches of BatchSize, without
+    moving its cursors. Each batch is tried once; what failed goes to the dead-letter list: the
+    whole batch, or after a partial failure the records from the lowest reported one on."""
+    invocations = []
+    for start in range(0, len(records), trigger.batch_size):
+        batch = records[start : start + trigger.batch_size]
+        started_at = timezone.now()
+        result = target_invoke(
+            trigger=trigger, payload=event_payload([record_event_json(record) for record in batch]),
+            request_id=str(uuid.uuid4()),
+        )
+        # Tried once: a throttled call counts as the function error it leaves the batch with.
+        outcome = Outcome.FUNCTION_ERROR if result.outcome == Outcome.THROTTLED else result.outcome
+        failed = batch
+        if outcome == Outcome.SUCCESS and trigger.report_batch_item_failures:
+            # Read as a cursor's batch is: a malformed response fails the whole batch, and a
+            # partial failure gives up on the lowest reported record and those after it.
+            report = batch_item_failures(response=result.response, records=batch)
+            if report.problem:
+                outcome, result = Outcome.FUNCTION_ERROR, result_malformed(result, report)
+            elif report.failed_from is not None:
+                outcome, failed = Outcome.PARTIAL_FAILURE, batch[report.failed_from:]
+        cursor = TriggerCursor(trigger=trigger, shard_id=batch[0].shard_id, lane=0)
+        with transaction.atomic():
+            invocation = invocation_save(
+                cursor=cursor, batch_records=batch, filtered=0, outcome=outcome, result=result,
+                attempt=0, from_bisect=False, started_at=started_at,
+            )
+            if outcome != Outcome.SUCCESS:
+                dead_letter_save(cursor=cursor, records=failed, invocation=invocation, reason=f"Replay failed: {outcome}")
+        invocations.append(invocation)
+    return invocations
+
+
+def records_replay_between(*, trigger: Trigger, start: datetime, end: datetime) -> list[Invocation]:
+    """Replay the records of the trigger's source whose ApproximateCreationDateTime is between
+    `start` and `end` (both included), shard by shard in sequence order."""
+    records = list(
+        ChangeRecord.objects.filter(
+            source_id=trigger.source_id, approximate_creation_time__gte=start, approximate_creation_time__lte=end
+        )
+        .select_related("source", "shard__stream")
+        .order_by("shard_id", "sequence_key")
+    )
+    return records_replay(trigger=trigger, records=records)
+
+
+def dead_letter_retry(*, letter: DeadLetter) -> list[Invocation]:
+    """Send a dead-letter entry's records again; marks the entry retried."""
+    by_id = {record.pk: record for record in ChangeRecord.objects.filter(pk__in=letter.record_ids).select_related("source", "shard__stream")}
+    records = [by_id[pk] for pk in letter.record_ids if pk in by_id]
+    invocations = records_replay(trigger=letter.trigger, records=records) if records else []
+    DeadLetter.objects.filter(pk=letter.pk).update(retried_at=timezone.now())
+    return invocations
+
+
+def pattern_try(*, trigger: Trigger, last: int = 100) -> tuple[int, list[ChangeRecord]]:
+    """The trigger's filter patterns against its source's newest `last` records: how many were
+    tried, and which would be sent."""
+    patterns = patterns_compile(tuple(trigger.filter_patterns))
+    records = list(
+        ChangeRecord.objects.filter(source_id=trigger.source_id).select_related("source", "shard__stream").order_by("-id")[:last]
+    )
+    if not patterns:
+        return len(records), records
+    return len(records), [record for record in records if any(p.matches(lambda_record(record)) for p in patterns)]
