@@ -11,13 +11,13 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.api_records import feed_rows, item_history_json, record_detail_json
+from dashboard.api import item_history_json, record_detail_json
 from dashboard.http import int_param
-from streams.codec import typed_entry
 from streams.feed import FeedFilter, FilterError
+from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
-from streams.lambda_event import lambda_event
+from streams.rows import feed_rows, key_parts
 from streams.selectors import source_health
 from workers.models import Invocation, Trigger
 from workers.selectors import (
@@ -104,17 +104,10 @@ def record(request, pk: int):
         {
             "record": change,
             "detail": record_detail_json(change),
-            "key_parts": _key_parts(change),
+            "key_parts": key_parts(keys=change.keys, key_schema=change.source.key_schema),
             "invocations": invocations_for_record(record_id=change.pk),
         },
     )
-
-
-def _key_parts(change: ChangeRecord) -> list[tuple[str, str, object]]:
-    """(name, type tag, value) of each key attribute, hash key first."""
-    schema = change.source.key_schema
-    names = [name for name in schema if name in change.keys] + sorted(set(change.keys) - set(schema))
-    return [(name, *typed_entry(change.keys[name])) for name in names]
 
 
 @login_required

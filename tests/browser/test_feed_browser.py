@@ -335,7 +335,7 @@ def test_it_keeps_up_with_500_records_a_second(logged_in_page, orders):
 
 
 def feed_row(source, record_id: int) -> dict:
-    """A row as streams.push.feed_row makes it, for a record that is only pushed."""
+    """A row as streams.rows.feed_row makes it, for a record that is only pushed."""
     return {
         "id": record_id, "source_id": source.pk, "table": source.table_name, "event_name": "MODIFY",
         "key": f"pk=LOAD#{record_id}", "item_key": "{}", "partition_key": f"LOAD#{record_id}",
