@@ -59,7 +59,11 @@ def feed(request):
     context = _filter_context(request)
     rows = feed_rows(records_page(flt=context["filter"], limit=FEED_ROWS)) if not context["filter_error"] else []
     older = rows[-1]["id"] if len(rows) == FEED_ROWS else None
-    return render(request, "dashboard/feed.html", {**context, "rows": rows, "older": older})
+    # Only a REMOVE can be a TTL deletion: the row template of a feed without REMOVEs needs no
+    # TTL badge (templates/dashboard/_change_summary.html).
+    events = context["filter"].events
+    ttl_possible = not events or ChangeRecord.EventName.REMOVE in events
+    return render(request, "dashboard/feed.html", {**context, "rows": rows, "older": older, "ttl_possible": ttl_possible})
 
 
 HISTORY_PAGE = 100
