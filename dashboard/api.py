@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 # One decorator for every JSON endpoint (dashboard/http.py): 401 JSON for anonymous callers,
 # never a redirect to the login page, which a script cannot follow.
 from dashboard.http import api_login_required, bad_request, feed_filter, int_param
+from dashboard.sparkline import spark_bars
 from streams.feed import FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
@@ -38,6 +39,7 @@ def api_sources(request):
                    "shards": [<shard>]}],   # lineage roots; children nest under "children"
       "newest_record_at", "last_received_at", "lag_seconds", "last_polled_at",
       "per_minute": [60 counts, oldest minute first, the last is the minute now is in],
+      "spark_bars": [{"x", "y", "height", "now", "title"}],  # per_minute drawn, for the page
       "records_last_hour"}]}
 
     <shard>: {"shard_id", "parent_shard_id", "state", "state_display", "depth", "checkpoint",
@@ -46,7 +48,17 @@ def api_sources(request):
     out (counted in finished_hidden).
     """
     now = timezone.now()
-    return JsonResponse({"sources": source_health(now=now), "now": now})
+    return JsonResponse({"sources": overview_sources(now=now), "now": now})
+
+
+def overview_sources(*, now) -> list[dict]:
+    """streams.selectors.source_health, with each source's records per minute drawn as a
+    sparkline ("spark_bars", dashboard.sparkline.spark_bars): what the overview renders first,
+    and then polls."""
+    sources = source_health(now=now)
+    for source in sources:
+        source["spark_bars"] = spark_bars(counts=source["per_minute"], now=now, noun="record")
+    return sources
 
 
 @never_cache

@@ -2,7 +2,6 @@
 live get their data URLs through data-* attributes and one static JS file each."""
 
 import json
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -11,14 +10,14 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.api import item_history_json, record_detail_json
+from dashboard.api import item_history_json, overview_sources, record_detail_json
 from dashboard.http import int_param
+from dashboard.sparkline import BLANK_BARS, spark_bars
 from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
 from streams.rows import feed_rows, key_parts
-from streams.selectors import source_health
 from workers.models import Invocation, Trigger
 from workers.selectors import (
     dead_letters_list,
@@ -29,10 +28,20 @@ from workers.selectors import (
 )
 
 
+# What the overview's <template>s are rendered from (templates/dashboard/overview.html): a source
+# with one gap and one sparkline bar, for its script to copy once per gap and per bar; streams
+# and shards have <template>s of their own.
+OVERVIEW_BLANKS = {
+    "blank_source": {"gaps": [{}], "spark_bars": BLANK_BARS, "streams": []},
+    "blank_stream": {"label": "", "arn": "", "shards": [], "shard_counts": {}},
+    "blank_shard": {"children": []},
+}
+
+
 @login_required
 def overview(request):
     now = timezone.now()
-    return render(request, "dashboard/overview.html", {"sources": source_health(now=now), "now": now})
+    return render(request, "dashboard/overview.html", {"sources": overview_sources(now=now), "now": now, **OVERVIEW_BLANKS})
 
 
 def _filter_context(request) -> dict:
@@ -129,26 +138,8 @@ def triggers(request):
     now = timezone.now()
     health = trigger_health(now=now)
     for row in health:
-        row["spark_bars"] = _spark_bars(row["per_minute"], now=now)
+        row["spark_bars"] = spark_bars(counts=row["per_minute"], now=now, noun="invocation")
     return render(request, "dashboard/triggers.html", {"triggers": health, "now": now})
-
-
-def _spark_bars(counts: list[int], *, now) -> list[dict]:
-    """SVG bars (in a 60 x 24 box) for per-minute counts, drawn on the server: the trigger
-    list needs no script. The last bar is the minute still running."""
-    peak = max([1, *counts])
-    first = now.replace(second=0, microsecond=0) - timedelta(minutes=len(counts) - 1)
-    bars = []
-    for index, count in enumerate(counts):
-        if not count:
-            continue
-        height = max(1.0, count / peak * 22)
-        minute = first + timedelta(minutes=index)
-        bars.append({
-            "x": f"{index + 0.1:.1f}", "y": f"{24 - height:.2f}", "height": f"{height:.2f}",
-            "now": index == len(counts) - 1, "title": f"{minute:%H:%M} UTC: {count} invocation{'s' if count != 1 else ''}",
-        })
-    return bars
 
 
 TIMELINE_ROWS = 100
