@@ -343,3 +343,33 @@ def feed_row(source, record_id: int) -> dict:
         "approximate_creation_time": "2026-01-01T00:00:00+00:00", "sequence_number": str(record_id),
         "is_ttl_delete": False, "decode_error": "",
     }
+
+
+def test_it_builds_rows_as_the_server_renders_them(logged_in_page, orders, dynamodb):
+    page = logged_in_page
+    orders.put("ORDER#1", status="PENDING")
+    orders.delete("ORDER#1")
+    ingest(orders)
+    removal = ChangeRecord.objects.get(source=orders, event_name="REMOVE")
+    ChangeRecord.objects.filter(pk=removal.pk).update(is_ttl_delete=True, decode_error="KeyError: '<b>Keys</b>'")
+    write_many(dynamodb, orders, range(100))
+    ingest(orders)
+    open_feed(page)
+    orders.put("ORDER#2", status="PENDING")
+    orders.put("ORDER#2", status="SHIPPED", tracking="TRK-42")
+    ingest(orders)
+    expect(page.locator(ROWS)).to_have_count(102)
+
+    # Two rows came over the socket and two from "Load older": the script built all four.
+    page.get_by_role("button", name="Load older").click()
+    expect(page.locator(ROWS)).to_have_count(104)
+    built = {
+        key: page.locator(f"{ROWS}:has(.feed-key-cell:text-is('pk={key}'))").evaluate_all("rows => rows.map(row => row.outerHTML)")
+        for key in ("ORDER#1", "ORDER#2")
+    }
+    expect(page.locator(f"{ROWS} .badge-ttl")).to_have_count(1)
+
+    for key, rows in built.items():
+        page.goto(f"/feed/?key={key.replace('#', '%23')}")
+        wait_for_socket(page)
+        assert page.locator(ROWS).evaluate_all("rows => rows.map(row => row.outerHTML)") == rows

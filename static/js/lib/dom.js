@@ -25,6 +25,16 @@ function slotsOf(root) {
   return root.matches("[data-slot]") ? [root, ...nested] : nested;
 }
 
+// A part a row does not have. The space a partial writes after it, inside the same {% if %},
+// goes too, so that the copy is what the server renders without that part.
+function slotRemove(node) {
+  const after = node.nextSibling;
+  if (after && after.nodeType === Node.TEXT_NODE && after.nodeValue.trim() === "") {
+    after.remove();
+  }
+  node.remove();
+}
+
 // Fills the slots of a copy (the copy itself included) and drops their marks, so that a filled
 // copy is the markup the server renders for the same data. `values` maps slot names to
 //   a string or a number: the slot's text ("" empties it);
@@ -44,7 +54,7 @@ export function slotsFill(root, values) {
       continue;
     }
     if (value === false || value === null || value === undefined) {
-      node.remove();
+      slotRemove(node);
     } else if (typeof value === "object") {
       for (const [attribute, attributeValue] of Object.entries(value)) {
         if (attribute === "text") {
