@@ -4,6 +4,7 @@ process, and each saved batch is pushed over the real channel layer to the page'
 
 import asyncio
 import re
+from urllib.parse import urlencode
 
 import pytest
 from channels.layers import get_channel_layer
@@ -373,3 +374,18 @@ def test_it_builds_rows_as_the_server_renders_them(logged_in_page, orders, dynam
         page.goto(f"/feed/?key={key.replace('#', '%23')}")
         wait_for_socket(page)
         assert page.locator(ROWS).evaluate_all("rows => rows.map(row => row.outerHTML)") == rows
+
+
+def test_it_applies_an_event_pattern_to_live_rows(logged_in_page, orders):
+    page = logged_in_page
+    pattern = '{"dynamodb": {"NewImage": {"status": {"S": ["SHIPPED"]}}}}'
+    open_feed(page, "/feed/?" + urlencode({"pattern": pattern}))
+
+    orders.put("ORDER#1", status="PENDING")
+    orders.put("ORDER#2", status="SHIPPED")
+    ingest(orders)
+    orders.put("ORDER#3", status="SHIPPED")
+    ingest(orders)
+
+    expect(page.locator(ROWS)).to_have_count(2)
+    expect(page.locator(f"{ROWS} .feed-key-cell")).to_have_text(["pk=ORDER#3", "pk=ORDER#2"])
