@@ -1,19 +1,27 @@
-"""JSON for the overview page's live updates."""
+"""The JSON API (documented in docs/API.md): what the pages' scripts fetch, and what scripts
+outside may read with the dashboard's session. What each record is shown as is streams.rows's;
+this module adds the links and answers HTTP."""
 
-from django.http import JsonResponse
+from urllib.parse import urlencode
+
+from django.http import Http404, JsonResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 # One decorator for every JSON endpoint (dashboard/http.py): 401 JSON for anonymous callers,
 # never a redirect to the login page, which a script cannot follow.
-from dashboard.http import api_login_required, bad_request, int_param
+from dashboard.http import api_login_required, bad_request, feed_filter, int_param
+from dashboard.sparkline import spark_bars
 from streams.feed import FilterError
+from streams.lambda_event import lambda_event
+from streams.models import ChangeRecord, StreamSource
+from streams.records import PAGE_MAX, item_history, record_get, record_neighbours, records_page
+from streams.rows import feed_rows, item_history_detail, record_detail
 from streams.selectors import source_health
 from workers.selectors import invocations_after
 from workers.timeline import InvocationFilter, invocation_row
-
-__all__ = ["api_login_required", "api_sources"]
 
 
 @never_cache
@@ -33,6 +41,7 @@ def api_sources(request):
                    "shards": [<shard>]}],   # lineage roots; children nest under "children"
       "newest_record_at", "last_received_at", "lag_seconds", "last_polled_at",
       "per_minute": [60 counts, oldest minute first, the last is the minute now is in],
+      "spark_bars": [{"x", "y", "height", "now", "title"}],  # per_minute drawn, for the page
       "records_last_hour"}]}
 
     <shard>: {"shard_id", "parent_shard_id", "state", "state_display", "depth", "checkpoint",
@@ -41,7 +50,17 @@ def api_sources(request):
     out (counted in finished_hidden).
     """
     now = timezone.now()
-    return JsonResponse({"sources": source_health(now=now), "now": now})
+    return JsonResponse({"sources": overview_sources(now=now), "now": now})
+
+
+def overview_sources(*, now) -> list[dict]:
+    """streams.selectors.source_health, with each source's records per minute drawn as a
+    sparkline ("spark_bars", dashboard.sparkline.spark_bars): what the overview renders first,
+    and then polls."""
+    sources = source_health(now=now)
+    for source in sources:
+        source["spark_bars"] = spark_bars(counts=source["per_minute"], now=now, noun="record")
+    return sources
 
 
 @never_cache
@@ -60,3 +79,85 @@ def api_invocations(request):
     page = invocations_after(flt=flt, since=since, limit=limit)
     rows = [{**invocation_row(invocation), "trigger_name": invocation.trigger.name} for invocation in page]
     return JsonResponse({"invocations": rows, "last_id": rows[-1]["id"] if rows else since, "more": len(rows) == limit})
+
+
+@require_GET
+@api_login_required
+def api_records(request):
+    """`GET /api/records?<filters>&before=&since=&limit=`: feed rows, newest first; `before`
+    pages back, `since` returns what was saved after an id, oldest first (a page's catch-up)."""
+    try:
+        flt = feed_filter(request)
+        since = int_param(request, "since", minimum=0)
+        before = int_param(request, "before", minimum=1)
+        limit = int_param(request, "limit", default=50, minimum=1, maximum=PAGE_MAX)
+    except FilterError as exc:
+        return bad_request(str(exc))
+    page = records_page(flt=flt, before_id=before, after_id=since, limit=limit)
+    rows = feed_rows(page)
+    body = {"records": rows, "filter": flt.as_json()}
+    if since is None:
+        body["next_before"] = rows[-1]["id"] if len(rows) == limit else None
+    else:
+        body["last_id"] = rows[-1]["id"] if rows else since
+        body["more"] = len(rows) == limit
+    return JsonResponse(body)
+
+
+def record_detail_json(record: ChangeRecord) -> dict:
+    """streams.rows.record_detail with the dashboard's links: the record page embeds it, and
+    /api/records/<id> answers with it."""
+    previous, following = record_neighbours(record=record)
+    return record_detail(
+        record,
+        links={
+            "self": reverse("dashboard:api_record", args=[record.pk]),
+            "page": reverse("dashboard:record", args=[record.pk]),
+            "item_history": reverse("dashboard:item", args=[record.source_id]) + "?" + urlencode({"key": record.item_key}),
+            "previous": reverse("dashboard:record", args=[previous.pk]) if previous else None,
+            "next": reverse("dashboard:record", args=[following.pk]) if following else None,
+            "lambda_event": reverse("dashboard:api_lambda_event", args=[record.pk]),
+        },
+    )
+
+
+def _record_or_404(pk: int) -> ChangeRecord:
+    try:
+        return record_get(record_id=pk)
+    except ChangeRecord.DoesNotExist:
+        raise Http404("No such record.") from None
+
+
+@require_GET
+@api_login_required
+def api_record(request, pk: int):
+    """`GET /api/records/<id>`: one record with its images, diff and links."""
+    return JsonResponse(record_detail_json(_record_or_404(pk)))
+
+
+@require_GET
+@api_login_required
+def api_lambda_event(request, pk: int):
+    """`GET /api/records/<id>/lambda-event`: the record as a Lambda test event, indented."""
+    return JsonResponse(lambda_event([_record_or_404(pk)]), json_dumps_params={"indent": 2})
+
+
+def item_history_json(*, source: StreamSource, item_key: str) -> dict:
+    """One item's stored changes, oldest first: the item page embeds it, and
+    /api/items/<source_id> answers with it."""
+    changes = item_history(source_id=source.pk, item_key=item_key)
+    return item_history_detail(source=source, item_key=item_key, changes=changes, truncated=len(changes) >= PAGE_MAX)
+
+
+@require_GET
+@api_login_required
+def api_item(request, source_id: int):
+    """`GET /api/items/<source_id>?key=<item_key>`: every stored change of one item."""
+    item_key = request.GET.get("key", "")
+    if not item_key:
+        return bad_request("key is required: the item's key as canonical JSON, e.g. {\"pk\":{\"S\":\"ORDER#1\"}}.")
+    try:
+        source = StreamSource.objects.get(pk=source_id)
+    except StreamSource.DoesNotExist:
+        raise Http404("No such source.") from None
+    return JsonResponse(item_history_json(source=source, item_key=item_key))

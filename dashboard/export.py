@@ -15,10 +15,9 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from dashboard.http import bad_request
-from streams.diff import summarize
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord
-from streams.push import key_display
+from streams.rows import record_export
 
 BATCH = 500
 CSV_COLUMNS = [
@@ -64,27 +63,8 @@ def _batch(flt: FeedFilter, before_id: int | None) -> tuple[list[ChangeRecord], 
     return [record for record in scanned if flt.matches_record(record)], following
 
 
-def record_export_dict(record: ChangeRecord) -> dict:
-    return {
-        "id": record.pk,
-        "approximate_creation_time": record.approximate_creation_time.isoformat(),
-        "table": record.source.table_name,
-        "event_name": record.event_name,
-        "key": key_display(record.keys, record.source.key_schema),
-        "summary": summarize(record.diff) if record.diff_complete else "",
-        "sequence_number": record.sequence_number,
-        "shard_id": record.shard.shard_id,
-        "is_ttl_delete": record.is_ttl_delete,
-        "keys": record.keys,
-        "old_image": record.old_image,
-        "new_image": record.new_image,
-        "diff": record.diff,
-        "user_identity": record.user_identity,
-    }
-
-
 def _ndjson(records) -> str:
-    return "".join(json.dumps(record_export_dict(record), ensure_ascii=False) + "\n" for record in records)
+    return "".join(json.dumps(record_export(record), ensure_ascii=False) + "\n" for record in records)
 
 
 def _csv(records, *, header: bool) -> str:
@@ -93,7 +73,7 @@ def _csv(records, *, header: bool) -> str:
     if header:
         writer.writeheader()
     for record in records:
-        row = record_export_dict(record)
+        row = record_export(record)
         for column in ("keys", "old_image", "new_image"):
             row[column] = "" if row[column] is None else json.dumps(row[column], ensure_ascii=False)
         # Every cell, not only the ones that carry DynamoDB's text today: a column added later

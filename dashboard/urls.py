@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import api, api_records, export, views
+from dashboard import api, export, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -16,8 +16,8 @@ urlpatterns = [
     path("export/records.<str:fmt>", export.export, name="export"),
     path("api/sources", api.api_sources, name="api_sources"),
     path("api/invocations", api.api_invocations, name="api_invocations"),
-    path("api/records", api_records.records, name="api_records"),
-    path("api/records/<int:pk>", api_records.record, name="api_record"),
-    path("api/records/<int:pk>/lambda-event", api_records.record_lambda_event, name="api_lambda_event"),
-    path("api/items/<int:source_id>", api_records.item, name="api_item"),
+    path("api/records", api.api_records, name="api_records"),
+    path("api/records/<int:pk>", api.api_record, name="api_record"),
+    path("api/records/<int:pk>/lambda-event", api.api_lambda_event, name="api_lambda_event"),
+    path("api/items/<int:source_id>", api.api_item, name="api_item"),
 ]

@@ -2,7 +2,6 @@
 live get their data URLs through data-* attributes and one static JS file each."""
 
 import json
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -11,14 +10,14 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.api_records import feed_rows, item_history_json, record_detail_json
+from dashboard.api import item_history_json, overview_sources, record_detail_json
 from dashboard.http import int_param
-from streams.codec import typed_entry
+from dashboard.sparkline import BLANK_BARS, spark_bars
 from streams.feed import FeedFilter, FilterError
+from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
-from streams.lambda_event import lambda_event
-from streams.selectors import source_health
+from streams.rows import feed_rows, key_parts
 from workers.models import INVOCATION_OUTCOMES, Invocation, Trigger
 from workers.selectors import (
     dead_letters_list,
@@ -30,10 +29,20 @@ from workers.selectors import (
 from workers.timeline import InvocationFilter
 
 
+# What the overview's <template>s are rendered from (templates/dashboard/overview.html): a source
+# with one gap and one sparkline bar, for its script to copy once per gap and per bar; streams
+# and shards have <template>s of their own.
+OVERVIEW_BLANKS = {
+    "blank_source": {"gaps": [{}], "spark_bars": BLANK_BARS, "streams": []},
+    "blank_stream": {"label": "", "arn": "", "shards": [], "shard_counts": {}},
+    "blank_shard": {"children": []},
+}
+
+
 @login_required
 def overview(request):
     now = timezone.now()
-    return render(request, "dashboard/overview.html", {"sources": source_health(now=now), "now": now})
+    return render(request, "dashboard/overview.html", {"sources": overview_sources(now=now), "now": now, **OVERVIEW_BLANKS})
 
 
 def _filter_context(request) -> dict:
@@ -60,7 +69,11 @@ def feed(request):
     context = _filter_context(request)
     rows = feed_rows(records_page(flt=context["filter"], limit=FEED_ROWS)) if not context["filter_error"] else []
     older = rows[-1]["id"] if len(rows) == FEED_ROWS else None
-    return render(request, "dashboard/feed.html", {**context, "rows": rows, "older": older})
+    # Only a REMOVE can be a TTL deletion: the row template of a feed without REMOVEs needs no
+    # TTL badge (templates/dashboard/_change_summary.html).
+    events = context["filter"].events
+    ttl_possible = not events or ChangeRecord.EventName.REMOVE in events
+    return render(request, "dashboard/feed.html", {**context, "rows": rows, "older": older, "ttl_possible": ttl_possible})
 
 
 HISTORY_PAGE = 100
@@ -105,17 +118,10 @@ def record(request, pk: int):
         {
             "record": change,
             "detail": record_detail_json(change),
-            "key_parts": _key_parts(change),
+            "key_parts": key_parts(keys=change.keys, key_schema=change.source.key_schema),
             "invocations": invocations_for_record(record_id=change.pk),
         },
     )
-
-
-def _key_parts(change: ChangeRecord) -> list[tuple[str, str, object]]:
-    """(name, type tag, value) of each key attribute, hash key first."""
-    schema = change.source.key_schema
-    names = [name for name in schema if name in change.keys] + sorted(set(change.keys) - set(schema))
-    return [(name, *typed_entry(change.keys[name])) for name in names]
 
 
 @login_required
@@ -133,26 +139,8 @@ def triggers(request):
     now = timezone.now()
     health = trigger_health(now=now)
     for row in health:
-        row["spark_bars"] = _spark_bars(row["per_minute"], now=now)
+        row["spark_bars"] = spark_bars(counts=row["per_minute"], now=now, noun="invocation")
     return render(request, "dashboard/triggers.html", {"triggers": health, "now": now})
-
-
-def _spark_bars(counts: list[int], *, now) -> list[dict]:
-    """SVG bars (in a 60 x 24 box) for per-minute counts, drawn on the server: the trigger
-    list needs no script. The last bar is the minute still running."""
-    peak = max([1, *counts])
-    first = now.replace(second=0, microsecond=0) - timedelta(minutes=len(counts) - 1)
-    bars = []
-    for index, count in enumerate(counts):
-        if not count:
-            continue
-        height = max(1.0, count / peak * 22)
-        minute = first + timedelta(minutes=index)
-        bars.append({
-            "x": f"{index + 0.1:.1f}", "y": f"{24 - height:.2f}", "height": f"{height:.2f}",
-            "now": index == len(counts) - 1, "title": f"{minute:%H:%M} UTC: {count} invocation{'s' if count != 1 else ''}",
-        })
-    return bars
 
 
 TIMELINE_ROWS = 100

@@ -7,7 +7,6 @@ json_each on SQLite): one statement per batch, with no per-row ORM objects and n
 quoting in Python.
 """
 
-import hashlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from django.utils import timezone
 
 from streams import codec
 from streams.diff import record_diff
-from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, RecordRate, Shard, sequence_key
+from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, RecordRate, Shard, digest_item_key, sequence_key
 from streams.push import batch_publish
 from streams.signals import batch_saved
 
@@ -97,7 +96,7 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
         for image in ("keys", "old_image", "new_image"):
             if not _is_json(row[image]):
                 row[image] = {"unreadable": repr(row[image])}
-    row["item_hash"] = hashlib.sha1(row["item_key"].encode()).hexdigest()
+    row["item_hash"] = digest_item_key(row["item_key"])
     return row
 
 

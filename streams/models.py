@@ -234,16 +234,6 @@ class StoredJSONField(models.JSONField):
 
 
 class ChangeRecordQuerySet(models.QuerySet):
-    def for_feed(self):
-        """Newest first, in the order we saved them."""
-        return self.order_by("-id")
-
-    def for_item(self, *, source_id, item_key: str):
-        """One item's changes, oldest first."""
-        return self.filter(source_id=source_id, item_hash=digest_item_key(item_key), item_key=item_key).order_by(
-            "approximate_creation_time", "sequence_key"
-        )
-
     def older_than(self, *, source_id, cutoff):
         """Records a source's retention no longer keeps."""
         return self.filter(source_id=source_id, approximate_creation_time__lt=cutoff)

@@ -11,8 +11,7 @@ import os
 
 from channels.layers import get_channel_layer
 
-from streams import codec
-from streams.diff import summarize
+from streams.rows import feed_row
 
 log = logging.getLogger(__name__)
 
@@ -37,40 +36,6 @@ def _run(coroutine):
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
     return _loop.run_until_complete(asyncio.wait_for(coroutine, PUSH_TIMEOUT_S))
-
-
-def key_display(keys: dict, key_schema: list[str]) -> str:
-    """`pk=ORDER#1 · sk=2024` in key-schema order; for people, never for look-ups."""
-    names = [name for name in key_schema if name in keys] + sorted(set(keys) - set(key_schema))
-    return " · ".join(f"{name}={_scalar(codec.to_display(keys[name]))}" for name in names)
-
-
-def _scalar(value) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
-def feed_row(row: dict, *, source) -> dict:
-    """What one row of the live feed needs; images stay on the server.
-
-    `row` holds ChangeRecord's column values by name, with "id": an ingest row, or
-    model_to_dict-like values of a saved record.
-    """
-    return {
-        "id": row["id"],
-        "source_id": source.pk,
-        "table": source.table_name,
-        "event_name": row["event_name"],
-        "key": key_display(row["keys"], source.key_schema),
-        "item_key": row["item_key"],
-        "partition_key": row["partition_key"],
-        "summary": summarize(row["diff"]) if row["diff_complete"] else "",
-        "diff_complete": row["diff_complete"],
-        "paths": sorted({change["path"] for change in row["diff"]}),
-        "approximate_creation_time": row["approximate_creation_time"].isoformat(),
-        "sequence_number": row["sequence_number"],
-        "is_ttl_delete": row["is_ttl_delete"],
-        "decode_error": row["decode_error"],
-    }
 
 
 def group_publish(*, group: str, message: dict) -> bool:

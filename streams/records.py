@@ -1,15 +1,12 @@
-"""Reading change records back: pages of the feed, one record, one item's history."""
+"""Reading change records back: pages of the feed, one record, one item's history. What each
+is shown as is streams.rows's."""
 
 from django.db.models import Q
 
 from streams.feed import FeedFilter
 from streams.models import ChangeRecord, digest_item_key
+from streams.rows import FEED_FIELDS
 
-# What a feed row needs; the images stay in the database until a record is opened.
-FEED_FIELDS = (
-    "id", "source_id", "shard_id", "event_name", "keys", "item_key", "partition_key", "diff", "diff_complete",
-    "approximate_creation_time", "sequence_number", "is_ttl_delete", "decode_error", "size_bytes",
-)
 PAGE_MAX = 500
 
 
@@ -50,11 +47,6 @@ def _pattern_page(*, flt: FeedFilter, before_id, after_id, limit) -> list[Change
         cursor = chunk[-1].pk
         found.extend(record for record in chunk if flt.matches_record(record))
     return found[:limit]
-
-
-def record_as_row(record: ChangeRecord) -> dict:
-    """A saved record as the row dict streams.push.feed_row takes."""
-    return {name: getattr(record, name) for name in FEED_FIELDS}
 
 
 def record_get(*, record_id: int) -> ChangeRecord:

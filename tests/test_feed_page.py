@@ -179,6 +179,19 @@ def test_it_serves_the_page_script(owner):
         assert sink not in script
 
 
+@pytest.mark.parametrize("name", ["dom", "http", "live_socket"])
+def test_it_serves_the_shared_modules_as_javascript(owner, name):
+    # Page scripts import these with import(), which runs only what is served as JavaScript.
+    response = owner.get(f"/static/js/lib/{name}.js")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    script = b"".join(response.streaming_content).decode()
+    assert "export function" in script
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in script
+
+
 def test_it_carries_the_filter_in_the_export_links(owner, orders):
     response = owner.get(f"/feed/?source={orders.pk}&event=INSERT&key=ORDER%231")
 

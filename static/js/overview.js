@@ -1,43 +1,31 @@
 // Streams overview: every few seconds, fetch each source's health from the JSON API
 // (data-api-url) and bring the server-rendered page up to date.
 //
-// Table names, shard ids and AWS error messages are untrusted: every node is built with
-// createElement and text nodes, never innerHTML. The markup mirrors
-// templates/dashboard/overview.html; the new tree is merged into the page node by node
-// (morph below), so text that did not change stays put and can be selected while it updates.
-(function () {
-  "use strict";
+// Table names, shard ids and AWS error messages are untrusted. The page holds a <template> of
+// each part (a source, a stream, a shard), made from the same partials as the server-rendered
+// page (templates/dashboard/overview.html); they are copied and filled with textContent only
+// (lib/dom.js), and the new tree is merged into the page node by node (morph below), so text that
+// did not change stays put and can be selected while it updates. The sparklines come drawn
+// (/api/sources, "spark_bars"): only their bars are copied here.
+//
+// The page loads this as a classic script (<script defer>); the shared parts are ES modules in
+// lib/, loaded with import(), which resolves them against this file's URL.
+"use strict";
 
+(async function () {
   const root = document.getElementById("sources");
   if (!root) return;
+  const { slotRepeat, slotsFill, templateClone } = await import("./lib/dom.js");
   const apiUrl = root.dataset.apiUrl;
-  const addUrl = root.dataset.addUrl;
   const refreshMs = Math.max(2000, Number(root.dataset.refreshMs) || 3000);
   const liveStatus = document.getElementById("live-status");
-  const SVG_NS = "http://www.w3.org/2000/svg";
+  const templates = {
+    source: document.getElementById("source-template"),
+    stream: document.getElementById("stream-template"),
+    shard: document.getElementById("shard-template"),
+    noSources: document.getElementById("no-sources-template"),
+  };
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-  const MINUTE_MS = 60 * 1000;
-
-  // --- building nodes ---------------------------------------------------------------
-
-  function build(node, attrs, children) {
-    for (const [name, value] of Object.entries(attrs || {})) {
-      if (value !== null && value !== undefined && value !== false) node.setAttribute(name, String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false || child === "") continue;
-      node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function el(tag, attrs, ...children) {
-    return build(document.createElement(tag), attrs, children);
-  }
-
-  function svgEl(tag, attrs, ...children) {
-    return build(document.createElementNS(SVG_NS, tag), attrs, children);
-  }
 
   // --- formatting (the same output as the template's filters) -----------------------
 
@@ -52,14 +40,6 @@
   // Django's date:"M j, H:i:s" in UTC.
   function stamp(date) {
     return `${MONTHS[date.getUTCMonth()]} ${date.getUTCDate()}, ${clock(date)}`;
-  }
-
-  function timeNode(iso) {
-    return el("time", { datetime: iso }, stamp(new Date(iso)));
-  }
-
-  function timeOr(iso, fallback) {
-    return iso ? timeNode(iso) : fallback;
   }
 
   // Django's timesince: the two largest adjacent units, stopping at a zero.
@@ -90,188 +70,108 @@
     return `${n} ${word}${n === 1 ? "" : "s"}`;
   }
 
-  // --- the sparkline ----------------------------------------------------------------
-
-  // Bars for the last 60 minutes, oldest first; the last bar is the minute still running.
-  function sparkBars(counts, nowIso) {
-    const now = nowIso ? new Date(nowIso) : new Date();
-    const firstMinute = Math.floor(now.getTime() / MINUTE_MS) * MINUTE_MS - (counts.length - 1) * MINUTE_MS;
-    const peak = Math.max(1, ...counts);
-    const nodes = [svgEl("line", { class: "spark-base", x1: 0, y1: 23.5, x2: counts.length, y2: 23.5, "vector-effect": "non-scaling-stroke" })];
-    counts.forEach((n, i) => {
-      if (!n) return;
-      const height = Math.max(1, (n / peak) * 22);
-      const minute = new Date(firstMinute + i * MINUTE_MS);
-      nodes.push(
-        svgEl(
-          "rect",
-          {
-            class: i === counts.length - 1 ? "spark-bar spark-now" : "spark-bar",
-            x: i + 0.1,
-            y: (24 - height).toFixed(2),
-            width: 0.8,
-            height: height.toFixed(2),
-          },
-          svgEl("title", null, `${clock(minute).slice(0, 5)} UTC: ${plural(n, "record")}`)
-        )
-      );
-    });
-    return nodes;
+  // A <time> slot: the moment, or false (the slot goes) when there is none.
+  function timeSlot(iso) {
+    return iso ? { datetime: iso, text: stamp(new Date(iso)) } : false;
   }
 
-  function sparkline(counts, nowIso) {
-    return svgEl(
-      "svg",
-      {
-        class: "sparkline",
-        viewBox: "0 0 60 24",
-        preserveAspectRatio: "none",
-        role: "img",
-        "aria-label": "Records per minute over the last hour",
-        "data-per-minute": counts.join(","),
-      },
-      sparkBars(counts, nowIso)
-    );
-  }
-
-  // --- one source -------------------------------------------------------------------
+  // --- one source, from the page's templates ----------------------------------------
 
   function shardNode(shard) {
-    const line = el(
-      "div",
-      { class: "shard-line" },
-      el("span", { class: `badge shard-${shard.state}` }, shard.state_display),
-      el("code", { class: "shard-id" }, shard.shard_id),
-      shard.parent_shard_id && !shard.depth ? el("span", { class: "muted" }, `child of ${shard.parent_shard_id}`) : null,
-      shard.state === "finished"
-        ? null
-        : shard.lease_held
-          ? el("span", { class: "badge lease-held" }, "leased")
-          : el("span", { class: "badge lease-free" }, "no lease")
-    );
-    const facts = el(
-      "div",
-      { class: "shard-facts" },
-      el("span", null, "checkpoint ", el("code", null, shard.checkpoint || "none")),
-      shard.last_polled_at ? el("span", null, "polled ", timeNode(shard.last_polled_at)) : el("span", null, "polled never"),
-      shard.last_polled_by ? el("span", null, "by ", el("code", null, shard.last_polled_by)) : null
-    );
-    const error = shard.error
-      ? el("p", { class: "error shard-error" }, `Error${shard.error_count > 1 ? ` (${shard.error_count} in a row)` : ""}: ${shard.error}`)
-      : null;
-    const children = shard.children && shard.children.length ? el("ul", null, shard.children.map(shardNode)) : null;
-    return el("li", { class: "shard", "data-key": `shard-${shard.shard_id}` }, line, facts, error, children);
+    const node = templateClone(templates.shard);
+    node.dataset.key = `shard-${shard.shard_id}`;
+    const children = shard.children || [];
+    const open = shard.state !== "finished";
+    slotsFill(node, {
+      state: { text: shard.state_display, class: `badge shard-${shard.state}` },
+      shard_id: shard.shard_id,
+      parent: Boolean(shard.parent_shard_id && !shard.depth),
+      parent_id: shard.parent_shard_id,
+      leased: open && shard.lease_held,
+      not_leased: open && !shard.lease_held,
+      checkpoint: shard.checkpoint || "none",
+      polled_at: timeSlot(shard.last_polled_at),
+      polled_never: !shard.last_polled_at,
+      polled_by: Boolean(shard.last_polled_by),
+      polled_by_name: shard.last_polled_by,
+      error: Boolean(shard.error),
+      error_repeats: shard.error_count > 1,
+      error_count: shard.error_count,
+      error_text: shard.error,
+      children: children.length > 0,
+    });
+    const list = node.querySelector(":scope > ul");
+    if (list) list.append(...children.map(shardNode));
+    return node;
   }
 
   function streamNode(stream) {
+    const node = templateClone(templates.stream);
+    node.dataset.key = `stream-${stream.id}`;
     const counts = stream.shard_counts;
-    return el(
-      "div",
-      { class: "stream", "data-key": `stream-${stream.id}` },
-      el(
-        "header",
-        { class: "stream-head" },
-        el("h3", null, `Stream ${stream.label || stream.arn}`),
-        el("span", { class: `badge stream-${stream.state}` }, stream.state_display),
-        el("span", { class: "muted" }, `${counts.open} open · ${counts.closed} closed · ${counts.finished} finished`)
-      ),
-      stream.shards.length
-        ? el("ul", { class: "lineage" }, stream.shards.map(shardNode))
-        : el("p", { class: "muted" }, "No shards discovered yet."),
-      stream.finished_hidden
-        ? el("p", { class: "muted" }, `${plural(stream.finished_hidden, "shard")} finished over 24 hours ago not shown.`)
-        : null
-    );
+    slotsFill(node, {
+      label: stream.label || stream.arn,
+      state: { text: stream.state_display, class: `badge stream-${stream.state}` },
+      open: counts.open,
+      closed: counts.closed,
+      finished: counts.finished,
+      lineage: stream.shards.length > 0,
+      no_shards: stream.shards.length === 0,
+      finished_hidden: Boolean(stream.finished_hidden),
+      finished_hidden_count: plural(stream.finished_hidden, "shard"),
+    });
+    const lineage = node.querySelector("ul.lineage");
+    if (lineage) lineage.append(...stream.shards.map(shardNode));
+    return node;
   }
 
-  function errorNode(source) {
-    if (!source.last_error) return null;
+  function sourceNode(source) {
+    const node = templateClone(templates.source);
+    node.id = `source-${source.id}`;
+    node.dataset.key = `source-${source.id}`;
     const recovered = source.status === "active";
-    return el(
-      "div",
-      { class: recovered ? "alert alert-past" : "alert alert-error" },
-      el("strong", null, recovered ? "Last error, since recovered" : "Last error"),
-      source.last_error_at ? timeNode(source.last_error_at) : null,
-      el("p", { class: "alert-text" }, source.last_error)
-    );
-  }
-
-  function gapsNode(source) {
-    if (!source.gaps.length) return null;
-    return el(
-      "div",
-      { class: "alert alert-gap" },
-      el("strong", null, `${plural(source.gap_count, "gap")}: records lost before Shardwatch read them`),
-      el(
-        "ul",
-        { class: "gaps" },
-        source.gaps.map((gap) =>
-          el(
-            "li",
-            { "data-key": `gap-${gap.id}` },
-            timeNode(gap.detected_at),
-            gap.shard_id ? el("code", null, gap.shard_id) : null,
-            gap.after_sequence_number ? el("span", null, "after ", el("code", null, gap.after_sequence_number)) : null,
-            el("span", { class: "alert-text" }, gap.reason)
-          )
-        )
-      ),
-      source.gap_count > source.gaps.length ? el("p", { class: "muted" }, `Only the newest ${source.gaps.length} are listed.`) : null
-    );
-  }
-
-  function sourceNode(source, nowIso) {
-    const metric = (extraClass, label, ...values) => el("div", { class: extraClass ? `metric ${extraClass}` : "metric" }, el("dt", null, label), values);
-    return el(
-      "section",
-      { class: "source", id: `source-${source.id}`, "data-key": `source-${source.id}` },
-      el(
-        "header",
-        { class: "source-head" },
-        el("h2", null, source.table),
-        el("span", { class: "muted" }, source.endpoint_url ? `${source.region} · ${source.endpoint_url}` : source.region),
-        el("span", { class: `badge status-${source.status}` }, source.status_display),
-        source.enabled ? null : el("span", { class: "badge status-disabled" }, "Disabled")
-      ),
-      el(
-        "dl",
-        { class: "metrics" },
-        metric(
-          "",
-          "Lag",
-          el("dd", { class: "metric-value" }, lagText(source.lag_seconds)),
-          el("dd", { class: "muted" }, "age of the newest record read")
-        ),
-        metric("", "Last record received", el("dd", { class: "metric-value" }, timeOr(source.last_received_at, "never"))),
-        metric("", "Last poll", el("dd", { class: "metric-value" }, timeOr(source.last_polled_at, "never"))),
-        metric(
-          "metric-rate",
-          "Records per minute, last hour",
-          el("dd", null, sparkline(source.per_minute, nowIso)),
-          el("dd", { class: "muted" }, `${source.records_last_hour} in the last hour`)
-        )
-      ),
-      el(
-        "p",
-        { class: "facts muted" },
-        `View type ${source.view_type || "unknown"} · starts at ${source.start_position} · keeps ${source.retention_days} days`
-      ),
-      errorNode(source),
-      gapsNode(source),
-      source.streams.length ? source.streams.map(streamNode) : el("p", { class: "muted" }, "No stream discovered yet.")
-    );
-  }
-
-  function emptyNode() {
-    return el(
-      "p",
-      { class: "empty" },
-      "No stream sources yet. Add one in the ",
-      el("a", { href: addUrl }, "admin"),
-      " or with ",
-      el("code", null, "manage.py add_source TABLE"),
-      "."
-    );
+    slotRepeat(node, "gap", source.gaps, (item, gap) => {
+      item.dataset.key = `gap-${gap.id}`;
+      slotsFill(item, {
+        gap_at: timeSlot(gap.detected_at),
+        gap_shard: gap.shard_id || false,
+        gap_after: Boolean(gap.after_sequence_number),
+        gap_sequence: gap.after_sequence_number,
+        gap_reason: gap.reason,
+      });
+    });
+    slotRepeat(node, "bar", source.spark_bars, (bar, drawn) => {
+      bar.setAttribute("class", drawn.now ? "spark-bar spark-now" : "spark-bar");
+      for (const name of ["x", "y", "height"]) bar.setAttribute(name, drawn[name]);
+      bar.querySelector("title").textContent = drawn.title;
+    });
+    slotsFill(node, {
+      table: source.table,
+      where: source.endpoint_url ? `${source.region} · ${source.endpoint_url}` : source.region,
+      status: { text: source.status_display, class: `badge status-${source.status}` },
+      disabled: !source.enabled,
+      lag: lagText(source.lag_seconds),
+      last_received_at: timeSlot(source.last_received_at),
+      last_received_never: !source.last_received_at,
+      last_polled_at: timeSlot(source.last_polled_at),
+      last_polled_never: !source.last_polled_at,
+      last_hour: source.records_last_hour,
+      view_type: source.view_type || "unknown",
+      start_position: source.start_position,
+      retention_days: source.retention_days,
+      error: source.last_error ? { class: recovered ? "alert alert-past" : "alert alert-error" } : false,
+      error_recovered: recovered,
+      error_current: !recovered,
+      error_at: timeSlot(source.last_error_at),
+      error_text: source.last_error,
+      gaps: source.gaps.length > 0,
+      gap_count: plural(source.gap_count, "gap"),
+      gaps_more: source.gap_count > source.gaps.length,
+      gaps_shown: source.gaps.length,
+      no_streams: source.streams.length === 0,
+    });
+    node.append(...source.streams.map(streamNode));
+    return node;
   }
 
   // --- merging a freshly built tree into the page -----------------------------------
@@ -330,9 +230,9 @@
   }
 
   function render(data) {
-    const next = el("div");
-    if (!data.sources.length) next.appendChild(emptyNode());
-    for (const source of data.sources) next.appendChild(sourceNode(source, data.now));
+    const next = document.createElement("div");
+    if (!data.sources.length) next.appendChild(templateClone(templates.noSources));
+    for (const source of data.sources) next.appendChild(sourceNode(source));
     morphChildren(root, next);
   }
 
@@ -402,10 +302,5 @@
     }
   });
 
-  // Draw the server-rendered sparklines at once, then start polling.
-  for (const svg of root.querySelectorAll("svg.sparkline[data-per-minute]")) {
-    const counts = svg.dataset.perMinute ? svg.dataset.perMinute.split(",").map(Number) : [];
-    svg.replaceChildren(...sparkBars(counts, root.dataset.now));
-  }
   refresh();
 })();

@@ -4,6 +4,7 @@ process, and each saved batch is pushed over the real channel layer to the page'
 
 import asyncio
 import re
+from urllib.parse import urlencode
 
 import pytest
 from channels.layers import get_channel_layer
@@ -335,7 +336,7 @@ def test_it_keeps_up_with_500_records_a_second(logged_in_page, orders):
 
 
 def feed_row(source, record_id: int) -> dict:
-    """A row as streams.push.feed_row makes it, for a record that is only pushed."""
+    """A row as streams.rows.feed_row makes it, for a record that is only pushed."""
     return {
         "id": record_id, "source_id": source.pk, "table": source.table_name, "event_name": "MODIFY",
         "key": f"pk=LOAD#{record_id}", "item_key": "{}", "partition_key": f"LOAD#{record_id}",
@@ -343,3 +344,48 @@ def feed_row(source, record_id: int) -> dict:
         "approximate_creation_time": "2026-01-01T00:00:00+00:00", "sequence_number": str(record_id),
         "is_ttl_delete": False, "decode_error": "",
     }
+
+
+def test_it_builds_rows_as_the_server_renders_them(logged_in_page, orders, dynamodb):
+    page = logged_in_page
+    orders.put("ORDER#1", status="PENDING")
+    orders.delete("ORDER#1")
+    ingest(orders)
+    removal = ChangeRecord.objects.get(source=orders, event_name="REMOVE")
+    ChangeRecord.objects.filter(pk=removal.pk).update(is_ttl_delete=True, decode_error="KeyError: '<b>Keys</b>'")
+    write_many(dynamodb, orders, range(100))
+    ingest(orders)
+    open_feed(page)
+    orders.put("ORDER#2", status="PENDING")
+    orders.put("ORDER#2", status="SHIPPED", tracking="TRK-42")
+    ingest(orders)
+    expect(page.locator(ROWS)).to_have_count(102)
+
+    # Two rows came over the socket and two from "Load older": the script built all four.
+    page.get_by_role("button", name="Load older").click()
+    expect(page.locator(ROWS)).to_have_count(104)
+    built = {
+        key: page.locator(f"{ROWS}:has(.feed-key-cell:text-is('pk={key}'))").evaluate_all("rows => rows.map(row => row.outerHTML)")
+        for key in ("ORDER#1", "ORDER#2")
+    }
+    expect(page.locator(f"{ROWS} .badge-ttl")).to_have_count(1)
+
+    for key, rows in built.items():
+        page.goto(f"/feed/?key={key.replace('#', '%23')}")
+        wait_for_socket(page)
+        assert page.locator(ROWS).evaluate_all("rows => rows.map(row => row.outerHTML)") == rows
+
+
+def test_it_applies_an_event_pattern_to_live_rows(logged_in_page, orders):
+    page = logged_in_page
+    pattern = '{"dynamodb": {"NewImage": {"status": {"S": ["SHIPPED"]}}}}'
+    open_feed(page, "/feed/?" + urlencode({"pattern": pattern}))
+
+    orders.put("ORDER#1", status="PENDING")
+    orders.put("ORDER#2", status="SHIPPED")
+    ingest(orders)
+    orders.put("ORDER#3", status="SHIPPED")
+    ingest(orders)
+
+    expect(page.locator(ROWS)).to_have_count(2)
+    expect(page.locator(f"{ROWS} .feed-key-cell")).to_have_text(["pk=ORDER#3", "pk=ORDER#2"])

@@ -140,3 +140,27 @@ def test_it_shows_failures_and_dead_letters(page, live_server_url, operator, ord
     expect(page.locator("td.invocation-diff li.change[data-path='note']")).to_contain_text("<img src=x onerror=alert(1)>")
     expect(page.locator("td.invocation-diff img")).to_have_count(0)
     screenshot(page, "invocation-failed")
+
+
+def test_it_builds_timeline_rows_as_the_server_renders_them(page, live_server_url, operator, orders):
+    page.goto("/admin/login/?next=/triggers/timeline/")
+    log_in(page, username=operator.username, password=PASSWORD)
+    trigger = Trigger.objects.create(
+        name="ship-emails", source=orders, target=Trigger.Target.PYTHON,
+        handler="tests.trigger_handlers.record_batches", batch_size=1,
+    )
+    wait_for_socket(page)
+
+    orders.put("a", status="NEW")
+    orders.put("b", status="NEW")
+    ingest(orders)
+    in_thread(lambda: run_until_idle(trigger))
+    expect(page.locator(ROWS)).to_have_count(2)
+    # Rows that arrive live are marked new (highlighted); otherwise they are the server's rows.
+    built = page.locator(ROWS).evaluate_all(
+        "rows => rows.map(row => { const copy = row.cloneNode(true); copy.classList.remove('timeline-new'); return copy.outerHTML; })"
+    )
+
+    page.reload()
+    wait_for_socket(page)
+    assert page.locator(ROWS).evaluate_all("rows => rows.map(row => row.outerHTML)") == built

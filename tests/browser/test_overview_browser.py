@@ -1,0 +1,73 @@
+"""The Streams overview in Chromium: the server renders every source, then overview.js polls
+/api/sources and rebuilds the page from the same partials (copied from <template> elements), so
+a refresh that brings nothing new changes nothing on the page."""
+
+import re
+import time
+from datetime import timedelta
+
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from streams.models import Gap, Shard, Stream, StreamSource
+from tests.browser.conftest import screenshot
+from tests.test_overview import lineage_source, records_create, shard_create, source_create
+
+PAYLOAD = '<img src=x onerror=__xss()>"><script>__xss()</script>'
+
+
+def sources_of_every_kind(now):
+    """A source in trouble (an error, gaps, a shard lineage with errors, leases and one shard
+    finished long ago), and a disabled one with no stream yet."""
+    source = lineage_source(now=now)
+    StreamSource.objects.filter(pk=source.pk).update(
+        status=StreamSource.Status.UNREACHABLE, last_error=f"Could not connect: {PAYLOAD}", last_error_at=now
+    )
+    stream = Stream.objects.get(source=source)
+    shard_create(stream, "shardId-ancient", state=Shard.State.FINISHED, finished_at=now - timedelta(hours=30))
+    grandchild = Shard.objects.get(shard_id="shardId-grandchild")
+    # Received in the last minutes, written hours before: bars in the sparkline, and a lag far
+    # from a minute's turn, so the server and the script say the same "3 hours" in between.
+    received = [now - timedelta(minutes=3), now - timedelta(minutes=3), now - timedelta(minutes=10)]
+    records_create(grandchild, received=received, created=timedelta(hours=3, seconds=30))
+    Gap.objects.create(source=source, shard=grandchild, after_sequence_number="000000000000000000042", reason=PAYLOAD)
+    Gap.objects.create(source=source, reason="The stream was disabled")
+    source_create("archive", enabled=False, endpoint_url="http://localhost:8000", status=StreamSource.Status.PENDING)
+    return source
+
+
+def same_moments(markup: str) -> str:
+    """The markup with each <time datetime> to the second: the template spells it as Django's
+    "c" format does, the JSON API to the millisecond with a Z."""
+    return re.sub(r'datetime="([^".+Z]+)[^"]*"', r'datetime="\1"', markup)
+
+
+def test_it_rebuilds_exactly_what_the_server_rendered(logged_in_page):
+    page = logged_in_page
+    # Rendered and refreshed in the same minute, so both draw the same sparkline bars.
+    while timezone.now().second > 45:
+        time.sleep(1)
+    source = sources_of_every_kind(timezone.now())
+    page.add_init_script(
+        """document.addEventListener("DOMContentLoaded", () => {
+            window.__serverRendered = document.getElementById("sources").innerHTML;
+        });"""
+    )
+
+    page.goto("/")
+    expect(page.locator("#sources")).to_have_attribute("data-updated-at", re.compile(r"\S"))
+
+    rendered = page.evaluate("() => window.__serverRendered")
+    rebuilt = page.evaluate("() => document.getElementById('sources').innerHTML")
+    assert same_moments(rebuilt) == same_moments(rendered)
+    expect(page.locator(f"#source-{source.pk} .shard-error")).to_have_text("Error (3 in a row): ThrottlingException: slow down")
+    expect(page.locator(f"#source-{source.pk} .gaps li")).to_have_count(2)
+    expect(page.locator(f"#source-{source.pk} .gaps")).to_contain_text(PAYLOAD)
+    assert page.locator("#sources img, #sources script").count() == 0
+    expect(page.locator(f"#source-{source.pk} .spark-bar")).to_have_count(2)
+    screenshot(page, "overview")
+
+    # What changes shows at the next refresh, without a reload.
+    shard_create(Stream.objects.get(source=source), "shardId-new", "shardId-right", last_polled_by="worker-3:1")
+    expect(page.locator("[data-key='shard-shardId-right'] [data-key='shard-shardId-new']")).to_contain_text("worker-3:1")
+    assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1
