@@ -19,7 +19,7 @@ from playwright.async_api import async_playwright
 
 from bench import live, writer
 from bench.common import percentile
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 
 WRITES = 300
 RATE_PER_S = 20

@@ -14,7 +14,7 @@ from bench import workload
 from bench.common import ROOT, percentile, reset_tables
 from streams.models import Shard
 from streams.sources import source_add
-from tests.processes import Processes
+from tests.support.processes import Processes
 
 
 def bench_write_to_db(*, writes: int = 500, rate_per_s: float = 20.0) -> dict:

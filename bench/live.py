@@ -24,7 +24,7 @@ from bench import workload
 from bench.common import ARTIFACTS, ROOT, reset_tables
 from streams.models import Shard
 from streams.sources import source_add
-from tests.processes import Processes, database_url
+from tests.support.processes import Processes, database_url
 
 SERVER_START_TIMEOUT_S = 30
 FIRST_POLL_TIMEOUT_S = 60

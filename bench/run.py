@@ -22,7 +22,7 @@ from django.core.management import call_command
 
 from bench.common import ARTIFACTS, RESULTS, ROOT, ensure_database, feed_database_url
 from streams import aws
-from tests import dynamodb_local
+from tests.support import dynamodb_local
 
 
 def bench_feed() -> dict:

@@ -33,7 +33,7 @@ from bench.ingest import bench_source, fresh_shard
 from streams.ingest import records_build, records_insert
 from streams.models import Shard
 from streams.sources import source_add
-from tests.processes import Processes
+from tests.support.processes import Processes
 from workers.cursors import cursors_claim, cursors_ensure
 from workers.models import Invocation, Trigger, TriggerCursor
 from workers.runner import cursor_process, cursor_run

@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from streams import aws
-from tests import dynamodb_local
+from tests.support import dynamodb_local
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -77,7 +77,7 @@ def handler_log_dir(tmp_path_factory, monkeypatch):
     """A directory of its own for what this test's handlers note (tests/handler_log.py), and
     cold handler hosts: every test starts them afresh, with this environment and no module
     state left by an earlier test."""
-    from tests import handler_log
+    from tests.support import handler_log
     from workers.targets.python import handler_hosts_stop
 
     directory = tmp_path_factory.mktemp("handler-log")
@@ -92,7 +92,7 @@ def orders_table(make_table, dynamodb):
     """A watched table: `orders_table.put(pk, **string_attributes)` writes, `orders_table.ingest()` reads
     the stream into the database as the readers would."""
     from streams.sources import source_add
-    from tests.readers import read_until_idle
+    from tests.support.readers import read_until_idle
 
     table = make_table(range_key=False, prefix="orders")
     source = source_add(table_name=table, region="us-east-1")

@@ -52,7 +52,7 @@ from django.conf import settings
 from django.db import connections
 from django.test.utils import modify_settings
 from playwright.sync_api import Browser, Page, sync_playwright
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -308,6 +308,6 @@ def in_thread(function):
 def ingest(source) -> int:
     """Reads what was written to the table into the database, as the readers would, pushing
     each saved batch to the source's group. Returns how many records were saved."""
-    from tests.readers import read_until_idle
+    from tests.support.readers import read_until_idle
 
     return in_thread(lambda: read_until_idle(source_id=source.pk))

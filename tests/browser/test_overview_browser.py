@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from streams.models import Gap, Shard, Stream, StreamSource
 from tests.browser.conftest import screenshot
-from tests.test_overview import lineage_source, records_create, shard_create, source_create
+from tests.dashboard.test_overview import lineage_source, records_create, shard_create, source_create
 
 PAYLOAD = '<img src=x onerror=__xss()>"><script>__xss()</script>'
 

@@ -7,9 +7,9 @@ from playwright.sync_api import expect
 
 from streams.models import ChangeRecord
 from streams.sources import source_add
-from tests import trigger_handlers
+from tests.handlers import triggers as trigger_handlers
 from tests.browser.conftest import PASSWORD, in_thread, ingest, log_in, screenshot, wait_for_socket
-from tests.triggering import run_until_idle
+from tests.support.triggering import run_until_idle
 from workers.models import Invocation, Trigger
 
 ROWS = "#timeline-rows tr.timeline-row"
@@ -41,7 +41,7 @@ def test_it_shows_invocations_live_in_the_timeline(page, live_server_url, operat
     page.fill("#id_name", "ship-emails")
     page.select_option("#id_source", str(orders.pk))
     page.select_option("#id_target", "python")
-    page.fill("#id_handler", "tests.trigger_handlers.record_batches")
+    page.fill("#id_handler", "tests.handlers.triggers.record_batches")
     page.fill("#id_batch_size", "2")
     screenshot(page, "admin-add")
     with page.expect_navigation():
@@ -114,7 +114,7 @@ def test_it_shows_failures_and_dead_letters(page, live_server_url, operator, ord
     log_in(page, username=operator.username, password=PASSWORD)
     trigger = Trigger.objects.create(
         name="always-fails", source=orders, target=Trigger.Target.PYTHON,
-        handler="tests.trigger_handlers.fail_always", maximum_retry_attempts=1,
+        handler="tests.handlers.triggers.fail_always", maximum_retry_attempts=1,
     )
     wait_for_socket(page)
 
@@ -147,7 +147,7 @@ def test_it_builds_timeline_rows_as_the_server_renders_them(page, live_server_ur
     log_in(page, username=operator.username, password=PASSWORD)
     trigger = Trigger.objects.create(
         name="ship-emails", source=orders, target=Trigger.Target.PYTHON,
-        handler="tests.trigger_handlers.record_batches", batch_size=1,
+        handler="tests.handlers.triggers.record_batches", batch_size=1,
     )
     wait_for_socket(page)
 
