@@ -66,7 +66,7 @@ def origin_verify(*, request: HttpRequest) -> bool:
         return False
     # Django has no public name for its CSRF origin rule; this is the method its middleware
     # runs on the Origin of every unsafe request (django/middleware/csrf.py).
-    # tests/test_origins.py says so if an upgrade removes it. A fresh instance reads the
+    # tests/dashboard/test_origins.py says so if an upgrade removes it. A fresh instance reads the
     # settings now: the middleware caches CSRF_TRUSTED_ORIGINS on the instance.
     return CsrfViewMiddleware(_unused_get_response)._origin_verified(request)
 

@@ -17,7 +17,7 @@ import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
-from streams import codec
+from streams import codec, shapes
 from streams.diff import record_diff
 from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, RecordRate, Shard, digest_item_key, sequence_key
 from streams.push import batch_publish
@@ -38,7 +38,7 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
     from the stored text (Lambda events, patterns, pages) sees what it would see on AWS. The
     images as the stream sent them are then kept in "images_as_sent", and values that cannot
     be put into AWS's shape are kept as sent and named in "shape_error" (see
-    codec.image_reshape). A record we cannot decode is still kept, with the reason, so that
+    shapes.image_reshape). A record we cannot decode is still kept, with the reason, so that
     nothing is lost and the shard moves on. Raises only when the record has no usable
     sequence number, since then it cannot be stored at all.
     """
@@ -128,7 +128,7 @@ def _untyped_maybe(image, text: bytes) -> bool:
 
 
 def _images_reshape(row: dict) -> None:
-    """Put the row's Keys and images into AWS's shape (codec.image_reshape), keeping what the
+    """Put the row's Keys and images into AWS's shape (shapes.image_reshape), keeping what the
     stream sent of any that changed in images_as_sent and naming what could not be typed in
     shape_error.
 
@@ -156,7 +156,7 @@ def _images_reshape(row: dict) -> None:
             if (text.find(b"{}") < 0 and text.find(b"[]") < 0) or not _untyped_maybe(image, text):
                 texts[column] = (image, text)
                 continue
-        shaped, found = codec.image_reshape(image=image, name=name)
+        shaped, found = shapes.image_reshape(image=image, name=name)
         if shaped is not image:
             sent[name] = image
             row[column] = shaped

@@ -279,7 +279,7 @@ class ChangeRecord(models.Model):
     is_ttl_delete = models.BooleanField(default=False)
     received_at = models.DateTimeField(default=timezone.now)
     decode_error = models.TextField(blank=True, help_text="Set when the record could not be decoded; kept as received.")
-    # Ingest stores every attribute value in the typed form AWS sends (codec.image_reshape), so
+    # Ingest stores every attribute value in the typed form AWS sends (shapes.image_reshape), so
     # handlers, the Lambda event and patterns see what they would see on AWS. The images that
     # had to change are kept here as the stream sent them, {"NewImage": {...}, ...}, for the
     # raw view; None when the stream sent AWS's shape, as it nearly always does.

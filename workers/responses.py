@@ -44,7 +44,7 @@ def batch_item_failures(*, response, records: list) -> FailureReport:
     an unknown message ID). Keys other than batchItemFailures and itemIdentifier are ignored:
     a missing batchItemFailures is the null list AWS recorded for {}, and Lambda's own
     tumbling-window response carries "state" beside it. Every case is in
-    tests/test_batch_responses.py with its source.
+    tests/workers/test_batch_responses.py with its source.
     """
     if response is NOT_JSON:
         return FailureReport(None, "The response is not JSON.")

@@ -1,4 +1,4 @@
-"""Real Python handlers for tests/test_targets.py, imported by their dotted paths. They run in
+"""Real Python handlers for tests/workers/test_targets.py, imported by their dotted paths. They run in
 a handler host process (workers/handler_host.py), as a Lambda function runs in its sandbox."""
 
 import os

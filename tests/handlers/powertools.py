@@ -1,6 +1,6 @@
 """A DynamoDB stream handler written exactly as one would for AWS Lambda with Powertools'
 batch utility and its Pydantic model, run unchanged by a Shardwatch Python trigger
-(tests/test_powertools_trigger.py). A record fails when its new image has a `fail` attribute.
+(tests/workers/test_powertools_trigger.py). A record fails when its new image has a `fail` attribute.
 
 The handler runs in its own process (workers/handler_host.py), so it tells the tests what
 reached the record handler, and as what, through tests/handler_log.py.

@@ -1,4 +1,4 @@
-"""A slow Python handler for tests that kill the worker running it (tests/test_trigger_processes.py).
+"""A slow Python handler for tests that kill the worker running it (tests/workers/test_trigger_processes.py).
 
 It runs in a handler host of a Celery worker, so it reports through a file: one JSON line when
 a batch arrives (its keys, its pid and the worker child's pid) and one when it is done. The directory comes from

@@ -1,4 +1,4 @@
-"""Handlers that triggers in tests/test_triggers.py run, written as one would for AWS Lambda.
+"""Handlers that triggers in tests/workers/test_triggers.py run, written as one would for AWS Lambda.
 They note the keys of each batch they are sent (tests/handler_log.py); calls() reads them back."""
 
 import json

@@ -38,7 +38,7 @@ def every_type_item():
 def wire(value):
     """The item as Shardwatch stores it: binary as base64 text, as the stream sends it. An
     empty map is {"M": {}} as AWS sends it, although DynamoDB Local's stream sends a bare {}
-    (tests/test_image_shapes.py)."""
+    (tests/streams/test_image_shapes.py)."""
     if isinstance(value, dict):
         return {key: wire(inner) for key, inner in value.items()}
     if isinstance(value, list):

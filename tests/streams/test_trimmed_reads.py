@@ -7,7 +7,7 @@ gets a record numbered past that start: a shard iterator taken from TRIM_HORIZON
 and every NextShardIterator after it (aws/aws-sdk-java#2923; localstack/localstack#12360
 resets its poller for the same reason). Nothing was trimmed: a new TRIM_HORIZON iterator
 returns the record. The rules for when a trimmed read is a gap are tested against the fake
-Streams API in tests/test_lineage_and_errors.py.
+Streams API in tests/streams/test_lineage_and_errors.py.
 """
 
 import pytest
