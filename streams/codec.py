@@ -128,9 +128,9 @@ _DECODERS = {
 
 def typed_entry(value) -> tuple[str, object]:
     """(tag, inner) of a typed value. DynamoDB Local writes an empty map as {} instead of
-    {"M": {}} in stream images (GetItem is fine). Ingest stores it as {"M": {}} (see streams.shapes.
-    image_reshape), but records stored before it did may still hold {}, so {} is read as an
-    empty map."""
+    {"M": {}} in stream images (GetItem is fine). Ingest stores it as {"M": {}}
+    (streams.shapes.image_reshape), but records stored before it did may still hold {}, so {}
+    is read as an empty map."""
     if type(value) is not dict:
         raise WireFormatError(f"a typed value must be an object, got {type(value).__name__}")
     if len(value) == 1:
