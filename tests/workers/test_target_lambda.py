@@ -1,0 +1,219 @@
+"""workers.targets.lambda_: Lambda calls through boto3 to moto's Lambda API server, or to a
+small server speaking the Lambda Invoke API's wire format."""
+
+import io
+import json
+import threading
+import urllib.request
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import orjson
+import pytest
+
+from tests.support.dynamodb_local import free_port
+from tests.support.targets import EVENT, make_trigger
+from workers.targets import InvokeResult, target_invoke
+
+
+def moto_config(endpoint: str, config: dict) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/config", data=json.dumps(config).encode(), method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+@pytest.fixture
+def lambda_env(monkeypatch):
+    """Credentials and region for boto3, as a deployment would set them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "shardwatchtest")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shardwatchtest")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def moto_lambda(lambda_env):
+    """moto's server (the Lambda API, in a thread of this process) on a free port, reached
+    through boto3's standard AWS_ENDPOINT_URL_LAMBDA. There is no Docker here, so moto is told
+    through its /moto-api/config endpoint to use its Docker-less Lambda backend
+    ({"lambda": {"use_docker": False}}), whose Invoke answers without running any code."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint)
+    moto_config(endpoint, {"lambda": {"use_docker": False}})
+    yield endpoint
+    # moto keeps its config in a module global of this process: put the default back.
+    moto_config(endpoint, {"lambda": {"use_docker": True}})
+    server.stop()
+
+
+def lambda_function_create(endpoint: str, name: str) -> None:
+    """Test set-up through moto's own API: an IAM role and a function that would echo its event."""
+    iam = boto3.client("iam", endpoint_url=endpoint)
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handle(event, context):\n    return event\n")
+    boto3.client("lambda", endpoint_url=endpoint).create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handle", Code={"ZipFile": code.getvalue()}
+    )
+
+
+def test_it_invokes_a_lambda_function_through_the_lambda_api(moto_lambda):
+    """What this proves: boto3 reaches the endpoint named by AWS_ENDPOINT_URL_LAMBDA (nothing is
+    hard-coded) with a well-formed Invoke request for the trigger's function (RequestResponse,
+    the event as the JSON payload: moto's Docker-less backend answers with the payload it was
+    sent), and that we read and parse the answer, including a queued
+    ReportBatchItemFailures-style response. What it does not prove: the function's code never
+    runs (moto needs Docker for that), and moto's Docker-less Invoke does not check that the
+    function exists (see the next test) nor can it answer with a FunctionError: those are tested
+    against a server speaking the Invoke API's wire format below."""
+    lambda_function_create(moto_lambda, "orders-audit-fn")
+    trigger = make_trigger(target="lambda", function_name="orders-audit-fn")
+
+    echoed = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-12")
+
+    assert echoed.outcome == "success"
+    assert echoed.response == EVENT
+    assert json.loads(echoed.body) == EVENT
+
+    queued = json.dumps({"batchItemFailures": [{"itemIdentifier": "111"}]})
+    request = urllib.request.Request(
+        f"{moto_lambda}/moto-api/static/lambda-simple/response",
+        data=json.dumps({"results": [queued], "region": "eu-west-1"}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+    answered = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-13")
+
+    assert answered.outcome == "success"
+    assert answered.response == {"batchItemFailures": [{"itemIdentifier": "111"}]}
+
+
+def test_it_reports_a_missing_lambda_function_as_a_function_error(moto_lambda):
+    """moto's Docker backend looks the function up before it would start a container, so this
+    is moto's real ResourceNotFoundException answer (404) to Invoke."""
+    moto_config(moto_lambda, {"lambda": {"use_docker": True}})
+    trigger = make_trigger(target="lambda", function_name="no-such-function")
+
+    result = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-14")
+
+    assert result.outcome == "function_error"
+    assert result.error_type == "ResourceNotFoundException"
+    assert "no-such-function" in result.error_message
+
+
+class LambdaInvokeApi(BaseHTTPRequestHandler):
+    """Lambda's Invoke API at the network edge: POST /2015-03-31/functions/<name>/invocations
+    answered as the real service does (a function error is a 200 with X-Amz-Function-Error and
+    the runtime's error document; service errors carry x-amzn-ErrorType)."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        mode = self.server.mode
+        if mode == "unhandled":
+            error = {"errorMessage": "'pk'", "errorType": "KeyError", "requestId": "r", "stackTrace": ["  File ..."]}
+            return self.answer(200, error, {"X-Amz-Function-Error": "Unhandled"})
+        if mode == "timed_out":
+            error = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 3.00 seconds"}
+            return self.answer(200, error, {"X-Amz-Function-Error": "Unhandled"})
+        if mode == "throttled":
+            error = {
+                "Type": "User",
+                "message": "Rate Exceeded.",
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+            }
+            return self.answer(429, error, {"x-amzn-ErrorType": "TooManyRequestsException"})
+        if mode == "service_error":
+            error = {"Type": "Service", "message": "Internal failure"}
+            return self.answer(500, error, {"x-amzn-ErrorType": "ServiceException"})
+        if mode == "access_denied":
+            error = {"Type": "User", "Message": "not authorized to perform: lambda:InvokeFunction"}
+            return self.answer(403, error, {"x-amzn-ErrorType": "AccessDeniedException"})
+
+    def answer(self, status, document, headers):
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", "11111111-2222-3333-4444-555555555555")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def lambda_api(lambda_env):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaInvokeApi)
+    server.mode = "unhandled"
+    server.requests = []
+    lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{server.server_address[1]}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def lambda_call(**fields) -> InvokeResult:
+    return target_invoke(trigger=make_trigger(target="lambda", **fields), payload=orjson.dumps(EVENT), request_id="req-15")
+
+
+def test_it_reports_a_lambda_function_error_from_the_runtimes_error_document(lambda_api):
+    result = lambda_call(function_name="orders-audit-fn")
+
+    assert result.outcome == "function_error"
+    assert (result.error_type, result.error_message) == ("KeyError", "'pk'")
+    assert result.response["stackTrace"] == ["  File ..."]
+    [request] = lambda_api.requests
+    assert request["path"] == "/2015-03-31/functions/orders-audit-fn/invocations"
+    assert request["headers"]["X-Amz-Invocation-Type"] == "RequestResponse"
+    assert json.loads(request["body"]) == EVENT
+    assert "/eu-west-1/lambda/" in request["headers"]["Authorization"]  # signed for the source's region
+
+
+def test_it_reports_lambdas_own_timeout_of_the_function_as_a_timeout(lambda_api):
+    lambda_api.mode = "timed_out"
+
+    result = lambda_call(function_name="orders-audit-fn")
+
+    assert (result.outcome, result.error_type) == ("timeout", "Sandbox.Timedout")
+
+
+def test_it_reports_lambda_throttling_and_service_errors_as_throttled_without_retrying(lambda_api):
+    lambda_api.mode = "throttled"
+    throttled = lambda_call(function_name="orders-audit-fn")
+    lambda_api.mode = "service_error"
+    failed = lambda_call(function_name="orders-audit-fn")
+
+    assert (throttled.outcome, throttled.error_type) == ("throttled", "TooManyRequestsException")
+    assert throttled.error_message == "Rate Exceeded."
+    assert (failed.outcome, failed.error_type) == ("throttled", "ServiceException")
+    assert len(lambda_api.requests) == 2  # botocore retried neither: the caller's scheduler does
+
+
+def test_it_reports_access_denied_as_a_function_error(lambda_api):
+    lambda_api.mode = "access_denied"
+
+    result = lambda_call(function_name="orders-audit-fn")
+
+    assert (result.outcome, result.error_type) == ("function_error", "AccessDeniedException")
+
+
+def test_it_reports_an_unreachable_lambda_endpoint_as_a_function_error(lambda_env):
+    lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{free_port()}")
+
+    result = lambda_call(function_name="orders-audit-fn")
+
+    assert (result.outcome, result.error_type) == ("function_error", "EndpointConnectionError")
