@@ -63,7 +63,7 @@ class InvocationFilter:
         or null for every trigger; a JSON number or its digits), and `outcome`, one of
         OUTCOME_VALUES (absent or "" for any). Raises streams.feed.FilterError, whose message
         names the parameter and is meant for the user."""
-        return cls(trigger_id=_trigger_id(params.get("trigger")), outcome=_outcome(params.get("outcome")))
+        return cls(trigger_id=_trigger_id(_last(params, "trigger")), outcome=_outcome(_last(params, "outcome")))
 
     def as_json(self) -> dict:
         """The filter as a subscribe message and the `subscribed` answer carry it."""
@@ -80,6 +80,16 @@ class InvocationFilter:
         if self.trigger_id is not None and row.get("trigger_id") != self.trigger_id:
             return False
         return not self.outcome or row.get("outcome") == self.outcome
+
+
+def _last(params: Mapping, name: str):
+    # A repeated parameter (?trigger=1&trigger=2): the page and the API read the last one
+    # (QueryDict.get), and the socket's subscribe message carries all of them as a list. All
+    # three must read it alike, or the live rows would not be the page's.
+    value = params.get(name)
+    if isinstance(value, list):
+        return value[-1] if value else None
+    return value
 
 
 def _trigger_id(raw) -> int | None:
