@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from datetime import UTC
 
@@ -127,6 +128,11 @@ def function_arn(*, trigger: Trigger) -> str:
     return f"arn:{partition}:lambda:{region}:{account}:function:{name}"
 
 
+# A failed look-up is asked again only after this long. Each try can take STS's timeouts
+# (seconds), and it runs in the trigger runner: without the pause, every dead letter of a
+# trigger would wait them out while STS is unreachable.
+STS_RETRY_AFTER_S = 60.0
+# (region, endpoints) -> (account, None) once known, or (None, monotonic time to ask again).
 _accounts: dict = {}
 _accounts_lock = threading.Lock()
 
@@ -135,9 +141,11 @@ def _caller_account(region: str) -> str | None:
     # Asked once per endpoint: the account of the credentials in use does not change.
     key = (region, os.environ.get("AWS_ENDPOINT_URL_STS"), os.environ.get("AWS_ENDPOINT_URL"))
     with _accounts_lock:
-        account = _accounts.get(key)
+        account, retry_at = _accounts.get(key, (None, None))
     if account is not None:
         return account
+    if retry_at is not None and time.monotonic() < retry_at:
+        return None
     config = botocore.config.Config(
         connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}
     )
@@ -145,9 +153,11 @@ def _caller_account(region: str) -> str | None:
         account = boto3.client("sts", region_name=region, config=config).get_caller_identity()["Account"]
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         log.warning("STS GetCallerIdentity failed, so on-failure messages name the function without its ARN: %s", exc)
+        with _accounts_lock:
+            _accounts[key] = (None, time.monotonic() + STS_RETRY_AFTER_S)
         return None
     with _accounts_lock:
-        _accounts[key] = account
+        _accounts[key] = (account, None)
     return account
 
 

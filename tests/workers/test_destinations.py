@@ -25,6 +25,7 @@ from tests.support import handler_log
 from tests.support.dynamodb_local import free_port
 from tests.support.readers import read_until_idle
 from tests.support.triggering import run_until_idle
+from workers import destinations
 from workers.destinations import function_arn
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
 from workers.cursors import cursors_claim, cursors_ensure
@@ -310,6 +311,23 @@ def test_it_names_a_lambda_function_as_given_when_sts_cannot_answer(dynamodb_end
         assert function_arn(trigger=lambda_trigger("orders-fn")) == "orders-fn"
 
     assert "STS GetCallerIdentity failed" in caplog.text
+
+
+def test_it_asks_sts_again_only_after_a_pause_when_it_cannot_answer(dynamodb_endpoint, monkeypatch, caplog):
+    # Each try waits out STS's timeouts inside the trigger runner: one a minute, not one a dead letter.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="workers.destinations"):
+        assert function_arn(trigger=lambda_trigger("orders-fn")) == "orders-fn"
+        assert caplog.text.count("STS GetCallerIdentity failed") == 1
+
+        assert function_arn(trigger=lambda_trigger("orders-fn")) == "orders-fn"
+        assert caplog.text.count("STS GetCallerIdentity failed") == 1
+
+        monkeypatch.setattr(destinations, "STS_RETRY_AFTER_S", 0.0)
+        monkeypatch.setattr(destinations, "_accounts", {})
+        function_arn(trigger=lambda_trigger("orders-fn"))
+        function_arn(trigger=lambda_trigger("orders-fn"))
+        assert caplog.text.count("STS GetCallerIdentity failed") == 3
 
 
 def test_it_sends_the_message_of_a_lambda_trigger_whose_response_is_malformed(
