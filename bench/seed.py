@@ -207,7 +207,8 @@ WITH r AS (
 INSERT INTO streams_changerecord (
   id, source_id, shard_id, sequence_number, sequence_key, event_id, event_name, event_version,
   approximate_creation_time, size_bytes, view_type, keys, old_image, new_image, item_key, item_hash,
-  partition_key, changed_paths, diff, diff_complete, user_identity, is_ttl_delete, received_at, decode_error
+  partition_key, changed_paths, diff, diff_complete, user_identity, is_ttl_delete, received_at, decode_error,
+  images_as_sent, shape_error
 ) OVERRIDING SYSTEM VALUE
 SELECT
   g, source_pk, shard_pk, seq, lpad(seq, {sequence_width}, '0'), md5(g::text), event_name, '1.1',
@@ -218,7 +219,8 @@ SELECT
   CASE event_name WHEN 'REMOVE' THEN NULL ELSE image_new::jsonb END,
   item_key, item_hash, partition_key, changed_paths, diff_text::jsonb, true,
   CASE WHEN ttl THEN '{{"Type":"Service","PrincipalId":"dynamodb.amazonaws.com"}}'::jsonb END,
-  ttl, created + interval '300 milliseconds', ''
+  ttl, created + interval '300 milliseconds', '',
+  NULL, ''
 FROM images
 """
 
@@ -227,7 +229,7 @@ FILLED = {
     "id", "source_id", "shard_id", "sequence_number", "sequence_key", "event_id", "event_name", "event_version",
     "approximate_creation_time", "size_bytes", "view_type", "keys", "old_image", "new_image", "item_key",
     "item_hash", "partition_key", "changed_paths", "diff", "diff_complete", "user_identity", "is_ttl_delete",
-    "received_at", "decode_error",
+    "received_at", "decode_error", "images_as_sent", "shape_error",
 }
 
 
