@@ -134,7 +134,7 @@ CHANNEL_LAYERS = {
     }
 }
 
-# Celery. Tasks are short and idempotent: a reader task does one GetRecords call.
+# Celery. Tasks are short and idempotent, except the stream readers (see below).
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -150,6 +150,15 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Stream reading. Lambda polls a shard with data 4 times a second; DynamoDB allows 5.
+# Readers are long-running tasks on a queue of their own (streams/tasks.py), which the
+# Procfile's `reader` worker consumes; each holds many shards for SHARDWATCH_READER_RUN_S.
+SHARDWATCH_READER_QUEUE = env_str("SHARDWATCH_READER_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}.readers")
+CELERY_TASK_ROUTES = {"streams.tasks.read_shards": {"queue": SHARDWATCH_READER_QUEUE}}
+SHARDWATCH_READER_RUN_S = env_float("SHARDWATCH_READER_RUN_S", 600.0, minimum=5)
+# GetRecords calls in flight at once per reader; streams/aws.py sizes its connection pools to match.
+SHARDWATCH_READER_THREADS = env_int("SHARDWATCH_READER_THREADS", 32, minimum=1, maximum=64)
+# How often a reader looks for free shards and for readers that hold more than their share.
+SHARDWATCH_READER_BALANCE_S = env_float("SHARDWATCH_READER_BALANCE_S", 1.0, minimum=0.2)
 SHARDWATCH_POLL_INTERVAL_S = env_float("SHARDWATCH_POLL_INTERVAL_S", 0.25, minimum=0.2)
 SHARDWATCH_IDLE_POLL_INTERVAL_S = env_float("SHARDWATCH_IDLE_POLL_INTERVAL_S", 1.0, minimum=0.2)
 SHARDWATCH_IDLE_AFTER_S = env_float("SHARDWATCH_IDLE_AFTER_S", 60.0, minimum=0)

@@ -368,7 +368,8 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
 
     Returns how many records the batch held, or None when the lease is no longer ours (then
     nothing is written). Once the batch has committed, its new records are pushed to the
-    source's Channels group and announced with streams.signals.batch_saved.
+    source's Channels group and announced with streams.signals.batch_saved, and `shard` (the
+    reader's copy of the row) carries the checkpoint and state that were written.
     """
     received_at = timezone.now()
     rows = records_build(records=records, shard=shard, received_at=received_at)
@@ -387,6 +388,8 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
         if moved != 1:
             transaction.set_rollback(True)
             return None
+        for field, value in updates.items():
+            setattr(shard, field, value)
         if fresh:
             rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             source = shard.stream.source

@@ -1,6 +1,6 @@
 """Leases: rows that at most one worker works on at a time, taken and kept by conditional UPDATEs.
 
-A shard (one reader) and a trigger cursor (one runner) are both such rows. Each has the fields
+A shard (read by one reader) and a trigger cursor (one runner) are both such rows. Each has the fields
 `lease_owner` (a random token, "" when free) and `lease_expires_at`; the model's manager is a
 queryset that inherits LeaseQuerySet.
 
@@ -13,6 +13,9 @@ What must stay true:
   write: that is how it knows to stop.
 - The holder renews before the lease can expire; how long a lease lasts is the caller's
   business (a shard's poll interval, a trigger's timeout).
+- A holder of many rows (a stream reader) uses one token for all of them, so that renewing and
+  releasing them all is one UPDATE each, and the rows that carry its token are exactly the
+  rows it holds.
 """
 
 import uuid
@@ -49,3 +52,29 @@ class LeaseQuerySet(models.QuerySet):
         """Give up `owner`'s lease on row `pk`, so the next dispatch can take the row at once.
         Returns False when it was no longer `owner`'s (nothing changes then)."""
         return self.lease_write(pk, owner=owner, lease_owner="", lease_expires_at=None)
+
+    def leases_take(self, pks, *, owner: str, now, until, from_owner: str | None = None, **fields) -> int:
+        """Lease the rows `pks` to `owner` until `until`, in one UPDATE, setting `fields` too.
+
+        Takes only rows that are unleased at `now`, or, with `from_owner`, rows that
+        `from_owner` holds (a reader taking its share from a reader that holds more than its
+        share; the loser learns it at its next renewal). Returns how many rows were taken;
+        `held_by(owner)` says which.
+        """
+        rows = self.filter(pk__in=list(pks))
+        rows = rows.filter(lease_owner=from_owner) if from_owner else rows.unleased(now=now)
+        return rows.update(lease_owner=owner, lease_expires_at=until, **fields)
+
+    def held_by(self, owner: str):
+        """The rows `owner` holds."""
+        return self.filter(lease_owner=owner)
+
+    def leases_renew(self, *, owner: str, until, **fields) -> int:
+        """Extend every lease `owner` holds to `until`, in one UPDATE. Returns how many rows
+        it still holds."""
+        return self.held_by(owner).update(lease_expires_at=until, **fields)
+
+    def leases_release(self, *, owner: str) -> int:
+        """Give up every lease `owner` holds, in one UPDATE, so that other holders can take the
+        rows at once. Returns how many rows were released."""
+        return self.held_by(owner).update(lease_owner="", lease_expires_at=None)

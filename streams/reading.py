@@ -12,8 +12,6 @@ What must stay true:
 """
 
 import logging
-import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -52,20 +50,6 @@ class Poll:
 STOP = Poll(keep_reading=False)
 
 
-def shards_claim(*, limit: int = 500) -> list[tuple[int, str]]:
-    """Lease every readable shard nobody holds. Returns (shard_id, owner) pairs to start
-    readers for; the caller starts them after commit."""
-    now = timezone.now()
-    until = now + timedelta(seconds=settings.SHARDWATCH_LEASE_S)
-    claimed = []
-    for shard_pk in Shard.objects.readable().unleased(now=now).values_list("pk", flat=True)[:limit]:
-        # Conditional on still being free: two dispatchers may race for the same shard.
-        owner = Shard.objects.lease_take(shard_pk, now=now, until=until, lease_poll=0)
-        if owner is not None:
-            claimed.append((shard_pk, owner))
-    return claimed
-
-
 def _backoff(error_count: int) -> float:
     # Never below MIN_INTERVAL_S: a retry is a GetRecords call too.
     return max(MIN_INTERVAL_S, backoff_delay(
@@ -77,26 +61,21 @@ def _backoff(error_count: int) -> float:
 ITERATOR_LIFETIME = timedelta(minutes=14)
 
 
-def _iterator_for(client, shard: Shard, *, now) -> str | None:
+def _iterator_for(client, shard: Shard, *, now) -> tuple[str | None, bool]:
+    """A shard iterator for where `shard` should be read from, and whether a LATEST shard's
+    kept position had expired (so reading restarts at the newest record)."""
+    restarted_latest = False
     if shard.checkpoint:
         kwargs = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.checkpoint}
     elif shard.initial_position == "LATEST":
         if shard.resume_iterator and now - shard.resume_iterator_at < ITERATOR_LIFETIME:
-            return shard.resume_iterator
-        if shard.resume_iterator:
-            Gap.objects.create(
-                source_id=shard.stream.source_id,
-                shard=shard,
-                reason=(
-                    "No reader held this LATEST shard for over 15 minutes before its first record, so "
-                    "its position expired; reading resumed at the newest record. Changes in between may be missing."
-                ),
-            )
+            return shard.resume_iterator, False
+        restarted_latest = bool(shard.resume_iterator)
         kwargs = {"ShardIteratorType": "LATEST"}
     else:
         kwargs = {"ShardIteratorType": "TRIM_HORIZON"}
     response = client.get_shard_iterator(StreamArn=shard.stream.arn, ShardId=shard.shard_id, **kwargs)
-    return response.get("ShardIterator")
+    return response.get("ShardIterator"), restarted_latest
 
 
 # DynamoDB Streams keeps each record for 24 hours: "Stream records whose age exceeds this limit
@@ -239,55 +218,106 @@ def trim_loss_find(*, shard: Shard, now, detail: str) -> TrimLoss | None:
     )
 
 
-def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | None = None, error_count: int = 0) -> Poll:
-    """One GetRecords call on a shard we hold the lease for, and the batch saved.
+@dataclass
+class ShardReading:
+    """What a reader keeps in memory for one shard it holds.
 
-    Returns when to poll next and with which iterator; STOP when the lease is gone, the
-    shard is finished or the source is disabled. A poll that reads a shard to its end says
-    which source to discover again (Poll.rediscover); the caller enqueues that.
+    `shard` is the row as the reader last read it, with its stream and source loaded; the
+    reader reads it again every few seconds and after each write it makes. `iterator` is the
+    next shard iterator (None: ask GetShardIterator first); `error_count` counts the reads that
+    failed in a row.
+    """
+
+    shard: Shard
+    iterator: str | None = None
+    error_count: int = 0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one GetRecords call (and the GetShardIterator before it, if any) brought back."""
+
+    started: float  # time.monotonic() when the call began
+    response: dict | None = None
+    error: Exception | None = None
+    # A LATEST shard whose kept position had expired: reading restarted at the newest record,
+    # and the records written in between may be missing (the caller records a gap).
+    restarted_latest: bool = False
+
+
+def shard_fetch(*, shard: Shard, iterator: str | None, now) -> Fetched:
+    """GetShardIterator when `iterator` is None, then one GetRecords call. Touches no database
+    and no shared state, so readers run it on a thread pool.
+
+    `shard` must have its stream and source loaded. AWS errors are returned in Fetched.error,
+    never raised.
     """
     started = time.monotonic()
-    now = timezone.now()
-    renewed = Shard.objects.filter(lease_poll=poll_no).lease_renew(
-        shard_id,
-        owner=owner,
-        until=now + timedelta(seconds=settings.SHARDWATCH_LEASE_S),
-        lease_poll=poll_no + 1,
-        last_polled_at=now,
-        last_polled_by=f"{socket.gethostname()}:{os.getpid()}",
-    )
-    if not renewed:
-        return STOP
-    shard = Shard.objects.select_related("stream__source").get(pk=shard_id)
     source = shard.stream.source
-    if not source.enabled or shard.state == Shard.State.FINISHED:
-        Shard.objects.lease_release(shard_id, owner=owner)
-        return STOP
-
     client = aws.streams_client(region=source.region, endpoint_url=source.endpoint_url)
+    restarted_latest = False
     try:
         if iterator is None:
-            iterator = _iterator_for(client, shard, now=now)
+            iterator, restarted_latest = _iterator_for(client, shard, now=now)
         # No iterator means a closed shard with nothing left to read in it.
         response = client.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT) if iterator else {}
     except aws.AWS_ERRORS as exc:
-        return _after_error(shard=shard, owner=owner, exc=exc, error_count=error_count)
+        return Fetched(started=started, error=exc)
+    return Fetched(started=started, response=response, restarted_latest=restarted_latest)
 
+
+# A LATEST shard that has never returned a record keeps its newest iterator in the database, so
+# that a reader taking it over resumes there. Iterators live 15 minutes; keeping it again every
+# 10 costs one write per 10 minutes for such a shard, not one per poll.
+RESUME_ITERATOR_KEEP_EVERY = timedelta(minutes=10)
+
+
+def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> Poll:
+    """Act on what shard_fetch brought back: save the batch with its checkpoint, record errors
+    and gaps, and say when to poll next. Runs on the reader's own thread (it uses the database).
+
+    Updates `reading` (its iterator, error count and, through records_save, its shard's
+    checkpoint) and returns the Poll. STOP when the lease is gone; keep_reading False with
+    `rediscover` set when the shard was read to its end (its lease is released then).
+    An empty batch writes nothing, except a LATEST position kept every RESUME_ITERATOR_KEEP_EVERY.
+    """
+    shard = reading.shard
+    source = shard.stream.source
+    if fetched.error is not None:
+        poll = _after_error(shard=shard, owner=owner, exc=fetched.error, error_count=reading.error_count)
+        reading.iterator, reading.error_count = poll.iterator, poll.error_count
+        return poll
+    response = fetched.response
+    if fetched.restarted_latest:
+        Gap.objects.create(
+            source_id=source.pk,
+            shard=shard,
+            reason=(
+                "No reader held this LATEST shard for over 15 minutes before its first record, so "
+                "its position expired; reading resumed at the newest record. Changes in between may be missing."
+            ),
+        )
     records = response.get("Records", [])
     next_iterator = response.get("NextShardIterator")
     saved = records_save(shard=shard, owner=owner, records=records, finished=next_iterator is None)
     if saved is None:
         return STOP  # the lease moved to another reader while we were reading
-    if error_count:
-        Shard.objects.filter(pk=shard_id).update(error_count=0, last_error="")
+    if reading.error_count:
+        Shard.objects.filter(pk=shard.pk).update(error_count=0, last_error="")
         source_set_status(source_id=source.pk, status=StreamSource.Status.ACTIVE)
-    if not records and next_iterator and not shard.checkpoint and shard.initial_position == "LATEST":
-        Shard.objects.lease_write(shard_id, owner=owner, resume_iterator=next_iterator, resume_iterator_at=now)
+    reading.error_count = 0
     if next_iterator is None:
-        Shard.objects.lease_release(shard_id, owner=owner)
+        Shard.objects.lease_release(shard.pk, owner=owner)
         return Poll(keep_reading=False, saved=saved, rediscover=source.pk)
+    if not shard.checkpoint and shard.initial_position == "LATEST" and (
+        fetched.restarted_latest or shard.resume_iterator_at is None or now - shard.resume_iterator_at >= RESUME_ITERATOR_KEEP_EVERY
+    ):
+        if not Shard.objects.lease_write(shard.pk, owner=owner, resume_iterator=next_iterator, resume_iterator_at=now):
+            return STOP
+        shard.resume_iterator, shard.resume_iterator_at = next_iterator, now
+    reading.iterator = next_iterator
 
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - fetched.started
     if len(records) >= GET_RECORDS_LIMIT:
         interval = MIN_INTERVAL_S
     elif records or _recently_active(shard, now):
@@ -295,6 +325,24 @@ def shard_poll(*, shard_id: int, owner: str, poll_no: int = 0, iterator: str | N
     else:
         interval = settings.SHARDWATCH_IDLE_POLL_INTERVAL_S
     return Poll(keep_reading=True, delay_s=max(0.0, interval - elapsed), iterator=next_iterator, saved=saved)
+
+
+def shard_poll(*, shard_id: int, owner: str, iterator: str | None = None, error_count: int = 0) -> Poll:
+    """One poll of one shard that `owner` holds, fetched and applied on this thread.
+
+    What a reader does for each due shard, for callers that drive one shard at a time (tests,
+    management commands). Reads the row first: STOP when the lease is not `owner`'s, and when
+    the shard is finished or its source disabled (the lease is released then).
+    """
+    shard = Shard.objects.select_related("stream__source").get(pk=shard_id)
+    if shard.lease_owner != owner:
+        return STOP
+    if not shard.stream.source.enabled or shard.state == Shard.State.FINISHED:
+        Shard.objects.lease_release(shard_id, owner=owner)
+        return STOP
+    now = timezone.now()
+    reading = ShardReading(shard=shard, iterator=iterator, error_count=error_count)
+    return shard_apply(reading=reading, owner=owner, fetched=shard_fetch(shard=shard, iterator=iterator, now=now), now=now)
 
 
 def _recently_active(shard: Shard, now) -> bool:

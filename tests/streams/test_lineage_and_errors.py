@@ -12,7 +12,8 @@ import pytest
 from django.utils import timezone
 
 from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
-from streams.reading import shard_poll, shards_claim
+from streams.reading import shard_poll
+from tests.support.readers import shards_claim
 from tests.support.fake_sources import claim_one, numbered, sync
 from tests.support.fake_streams import FakeShard, FakeStreams, aws_error, stream_record
 from tests.support.readers import read_until_idle
@@ -70,12 +71,12 @@ def test_it_takes_a_new_iterator_from_the_checkpoint_when_one_expires(fake_sourc
     source = fake_source(fake)
     sync(source)
     shard_id, owner = claim_one()
-    first = shard_poll(shard_id=shard_id, owner=owner, poll_no=0)
+    first = shard_poll(shard_id=shard_id, owner=owner)
     shard.records.extend(numbered("k", 2, start=3))
     fake.errors["GetRecords"] = [aws_error("ExpiredIteratorException", "GetRecords")]
 
-    expired = shard_poll(shard_id=shard_id, owner=owner, poll_no=1, iterator=first.iterator)
-    resumed = shard_poll(shard_id=shard_id, owner=owner, poll_no=2, iterator=expired.iterator)
+    expired = shard_poll(shard_id=shard_id, owner=owner, iterator=first.iterator)
+    resumed = shard_poll(shard_id=shard_id, owner=owner, iterator=expired.iterator)
 
     assert expired.keep_reading and expired.iterator is None
     assert resumed.saved == 2
@@ -101,7 +102,6 @@ def test_it_backs_off_with_jitter_when_throttled(fake_source):
             shard_poll(
                 shard_id=shard_id,
                 owner=owner,
-                poll_no=poll_no,
                 error_count=previous.error_count if previous else 0,
             )
         )
@@ -157,10 +157,10 @@ def test_it_polls_four_times_a_second_with_data_and_slower_when_idle(fake_source
     sync(source)
     shard_id, owner = claim_one()
 
-    busy = shard_poll(shard_id=shard_id, owner=owner, poll_no=0)
-    recently_busy = shard_poll(shard_id=shard_id, owner=owner, poll_no=1, iterator=busy.iterator)
+    busy = shard_poll(shard_id=shard_id, owner=owner)
+    recently_busy = shard_poll(shard_id=shard_id, owner=owner, iterator=busy.iterator)
     Shard.objects.filter(pk=shard_id).update(last_record_at=timezone.now() - timezone.timedelta(minutes=5))
-    idle = shard_poll(shard_id=shard_id, owner=owner, poll_no=2, iterator=recently_busy.iterator)
+    idle = shard_poll(shard_id=shard_id, owner=owner, iterator=recently_busy.iterator)
 
     assert 0 < busy.delay_s <= 0.25
     assert 0 < recently_busy.delay_s <= 0.25

@@ -149,7 +149,7 @@ def test_it_claims_no_gap_and_backs_off_when_a_read_from_the_start_of_a_shard_is
     for poll_no in range(4):
         polls.append(
             shard_poll(
-                shard_id=shard_id, owner=owner, poll_no=poll_no, error_count=polls[-1].error_count if polls else 0
+                shard_id=shard_id, owner=owner, error_count=polls[-1].error_count if polls else 0
             )
         )
 
@@ -185,12 +185,12 @@ def test_it_claims_no_gap_when_a_latest_position_is_trimmed_and_reads_what_follo
     StreamSource.objects.filter(pk=source.pk).update(start_position=StreamSource.StartPosition.LATEST)
     sync(source)
     shard_id, owner = claim_one()
-    at_latest = shard_poll(shard_id=shard_id, owner=owner, poll_no=0)
+    at_latest = shard_poll(shard_id=shard_id, owner=owner)
     shard.records.extend(aged("after", 2, start=10, hours=0))
     fake.errors["GetRecords"] = [trimmed("GetRecords")]
 
-    failed = shard_poll(shard_id=shard_id, owner=owner, poll_no=1, iterator=at_latest.iterator)
-    resumed = shard_poll(shard_id=shard_id, owner=owner, poll_no=2, error_count=failed.error_count)
+    failed = shard_poll(shard_id=shard_id, owner=owner, iterator=at_latest.iterator)
+    resumed = shard_poll(shard_id=shard_id, owner=owner, error_count=failed.error_count)
 
     assert not Gap.objects.exists()
     # A new LATEST would skip after0 and after1. TRIM_HORIZON skips nothing, at the price of

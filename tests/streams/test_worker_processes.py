@@ -28,8 +28,9 @@ def polled_by() -> set[str]:
 def test_it_loses_and_doubles_nothing_when_a_worker_is_killed_mid_stream(processes, make_table, dynamodb, tmp_path):
     table = make_table(range_key=False)
     source = source_add(table_name=table, region="us-east-1")
-    processes.worker("first")
-    processes.worker("second")
+    processes.worker("worker")
+    processes.reader("first")
+    processes.reader("second")
     processes.beat(tmp_path / "beat-schedule")
 
     written = []
@@ -77,8 +78,9 @@ def test_it_loses_and_doubles_nothing_when_a_worker_is_killed_mid_stream(process
 def test_it_shares_shards_between_worker_processes(processes, make_table, dynamodb, tmp_path):
     tables = [make_table(range_key=False) for _ in range(4)]
     sources = [source_add(table_name=table, region="us-east-1") for table in tables]
-    processes.worker("one", concurrency=1)
-    processes.worker("two", concurrency=1)
+    processes.worker("worker", concurrency=1)
+    processes.reader("one")
+    processes.reader("two")
     processes.beat(tmp_path / "beat-schedule")
 
     seen = set()

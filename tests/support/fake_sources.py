@@ -2,7 +2,7 @@
 
 from streams import aws
 from streams.models import Stream, StreamSource
-from streams.reading import shards_claim
+from tests.support.readers import shards_claim
 from streams.sources import stream_sync_shards
 from tests.support.fake_streams import ARN, FakeStreams, stream_record
 

@@ -30,7 +30,7 @@ class Processes:
         self.started: list[subprocess.Popen] = []
         ARTIFACTS.mkdir(exist_ok=True)
         # Leftover messages from an earlier run would carry stale leases' tasks; start clean.
-        redis.Redis.from_url(settings.REDIS_URL).delete(self.env["CELERY_QUEUE"])
+        redis.Redis.from_url(settings.REDIS_URL).delete(self.env["CELERY_QUEUE"], f"{self.env['CELERY_QUEUE']}.readers")
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(ARTIFACTS / f"{name}.log", "wb")
@@ -50,6 +50,14 @@ class Processes:
         return self._start(
             name,
             ["worker", "-n", f"{name}@%h", "-Q", self.env["CELERY_QUEUE"], f"--concurrency={concurrency}",
+             "--loglevel=INFO", "--without-gossip", "--without-mingle"],
+        )
+
+    def reader(self, name: str, *, concurrency: int = 1) -> subprocess.Popen:
+        """A worker for the stream readers' queue only, as the Procfile's `reader`."""
+        return self._start(
+            name,
+            ["worker", "-n", f"{name}@%h", "-Q", f"{self.env['CELERY_QUEUE']}.readers", f"--concurrency={concurrency}",
              "--loglevel=INFO", "--without-gossip", "--without-mingle"],
         )
 

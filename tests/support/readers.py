@@ -1,59 +1,70 @@
-"""Driving the shard readers in-process, the way the Celery task chain does, for tests."""
+"""Driving a stream reader in-process, one round of polls at a time, for tests."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from streams.models import Shard
-from streams.reading import shard_poll, shards_claim
+from streams.reader import Reader
 from streams.sources import source_discover
 
 
 class Readers:
-    """Readers that keep their leases and shard iterators from one `until_idle` to the next,
-    as the Celery task chain does between polls. A test can then write to a table while the
-    readers hold iterators that were handed out before the write."""
+    """A reader (streams.reader.Reader) driven round by round. It keeps its leases and shard
+    iterators from one `until_idle` to the next, as a running reader does, so a test can write
+    to a table while the reader holds iterators that were handed out before the write."""
 
-    def __init__(self, *, source_ids: list[int]):
+    def __init__(self, *, source_ids: list[int], threads: int = 4):
         self.source_ids = source_ids
-        self.leases: dict[int, dict] = {}
+        self.finished: list[int] = []
+        self.reader = Reader(threads=threads, on_shard_end=lambda source_id, shard_id: self.finished.append(shard_id))
 
     def _discover(self) -> None:
         for source_id in self.source_ids:
             source_discover(source_id=source_id)
 
     def until_idle(self, *, max_rounds: int = 40, idle_rounds: int = 2) -> int:
-        """Discover, claim and poll every readable shard until a few rounds in a row save
+        """Discover, take and poll every readable shard until a few rounds in a row save
         nothing. Returns how many records the polls saved."""
         self._discover()
         saved = idle = 0
         for _ in range(max_rounds):
-            for shard_id, owner in shards_claim():
-                self.leases[shard_id] = {"owner": owner, "poll_no": 0, "iterator": None, "error_count": 0}
-            progress = 0
-            finished_any = False
-            for shard_id, lease in list(self.leases.items()):
-                poll = shard_poll(shard_id=shard_id, **lease)
-                lease.update(poll_no=lease["poll_no"] + 1, iterator=poll.iterator, error_count=poll.error_count)
-                progress += poll.saved
-                if not poll.keep_reading:
-                    del self.leases[shard_id]
-                    finished_any = True
+            self.reader.leases_renew()
+            self.reader.leases_balance()
+            finished_before = len(self.finished)
+            progress = self.reader.polls_round()
+            finished_any = len(self.finished) > finished_before
             if finished_any:
                 self._discover()
             saved += progress
             idle = idle + 1 if not progress and not finished_any else 0
-            if idle >= idle_rounds and not any(lease["error_count"] for lease in self.leases.values()):
+            if idle >= idle_rounds and not any(r.error_count for r in self.reader.readings.values()):
                 break
         return saved
 
     def stop(self) -> None:
-        for shard_id, lease in self.leases.items():
-            Shard.objects.lease_release(shard_id, owner=lease["owner"])
-        self.leases.clear()
+        self.reader.close()
 
 
 def read_until_idle(*, source_id: int, max_rounds: int = 40, idle_rounds: int = 2) -> int:
-    """Discover, claim and poll every readable shard until a few rounds in a row save
-    nothing, then release the leases. Returns how many records the polls saved."""
+    """Discover, take and poll every readable shard until a few rounds in a row save nothing,
+    then release the leases. Returns how many records the polls saved."""
     readers = Readers(source_ids=[source_id])
     try:
         return readers.until_idle(max_rounds=max_rounds, idle_rounds=idle_rounds)
     finally:
         readers.stop()
+
+
+def shards_claim() -> list[tuple[int, str]]:
+    """Lease every readable shard nobody holds, each to an owner token of its own, for tests
+    that drive one shard at a time with streams.reading.shard_poll. Returns (shard pk, owner)."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.SHARDWATCH_LEASE_S)
+    claimed = []
+    for pk in Shard.objects.readable().unleased(now=now).values_list("pk", flat=True):
+        owner = Shard.objects.lease_take(pk, now=now, until=until)
+        if owner is not None:
+            claimed.append((pk, owner))
+    return claimed

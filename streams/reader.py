@@ -1,0 +1,317 @@
+"""A stream reader: one long-running loop that holds many shard leases and polls each shard at
+its own cadence, in the manner of a KCL worker.
+
+What must stay true:
+- A reader holds all its leases under one owner token. It renews them in one UPDATE every
+  lease/3, and the rows that carry its token are the shards it holds: at every renewal it reads
+  them again (with their stream and source), so a shard taken over after an expiry, taken for
+  balance, finished or disabled from outside is dropped within lease/3. A poll of a dropped
+  shard still in flight saves nothing: records_save is conditional on the token.
+- An empty poll writes nothing. The database is written when records arrive (records and their
+  checkpoint in one transaction), when leases are renewed, taken or released, when a read fails,
+  and when a LATEST shard that has never had a record keeps its position (streams.reading).
+- GetShardIterator and GetRecords run on a bounded thread pool and touch no database; everything
+  that does runs on the reader's own thread, so a reader holds one database connection.
+- No shard is polled more often than DynamoDB allows (reading.MIN_INTERVAL_S), and no shard has
+  more than one call in flight.
+- Shards spread over the readers that are alive: each reader aims at ceil(readable shards /
+  readers), counting the owners of unexpired leases and itself. It takes free shards first, and
+  takes from the reader holding the most only when that reader holds more than its share.
+- A reader that stops (its time is up, SIGTERM) releases its leases in one UPDATE, after
+  keeping the positions of LATEST shards without a record, so the others take them at their
+  next balance: nothing is lost, and records read twice are ignored by the unique key.
+
+Why threads and not aiobotocore: the GetRecords calls are the whole of an idle reader's work,
+and measured on DynamoDB Local they cost the same CPU on a pool of threads as called one after
+another (`make bench`: botocore_get_records_cpu_ms against reader_idle_cpu_ms_per_shard_s).
+aiobotocore pins botocore to a narrow range (3.10.0: botocore<1.43.118) that the boto3 that
+Shardwatch pins is past, so it would hold back every boto3 upgrade for no CPU saved.
+"""
+
+import heapq
+import logging
+import math
+import os
+import queue
+import random
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, models
+from django.utils import timezone
+
+from streams.models import Shard
+from streams.reading import Fetched, ShardReading, shard_apply, shard_fetch
+
+log = logging.getLogger(__name__)
+
+# How long the loop sleeps at most before it looks at its stop condition again.
+STOP_CHECK_S = 0.1
+
+
+def reader_name() -> str:
+    """host:pid of this process, as the Streams page shows who reads a shard."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class ReaderStats:
+    """What one run of a reader did, for its caller and for tests."""
+
+    polls: int = 0
+    saved: int = 0
+    errors: int = 0
+    taken: int = 0
+    lost: int = 0
+    released: int = 0
+    finished_shards: list[int] = field(default_factory=list)
+
+
+class Reader:
+    """Holds a set of shard leases under one owner token and polls them.
+
+    `on_shard_end(source_id, shard_id)` is called (on the reader's thread, inside no
+    transaction) for every shard read to its end, so that the caller can find its children.
+    """
+
+    def __init__(self, *, threads: int, on_shard_end: Callable[[int, int], None] | None = None):
+        self.owner = f"{reader_name()}/{os.urandom(6).hex()}"
+        self.name = reader_name()
+        self.readings: dict[int, ShardReading] = {}
+        self.stats = ReaderStats()
+        self.on_shard_end = on_shard_end or (lambda source_id, shard_id: None)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shardwatch-getrecords")
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        # Each shard's next poll time; the heap may hold older entries for a shard, and an
+        # entry counts only while it matches this.
+        self._due_at: dict[int, float] = {}
+        self._due: list[tuple[float, int]] = []
+        self._in_flight: set[int] = set()
+        self._lease_s = settings.SHARDWATCH_LEASE_S
+
+    # Leases -----------------------------------------------------------------------------
+
+    def leases_renew(self) -> None:
+        """Renew every lease in one UPDATE, then read the held rows again: drop the shards this
+        reader no longer holds, or that were finished or disabled meanwhile, and pick up rows it
+        holds but has no reading for (after a database error)."""
+        now = timezone.now()
+        Shard.objects.leases_renew(
+            owner=self.owner, until=now + timedelta(seconds=self._lease_s), last_polled_at=now
+        )
+        self._readings_refresh()
+
+    def _readings_refresh(self) -> None:
+        rows = {row.pk: row for row in Shard.objects.held_by(self.owner).select_related("stream__source")}
+        for pk in list(self.readings):
+            if pk not in rows:
+                del self.readings[pk]
+                self.stats.lost += 1
+        done = []
+        for pk, row in rows.items():
+            if row.state == Shard.State.FINISHED or not row.stream.source.enabled:
+                done.append(pk)
+                self.readings.pop(pk, None)
+                continue
+            reading = self.readings.get(pk)
+            if reading is None:
+                self.readings[pk] = ShardReading(shard=row)
+                self._schedule(pk, time.monotonic())
+            else:
+                reading.shard = row
+        if done:
+            Shard.objects.filter(pk__in=done, lease_owner=self.owner).update(lease_owner="", lease_expires_at=None)
+
+    def leases_balance(self) -> int:
+        """Take this reader's share of the readable shards. Returns how many it took.
+
+        Share = ceil(readable shards / readers), where the readers are the owners of unexpired
+        leases on readable shards, and this one. Free shards (never leased, released, or whose
+        holder stopped renewing) are taken first, picked at random so that readers starting
+        together collide little; then, when none are free, shards of the reader that holds the
+        most, if it holds more than its share (KCL's lease stealing).
+        """
+        now = timezone.now()
+        live_owner = models.Case(
+            models.When(lease_expires_at__gte=now, then=models.F("lease_owner")), default=models.Value("")
+        )
+        counts = dict(
+            Shard.objects.readable().annotate(live_owner=live_owner).order_by()
+            .values_list("live_owner").annotate(n=models.Count("pk"))
+        )
+        total = sum(counts.values())
+        free = counts.pop("", 0)
+        counts.pop(self.owner, None)
+        share = math.ceil(total / (len(counts) + 1)) if total else 0
+        wanted = share - len(self.readings)
+        if wanted <= 0:
+            return 0
+        until = now + timedelta(seconds=self._lease_s)
+        if free:
+            candidates = list(Shard.objects.readable().unleased(now=now).order_by().values_list("pk", flat=True))
+            pks = random.sample(candidates, min(wanted, len(candidates)))
+            taken = Shard.objects.leases_take(pks, owner=self.owner, now=now, until=until, last_polled_by=self.name)
+        else:
+            victim, held = max(counts.items(), key=lambda item: item[1], default=("", 0))
+            surplus = held - share
+            if surplus <= 0:
+                return 0
+            pks = list(
+                Shard.objects.readable().filter(lease_owner=victim).order_by("?").values_list("pk", flat=True)[
+                    : min(wanted, surplus)
+                ]
+            )
+            taken = Shard.objects.leases_take(
+                pks, owner=self.owner, now=now, until=until, from_owner=victim, last_polled_by=self.name
+            )
+        if taken:
+            self.stats.taken += taken
+            self._readings_refresh()
+        return taken
+
+    def leases_release(self) -> int:
+        """Give up every lease, after keeping the positions of LATEST shards that have had no
+        record (so the next holder resumes there, not at the newest record)."""
+        now = timezone.now()
+        for reading in self.readings.values():
+            shard = reading.shard
+            if reading.iterator and not shard.checkpoint and shard.initial_position == "LATEST":
+                Shard.objects.lease_write(
+                    shard.pk, owner=self.owner, resume_iterator=reading.iterator, resume_iterator_at=now
+                )
+        released = Shard.objects.leases_release(owner=self.owner)
+        self.stats.released += released
+        self.readings.clear()
+        return released
+
+    # Polling ----------------------------------------------------------------------------
+
+    def _schedule(self, pk: int, at: float) -> None:
+        self._due_at[pk] = at
+        heapq.heappush(self._due, (at, pk))
+
+    def _submit_due(self, now_mono: float) -> None:
+        now = None
+        while self._due and self._due[0][0] <= now_mono:
+            at, pk = heapq.heappop(self._due)
+            reading = self.readings.get(pk)
+            if reading is None or self._due_at.get(pk) != at or pk in self._in_flight:
+                continue  # dropped or rescheduled since
+            del self._due_at[pk]
+            now = now or timezone.now()
+            self._in_flight.add(pk)
+            self._pool.submit(self._fetch, reading, now)
+
+    def _fetch(self, reading: ShardReading, now) -> None:
+        try:
+            fetched = shard_fetch(shard=reading.shard, iterator=reading.iterator, now=now)
+        except Exception as exc:  # never lose the slot: a fetch that raised is a failed read
+            fetched = Fetched(started=time.monotonic(), error=exc)
+        self._done.put((reading, fetched))
+
+    def _apply(self, reading: ShardReading, fetched: Fetched) -> None:
+        pk = reading.shard.pk
+        self._in_flight.discard(pk)
+        if self.readings.get(pk) is not reading:
+            return  # lost or replaced while the call was in flight; its result is not ours
+        self.stats.polls += 1
+        try:
+            poll = shard_apply(reading=reading, owner=self.owner, fetched=fetched, now=timezone.now())
+        except DatabaseError:
+            # What was written is unknown: forget the shard, so that the next renewal reads its
+            # row (and checkpoint) again and reading resumes from what was committed.
+            log.exception("shard %s: saving a batch failed; reading it again from its checkpoint", reading.shard.shard_id)
+            self.stats.errors += 1
+            del self.readings[pk]
+            close_old_connections()
+            return
+        self.stats.saved += poll.saved
+        self.stats.errors += bool(fetched.error)
+        if poll.rediscover is not None:
+            self.stats.finished_shards.append(pk)
+            self.on_shard_end(poll.rediscover, pk)
+        if not poll.keep_reading:
+            self.readings.pop(pk, None)
+            return
+        self._schedule(pk, time.monotonic() + poll.delay_s)
+
+    def polls_wait(self, *, timeout_s: float) -> int:
+        """Submit every shard that is due, then apply results as they come back, for up to
+        `timeout_s` (or until the first result when no more are due). Returns how many
+        results were applied."""
+        deadline = time.monotonic() + timeout_s
+        self._submit_due(time.monotonic())
+        applied = 0
+        while True:
+            now_mono = time.monotonic()
+            next_due = self._due[0][0] if self._due else math.inf
+            wait_s = min(deadline, next_due) - now_mono
+            try:
+                reading, fetched = self._done.get(timeout=max(0.0, wait_s)) if wait_s > 0 else self._done.get_nowait()
+            except queue.Empty:
+                return applied
+            self._apply(reading, fetched)
+            applied += 1
+            self._submit_due(time.monotonic())
+
+    def polls_drain(self) -> None:
+        """Wait for the calls in flight and apply their results."""
+        while self._in_flight:
+            reading, fetched = self._done.get()
+            self._apply(reading, fetched)
+
+    def polls_round(self) -> int:
+        """Poll every held shard once, now, whatever its cadence, and apply the results.
+        Returns how many records were saved. For callers that drive a reader step by step
+        (tests); `run` keeps each shard's own cadence."""
+        saved = self.stats.saved
+        now_mono = time.monotonic()
+        for pk in self.readings:
+            self._schedule(pk, now_mono)
+        self._submit_due(now_mono)
+        self.polls_drain()
+        return self.stats.saved - saved
+
+    def close(self) -> None:
+        """Finish the calls in flight, release every lease, and stop the thread pool."""
+        try:
+            self.polls_drain()
+            self.leases_release()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def run(self, *, run_s: float, should_stop: Callable[[], bool]) -> ReaderStats:
+        """Read until `run_s` seconds have passed or `should_stop()` is true, then release every
+        lease. Renews every lease/3 and balances every SHARDWATCH_READER_BALANCE_S."""
+        started = time.monotonic()
+        renew_every = self._lease_s / 3
+        balance_every = settings.SHARDWATCH_READER_BALANCE_S
+        next_renew = next_balance = started
+        try:
+            while not should_stop() and time.monotonic() - started < run_s:
+                now_mono = time.monotonic()
+                try:
+                    if now_mono >= next_renew:
+                        next_renew = now_mono + renew_every
+                        self.leases_renew()
+                    if now_mono >= next_balance:
+                        next_balance = now_mono + balance_every
+                        self.leases_balance()
+                except DatabaseError:
+                    # A database that is down stops nobody: leases run out on their own if it
+                    # stays down, and the next renewal reads what is held again.
+                    log.exception("reader %s: renewing or balancing leases failed", self.owner)
+                    close_old_connections()
+                until = min(next_renew, next_balance) - time.monotonic()
+                self.polls_wait(timeout_s=max(0.0, min(STOP_CHECK_S, until)))
+        finally:
+            try:
+                self.close()
+            except DatabaseError:
+                log.exception("reader %s: releasing leases failed; they expire by themselves", self.owner)
+        return self.stats
