@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: Shardwatch with DynamoDB Local, the web server, a Celery worker and beat, and a
+# `make demo`: Shardwatch with DynamoDB Local, the web server, Celery workers (one for the stream readers) and beat, and a
 # writer making orders-like traffic, all under honcho so that one Ctrl-C stops them all.
 #
 # Variables (all optional):
@@ -72,7 +72,7 @@ port_in_use "$DYNAMODB_PORT" &&
   die "Port $DYNAMODB_PORT (DynamoDB Local) is in use; stop what listens there or set DYNAMODB_PORT=<free port>."
 port_in_use "$WEB_PORT" && die "Port $WEB_PORT (web) is in use; stop what listens there or set PORT=<free port>."
 
-processes=(dynamodb web worker beat writer)
+processes=(dynamodb web worker reader beat writer)
 # Prints "ok", or "start <port>" when a local Redis may be started, or why it cannot be used.
 redis_state="$(.venv/bin/python - <<'PY'
 import os
