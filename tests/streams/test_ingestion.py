@@ -7,9 +7,8 @@ import pytest
 
 from streams import aws
 from streams.models import ChangeRecord, Shard, StreamSource
-from tests.support.readers import shards_claim
+from tests.support.readers import read_until_idle, shards_claim
 from streams.sources import SourceError, source_add, source_discover
-from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,9 @@ from django.utils import timezone
 
 from streams.models import ChangeRecord, RecordRate, Shard
 from streams.reading import shard_poll
-from tests.support.readers import shards_claim
+from tests.support.readers import read_until_idle, shards_claim
 from streams.retention import records_expire
 from streams.sources import source_add, source_discover
-from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
 

@@ -13,10 +13,9 @@ from django.utils import timezone
 
 from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
 from streams.reading import shard_poll
-from tests.support.readers import shards_claim
 from tests.support.fake_sources import claim_one, numbered, sync
 from tests.support.fake_streams import FakeShard, FakeStreams, aws_error, stream_record
-from tests.support.readers import read_until_idle
+from tests.support.readers import read_until_idle, shards_claim
 
 pytestmark = pytest.mark.django_db
 

@@ -2,9 +2,9 @@
 
 from streams import aws
 from streams.models import Stream, StreamSource
+from tests.support.fake_streams import ARN, FakeStreams, stream_record
 from tests.support.readers import shards_claim
 from streams.sources import stream_sync_shards
-from tests.support.fake_streams import ARN, FakeStreams, stream_record
 
 FAKE_ENDPOINT = "http://fake-streams.invalid"
 
