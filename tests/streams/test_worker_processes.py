@@ -2,6 +2,7 @@
 PostgreSQL. Workers are killed with SIGKILL mid-stream; nothing may be lost or doubled."""
 
 import os
+import signal
 import threading
 import time
 
@@ -93,3 +94,58 @@ def test_it_shares_shards_between_worker_processes(processes, make_table, dynamo
         return all_read and len({entry.rsplit(":", 1)[1] for entry in seen}) >= 2
 
     assert wait_for(every_source_read_and_both_workers_seen, timeout=45, interval=0.5)
+
+
+def holders() -> dict[int, str]:
+    """Each held shard's pk and the host:pid of the reader holding it."""
+    return {
+        pk: polled_by_name
+        for pk, polled_by_name in Shard.objects.exclude(lease_owner="").values_list("pk", "last_polled_by")
+    }
+
+
+@pytest.mark.parametrize("signalled", ["main process", "process group"])
+def test_it_hands_a_stopped_readers_shards_over_within_seconds(signalled, processes, make_table, dynamodb, tmp_path):
+    # SIGTERM to the main process is Celery's warm shutdown (`kill PID`, `celery control
+    # shutdown`); to the process group is what honcho and systemd send.
+    tables = [make_table(range_key=False) for _ in range(4)]
+    sources = [source_add(table_name=table, region="us-east-1") for table in tables]
+    processes.worker("worker", concurrency=1)
+    staying = processes.reader("staying")
+    leaving = processes.reader("leaving")
+    processes.beat(tmp_path / "beat-schedule")
+
+    def group_of(name: str) -> int:
+        return os.getpgid(int(name.rsplit(":", 1)[1]))
+
+    assert wait_for(
+        lambda: len(holders()) == 4 and {group_of(n) for n in holders().values()} == {staying.pid, leaving.pid},
+        timeout=45,
+    ), f"the two readers did not share the shards: {holders()}"
+    written = []
+    for number, table in enumerate(tables):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"before-{number}"}})
+        written.append(f"before-{number}")
+
+    if signalled == "main process":
+        os.kill(leaving.pid, signal.SIGTERM)
+    else:
+        os.killpg(leaving.pid, signal.SIGTERM)
+    stopped_at = time.monotonic()
+    assert wait_for(
+        lambda: len(holders()) == 4 and {group_of(n) for n in holders().values()} == {staying.pid},
+        timeout=20,
+        interval=0.1,
+    ), f"the staying reader did not take every shard: {holders()}"
+    handoff_s = time.monotonic() - stopped_at
+    leaving.wait(timeout=15)
+
+    for number, table in enumerate(tables):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": f"after-{number}"}})
+        written.append(f"after-{number}")
+    source_ids = [source.pk for source in sources]
+    assert wait_for(lambda: ChangeRecord.objects.filter(source_id__in=source_ids).count() >= len(written), timeout=30)
+    time.sleep(1)  # anything doubled would arrive now
+    keys = [keys["pk"]["S"] for keys in ChangeRecord.objects.filter(source_id__in=source_ids).values_list("keys", flat=True)]
+    assert sorted(keys) == sorted(written)
+    assert handoff_s < 5, f"handoff took {handoff_s:.1f} s"
