@@ -24,6 +24,7 @@ def bench_write_to_db(*, writes: int = 500, rate_per_s: float = 20.0) -> dict:
     source = source_add(table_name=table, region="us-east-1")
     processes = Processes(DJANGO_SETTINGS_MODULE="bench.settings")
     processes.worker("bench", concurrency=2)
+    processes.reader("bench-reader")
     processes.beat(ROOT / "var" / f"bench-beat-{os.getpid()}")
     try:
         # The first dispatch runs within SHARDWATCH_DISPATCH_INTERVAL_S of beat starting.

@@ -103,6 +103,7 @@ def running_stack(name: str):
     daphne = None
     try:
         processes.worker(f"bench-{name}", concurrency=2)
+        processes.reader(f"bench-{name}-reader")
         processes.beat(ROOT / "var" / f"bench-beat-{os.getpid()}")
         port = _free_port()
         daphne = _start_daphne(port)

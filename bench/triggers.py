@@ -58,6 +58,7 @@ def bench_write_to_handler(*, writes: int = WRITES, rate_per_s: float = RATE_PER
     store = redis.Redis.from_url(settings.REDIS_URL)
     processes = Processes(DJANGO_SETTINGS_MODULE="bench.settings", **{HANDLER_KEY_ENV: key})
     processes.worker("bench-triggers", concurrency=2)
+    processes.reader("bench-triggers-reader")
     processes.beat(ROOT / "var" / f"bench-triggers-beat-{os.getpid()}")
     client = boto3.client("dynamodb")
 

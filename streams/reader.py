@@ -155,7 +155,9 @@ class Reader:
         if free:
             candidates = list(Shard.objects.readable().unleased(now=now).order_by().values_list("pk", flat=True))
             pks = random.sample(candidates, min(wanted, len(candidates)))
-            taken = Shard.objects.leases_take(pks, owner=self.owner, now=now, until=until, last_polled_by=self.name)
+            taken = Shard.objects.leases_take(
+                pks, owner=self.owner, now=now, until=until, last_polled_by=self.name, last_polled_at=now
+            )
         else:
             victim, held = max(counts.items(), key=lambda item: item[1], default=("", 0))
             surplus = held - share
@@ -167,7 +169,7 @@ class Reader:
                 ]
             )
             taken = Shard.objects.leases_take(
-                pks, owner=self.owner, now=now, until=until, from_owner=victim, last_polled_by=self.name
+                pks, owner=self.owner, now=now, until=until, from_owner=victim, last_polled_by=self.name, last_polled_at=now
             )
         if taken:
             self.stats.taken += taken

@@ -64,6 +64,7 @@ def test_it_skips_no_record_when_the_worker_running_the_handler_is_killed(proces
     )
     processes.worker("first")
     processes.worker("second")
+    processes.reader("reader")
     processes.beat(tmp_path / "beat-schedule")
     written = []
     for number in range(WRITES):
