@@ -172,6 +172,10 @@ SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S = env_float("SHARDWATCH_TRIGGER_DISPATCH_
 # trigger's own timeout while an invocation is under way.
 SHARDWATCH_TRIGGER_LEASE_S = env_int("SHARDWATCH_TRIGGER_LEASE_S", 30, minimum=5)
 SHARDWATCH_DEFAULT_RETENTION_DAYS = env_int("SHARDWATCH_DEFAULT_RETENTION_DAYS", 7, minimum=1)
+# How often discovery asks Lambda which event source mappings read each stream
+# (ListEventSourceMappings, streams/consumers.py): mappings change rarely, and each look-up is a
+# call to the Lambda API per stream.
+SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 300.0, minimum=30)
 
 LOGGING = {
     "version": 1,

@@ -38,7 +38,8 @@ def api_sources(request):
       "gap_count",
       "streams": [{"id", "arn", "label", "state", "state_display",
                    "shard_counts": {"open", "closed", "finished"}, "finished_hidden",
-                   "shards": [<shard>]}],   # lineage roots; children nest under "children"
+                   "shards": [<shard>],     # lineage roots; children nest under "children"
+                   "consumers": <consumers>}],
       "newest_record_at", "last_received_at", "lag_seconds", "last_polled_at",
       "per_minute": [60 counts, oldest minute first, the last is the minute now is in],
       "spark_bars": [{"x", "y", "height", "now", "title"}],  # per_minute drawn, for the page
@@ -48,6 +49,13 @@ def api_sources(request):
     "last_polled_at", "last_polled_by", "last_record_at", "lease_held", "lease_expires_at",
     "error", "error_count", "children": [<shard>]}. Shards finished over 24 hours ago are left
     out (counted in finished_hidden).
+
+    <consumers>: the stream's Lambda event source mappings as discovery last looked them up
+    (streams.consumers.stream_consumers): {"lookup": "" (not yet) | "listed" | "no_lambda"
+    (DynamoDB Local) | "denied" | "unreachable" | "failed", "lookup_display", "error",
+    "checked_at", "mappings": [{"uuid", "function_arn", "function_name", "state", "batch_size",
+    "starting_position", "last_modified", "reads"}], "mappings_reading", "readers_per_shard"
+    (null when unknown), "too_many", "reading_functions"}.
     """
     now = timezone.now()
     return JsonResponse({"sources": overview_sources(now=now), "now": now})

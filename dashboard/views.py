@@ -30,11 +30,11 @@ from workers.timeline import InvocationFilter
 
 
 # What the overview's <template>s are rendered from (templates/dashboard/overview.html): a source
-# with one gap and one sparkline bar, for its script to copy once per gap and per bar; streams
-# and shards have <template>s of their own.
+# with one gap and one sparkline bar, and a stream with one event source mapping, for its script
+# to copy once per gap, per bar and per mapping; streams and shards have <template>s of their own.
 OVERVIEW_BLANKS = {
     "blank_source": {"gaps": [{}], "spark_bars": BLANK_BARS, "streams": []},
-    "blank_stream": {"label": "", "arn": "", "shards": [], "shard_counts": {}},
+    "blank_stream": {"label": "", "arn": "", "shards": [], "shard_counts": {}, "consumers": {"mappings": [{}]}},
     "blank_shard": {"children": []},
 }
 

@@ -1,11 +1,12 @@
-"""The DynamoDB and DynamoDB Streams clients, and what their errors mean to us.
+"""The DynamoDB, DynamoDB Streams and Lambda clients, and what their errors mean to us.
 
 Endpoints come from boto3's standard variables (AWS_ENDPOINT_URL_DYNAMODB,
-AWS_ENDPOINT_URL_DYNAMODB_STREAMS) unless a source names its own, so pointing at real AWS
-needs no code change.
+AWS_ENDPOINT_URL_DYNAMODB_STREAMS, AWS_ENDPOINT_URL_LAMBDA, or AWS_ENDPOINT_URL for all)
+unless a source names its own DynamoDB endpoint, so pointing at real AWS needs no code change.
 """
 
 import enum
+import os
 import threading
 
 import boto3
@@ -50,6 +51,34 @@ def dynamodb_client(*, region: str, endpoint_url: str = ""):
 
 def streams_client(*, region: str, endpoint_url: str = ""):
     return _client("dynamodbstreams", region=region, endpoint_url=endpoint_url)
+
+
+# The Lambda client only looks up event source mappings (streams.consumers), in the background
+# and every few minutes: a slow or unreachable Lambda endpoint must cost discovery seconds, not a
+# minute. One attempt: a look-up that fails is tried again at the next one.
+_LAMBDA_CONFIG = botocore.config.Config(
+    connect_timeout=2,
+    read_timeout=5,
+    retries={"mode": "standard", "total_max_attempts": 1},
+)
+
+
+def lambda_client(*, region: str):
+    """A Lambda client for `region`, at the endpoint of AWS_ENDPOINT_URL_LAMBDA or
+    AWS_ENDPOINT_URL when set (boto3 reads them itself), else at AWS.
+
+    A source's endpoint_url is its DynamoDB's and says nothing of Lambda's. The variables are
+    part of the cache key, so that a changed variable takes effect, as in
+    workers/targets/lambda_.py."""
+    key = ("lambda", region, os.environ.get("AWS_ENDPOINT_URL_LAMBDA"), os.environ.get("AWS_ENDPOINT_URL"))
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                client = boto3.session.Session().client("lambda", region_name=region, config=_LAMBDA_CONFIG)
+                _clients[key] = client
+    return client
 
 
 def _records_as_sent(response_dict, customized_response_dict, **kwargs):
@@ -106,7 +135,13 @@ _CODES = {
 
 def classify(exc: Exception) -> Failure:
     if isinstance(exc, botocore.exceptions.ClientError):
-        return _CODES.get(exc.response.get("Error", {}).get("Code", ""), Failure.OTHER)
+        failure = _CODES.get(exc.response.get("Error", {}).get("Code", ""), Failure.OTHER)
+        # AWS answers an identity that may not do something with 403 (Lambda's
+        # AccessDeniedException, IAM's AccessDenied, InvalidClientTokenId, SignatureDoesNotMatch).
+        # An error body botocore cannot parse leaves no code but that status.
+        if failure is Failure.OTHER and exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+            return Failure.DENIED
+        return failure
     if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
                         botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)):
         return Failure.UNREACHABLE

@@ -112,11 +112,32 @@ class Stream(models.Model):
         SUPERSEDED = "superseded", "Superseded (reading to its end)"
         DRAINED = "drained", "Drained"
 
+    class MappingsLookup(models.TextChoices):
+        """How the stream's Lambda event source mappings were last looked up (streams.consumers).
+        The labels of the states that leave them unknown say why, as the page shows them."""
+
+        PENDING = "", "unknown: not looked up yet"
+        LISTED = "listed", "listed"
+        NO_LAMBDA = "no_lambda", "not looked up: DynamoDB Local has no Lambda"
+        DENIED = "denied", "unknown: the identity lacks lambda:ListEventSourceMappings"
+        UNREACHABLE = "unreachable", "unknown: the Lambda endpoint could not be reached"
+        FAILED = "failed", "unknown: ListEventSourceMappings failed"
+
     source = models.ForeignKey(StreamSource, on_delete=models.CASCADE, related_name="streams")
     arn = models.CharField(max_length=512)
     label = models.CharField(max_length=64, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.CURRENT)
     discovered_at = models.DateTimeField(default=timezone.now)
+    # The other consumers Lambda knows of: ListEventSourceMappings for this ARN, found by
+    # discovery every SHARDWATCH_CONSUMERS_INTERVAL_S. Each mapping is {"uuid", "function_arn",
+    # "state", "batch_size", "starting_position" ("" when not given), "last_modified" (ISO 8601)}.
+    # Empty unless the lookup is LISTED.
+    lambda_mappings = models.JSONField(default=list, blank=True)
+    lambda_mappings_lookup = models.CharField(
+        max_length=16, choices=MappingsLookup.choices, default=MappingsLookup.PENDING, blank=True
+    )
+    lambda_mappings_error = models.TextField(blank=True, help_text="AWS's error, when the lookup failed.")
+    lambda_mappings_checked_at = models.DateTimeField(null=True, blank=True)
 
     objects = StreamQuerySet.as_manager()
 

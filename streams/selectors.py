@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery
 from django.utils import timezone
 
+from streams.consumers import stream_consumers
 from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource
 
 PER_MINUTE_BUCKETS = 60
@@ -160,6 +161,7 @@ def _stream_dict(stream: Stream, *, now, stats: dict) -> dict:
         "shard_counts": {state: stats.get(state, 0) for state in Shard.State.values},
         "finished_hidden": max(0, stats.get(Shard.State.FINISHED, 0) - finished_shown),
         "shards": shard_lineage(shards=[_shard_dict(shard, now=now) for shard in shards]),
+        "consumers": stream_consumers(stream=stream),
     }
 
 

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from streams import aws
+from streams.consumers import stream_consumers_refresh
 from streams.models import Gap, Shard, Stream, StreamSource
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def source_discover(*, source_id: int) -> None:
     """Bring a source's streams and shards in step with DynamoDB.
 
     A new stream ARN (the table's stream was disabled and enabled again) becomes the current
-    stream; older ones stay until they are read to their end.
+    stream; older ones stay until they are read to their end. Then each stream's Lambda event
+    source mappings are looked up, when they are due (streams.consumers).
     """
     source = StreamSource.objects.get(pk=source_id)
     if not source.enabled:
@@ -147,6 +149,14 @@ def source_discover(*, source_id: int) -> None:
     StreamSource.objects.filter(pk=source.pk).update(last_discovered_at=timezone.now())
     if described is not None and healthy:
         source_set_status(source_id=source.pk, status=StreamSource.Status.ACTIVE)
+    for stream_id in Stream.objects.filter(source=source).for_discovery().values_list("pk", flat=True):
+        # Last, and guarded: which other consumers read the stream is for the page, and a
+        # look-up that breaks in a way nobody foresaw must not stop discovery (nor, through it,
+        # the readers of new shards). AWS errors are stored by the look-up itself.
+        try:
+            stream_consumers_refresh(stream_id=stream_id)
+        except Exception:
+            log.exception("Looking up the event source mappings of stream %s failed", stream_id)
 
 
 def _describe_all_shards(client, stream_arn: str) -> tuple[list[dict], str]:

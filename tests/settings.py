@@ -8,6 +8,11 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-that-is-long-enough-0123456789")
 os.environ.setdefault("CELERY_QUEUE", f"shardwatch-test-{os.getpid()}")
 os.environ.setdefault("CHANNEL_PREFIX", f"shardwatch-test-{os.getpid()}")
+# No test reaches AWS. A Lambda call that a test does not point at moto or a server of its own
+# (discovery asks Lambda for the event source mappings of every stream not on DynamoDB Local, and
+# the fake Streams API's streams have AWS's ARNs) is refused at once: nothing listens on the
+# discard port.
+os.environ.setdefault("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9")
 
 from config.settings import *  # noqa: E402,F403
 

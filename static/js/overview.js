@@ -1,12 +1,12 @@
 // Streams overview: every few seconds, fetch each source's health from the JSON API
 // (data-api-url) and bring the server-rendered page up to date.
 //
-// Table names, shard ids and AWS error messages are untrusted. The page holds a <template> of
-// each part (a source, a stream, a shard), made from the same partials as the server-rendered
-// page (templates/dashboard/overview.html); they are copied and filled with textContent only
-// (lib/dom.js), and the new tree is merged into the page node by node (morph below), so text that
-// did not change stays put and can be selected while it updates. The sparklines come drawn
-// (/api/sources, "spark_bars"): only their bars are copied here.
+// Table names, shard ids, function names and AWS error messages are untrusted. The page holds a
+// <template> of each part (a source, a stream, a shard), made from the same partials as the
+// server-rendered page (templates/dashboard/overview.html); they are copied and filled with
+// textContent only (lib/dom.js), and the new tree is merged into the page node by node (morph
+// below), so text that did not change stays put and can be selected while it updates. The
+// sparklines come drawn (/api/sources, "spark_bars"): only their bars are copied here.
 //
 // The page loads this as a classic script (<script defer>); the shared parts are ES modules in
 // lib/, loaded with import(), which resolves them against this file's URL.
@@ -105,10 +105,47 @@
     return node;
   }
 
+  // The stream's other consumers (Lambda event source mappings), as discovery last found them.
+  function consumersFill(node, consumers) {
+    const known = consumers.readers_per_shard !== null && consumers.readers_per_shard !== undefined;
+    slotRepeat(node, "mapping", consumers.mappings, (item, mapping) => {
+      item.dataset.key = `mapping-${mapping.uuid}`;
+      slotsFill(item, {
+        mapping_function: { text: mapping.function_name, title: mapping.function_arn },
+        mapping_state: { text: mapping.state, class: `badge mapping-${mapping.reads ? "reads" : "idle"}` },
+        mapping_idle: !mapping.reads,
+        mapping_batch: Boolean(mapping.batch_size),
+        mapping_batch_size: mapping.batch_size,
+        mapping_start: Boolean(mapping.starting_position),
+        mapping_position: mapping.starting_position,
+        mapping_modified: Boolean(mapping.last_modified),
+        mapping_modified_at: timeSlot(mapping.last_modified),
+      });
+    });
+    slotsFill(node, {
+      readers: known ? consumers.readers_per_shard : false,
+      readers_who: known,
+      readers_mappings: known && consumers.mappings_reading > 0,
+      readers_mapping_count: plural(consumers.mappings_reading, "event source mapping"),
+      readers_unknown: known ? false : consumers.lookup_display,
+      checked: Boolean(consumers.checked_at),
+      checked_at: timeSlot(consumers.checked_at),
+      lookup_error: consumers.error || false,
+      no_lambda: consumers.lookup === "no_lambda",
+      no_lambda_text: consumers.lookup_display,
+      too_many: consumers.too_many,
+      too_many_count: consumers.readers_per_shard,
+      too_many_functions: consumers.reading_functions.join(", "),
+      mappings: consumers.mappings.length > 0,
+      no_mappings: consumers.lookup === "listed" && consumers.mappings.length === 0,
+    });
+  }
+
   function streamNode(stream) {
     const node = templateClone(templates.stream);
     node.dataset.key = `stream-${stream.id}`;
     const counts = stream.shard_counts;
+    consumersFill(node, stream.consumers);
     slotsFill(node, {
       label: stream.label || stream.arn,
       state: { text: stream.state_display, class: `badge stream-${stream.state}` },

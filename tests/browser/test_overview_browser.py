@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from streams.models import Gap, Shard, Stream, StreamSource
 from tests.browser.conftest import screenshot
-from tests.dashboard.test_overview import lineage_source, records_create, shard_create, source_create
+from tests.dashboard.test_overview import lineage_source, records_create, shard_create, source_create, stream_create
 
 PAYLOAD = '<img src=x onerror=__xss()>"><script>__xss()</script>'
 
@@ -70,4 +70,80 @@ def test_it_rebuilds_exactly_what_the_server_rendered(logged_in_page):
     # What changes shows at the next refresh, without a reload.
     shard_create(Stream.objects.get(source=source), "shardId-new", "shardId-right", last_polled_by="worker-3:1")
     expect(page.locator("[data-key='shard-shardId-right'] [data-key='shard-shardId-new']")).to_contain_text("worker-3:1")
+    assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1
+
+
+def mapping(number, function, state="Enabled", **fields):
+    return {
+        "uuid": f"00000000-0000-0000-0000-{number:012d}",
+        "function_arn": f"arn:aws:lambda:eu-west-1:123456789012:function:{function}",
+        "state": state,
+        "batch_size": 100,
+        "starting_position": "LATEST",
+        "last_modified": "2026-03-04T10:15:30.250000+00:00",
+        **fields,
+    }
+
+
+def streams_with_every_kind_of_consumers(now):
+    """One stream for each way its event source mappings can have been looked up, and one
+    crowded stream whose mappings carry markup in their names."""
+    source = source_create("orders")
+    lookup = Stream.MappingsLookup
+    crowded = [
+        mapping(1, "orders-audit"),
+        mapping(2, f"{PAYLOAD}:live", state="Updating", starting_position=""),
+        mapping(3, "orders-paused", state="Disabled", last_modified="", batch_size=None),
+    ]
+    kinds = {
+        "crowded": {"lambda_mappings_lookup": lookup.LISTED, "lambda_mappings": crowded},
+        "one-mapping": {"lambda_mappings_lookup": lookup.LISTED, "lambda_mappings": [mapping(4, "orders-search")]},
+        "no-mappings": {"lambda_mappings_lookup": lookup.LISTED},
+        "denied": {"lambda_mappings_lookup": lookup.DENIED, "lambda_mappings_error": f"AccessDeniedException: {PAYLOAD}"},
+        "local": {"lambda_mappings_lookup": lookup.NO_LAMBDA},
+        "pending": {},
+    }
+    streams = {}
+    for label, fields in kinds.items():
+        streams[label] = stream_create(source, label=label)
+        checked = {"lambda_mappings_checked_at": now} if fields else {}
+        Stream.objects.filter(pk=streams[label].pk).update(**fields, **checked)
+    return source, streams
+
+
+def test_it_rebuilds_the_other_consumers_of_each_stream_exactly(logged_in_page):
+    page = logged_in_page
+    now = timezone.now()
+    source, streams = streams_with_every_kind_of_consumers(now)
+    page.add_init_script(
+        """document.addEventListener("DOMContentLoaded", () => {
+            window.__serverRendered = document.getElementById("sources").innerHTML;
+        });"""
+    )
+
+    page.goto("/")
+    expect(page.locator("#sources")).to_have_attribute("data-updated-at", re.compile(r"\S"))
+
+    rendered = page.evaluate("() => window.__serverRendered")
+    rebuilt = page.evaluate("() => document.getElementById('sources').innerHTML")
+    assert same_moments(rebuilt) == same_moments(rendered)
+    crowded = page.locator(f"[data-key='stream-{streams['crowded'].pk}'] .consumers")
+    expect(crowded.locator(".consumers-count")).to_contain_text("3(Shardwatch and 2 event source mappings)")
+    expect(crowded.locator(".alert-error")).to_contain_text(f"read it: orders-audit, {PAYLOAD}:live.")
+    expect(crowded.locator(".mappings li")).to_have_count(3)
+    denied = page.locator(f"[data-key='stream-{streams['denied'].pk}'] .consumers")
+    expect(denied).to_contain_text("unknown: the identity lacks lambda:ListEventSourceMappings")
+    expect(denied.locator(".consumers-error")).to_have_text(f"AccessDeniedException: {PAYLOAD}")
+    assert page.locator("#sources .consumers .alert-error").count() == 1
+    assert page.locator("#sources img, #sources script").count() == 0
+    screenshot(page, "overview-consumers")
+
+    # A look-up that finds more readers shows at the next refresh, without a reload.
+    Stream.objects.filter(pk=streams["denied"].pk).update(
+        lambda_mappings_lookup=Stream.MappingsLookup.LISTED,
+        lambda_mappings_error="",
+        lambda_mappings=[mapping(5, "orders-mailer"), mapping(6, "orders-export", state="Creating")],
+    )
+    expect(denied.locator(".alert-error")).to_contain_text("read it: orders-mailer, orders-export.")
+    expect(denied.locator(".consumers-error")).to_have_count(0)
     assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1

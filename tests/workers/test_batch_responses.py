@@ -22,7 +22,6 @@ The function answers the shape once; asked again (the retry), it answers null.
 
 import json
 import threading
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +32,7 @@ import pytest
 from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests.support import handler_log
-from tests.support.dynamodb_local import free_port
+from tests.support.moto_aws import moto_api, moto_server
 from tests.support.readers import read_until_idle
 from tests.support.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger, TriggerCursor
@@ -274,36 +273,22 @@ def test_it_reads_a_webhooks_response(shape, batch, webhook):
     assert_read_as(shape, trigger, records)
 
 
-def moto_api(endpoint: str, path: str, document: dict) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=json.dumps(document).encode(), method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
-
-
 @pytest.fixture(scope="module")
-def moto_server():
-    """moto's server (the Lambda API) in a thread of this process, for the module. There is no
-    Docker here: moto's Docker-less Lambda backend answers an Invoke with the results queued
-    through /moto-api/static/lambda-simple/response, as they are, then with the event it was sent."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    moto_api(endpoint, "config", {"lambda": {"use_docker": False}})
-    yield endpoint
-    # moto keeps its config in a module global of this process: put the default back.
-    moto_api(endpoint, "config", {"lambda": {"use_docker": True}})
-    server.stop()
+def moto_lambda():
+    """moto's server (tests/support/moto_aws.py) for the module. There is no Docker here: moto's
+    Docker-less Lambda backend answers an Invoke with the results queued through
+    /moto-api/static/lambda-simple/response, as they are, then with the event it was sent."""
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.mark.parametrize("shape", shape_params(SHAPES))
-def test_it_reads_a_lambda_functions_response(shape, batch, moto_server, monkeypatch):
+def test_it_reads_a_lambda_functions_response(shape, batch, moto_lambda, monkeypatch):
     source, records, answer = batch
-    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", moto_server)
-    moto_api(moto_server, "reset", {})  # nothing queued by an earlier test is left
-    moto_api(moto_server, "config", {"lambda": {"use_docker": False}})
-    moto_api(moto_server, "static/lambda-simple/response", {"results": [answer(shape)], "region": source.region})
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", moto_lambda)
+    moto_api(moto_lambda, "reset", {})  # nothing queued by an earlier test is left
+    moto_api(moto_lambda, "config", {"lambda": {"use_docker": False}})
+    moto_api(moto_lambda, "static/lambda-simple/response", {"results": [answer(shape)], "region": source.region})
     trigger = Trigger.objects.create(
         name="orders-fn", source=source, target=Trigger.Target.LAMBDA, function_name="orders-fn", **RBIF,
     )

@@ -12,7 +12,6 @@ The messages are held to the ones AWS sent in localstack's AWS-validated runs
 import json
 import logging
 import re
-import urllib.request
 
 import boto3
 import pytest
@@ -23,6 +22,7 @@ from streams.sources import source_add
 from tests.handlers import triggers as trigger_handlers
 from tests.support import handler_log
 from tests.support.dynamodb_local import free_port
+from tests.support.moto_aws import moto_api, moto_server
 from tests.support.readers import read_until_idle
 from tests.support.triggering import run_until_idle
 from workers import destinations
@@ -42,23 +42,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def moto_endpoint(dynamodb_endpoint, monkeypatch):
-    """moto's server in a thread of this process; the session's credentials and region
+    """moto's server (tests/support/moto_aws.py); the session's credentials and region
     (tests/dynamodb_local.environment) are what boto3 signs with."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for service in ("SQS", "SNS", "STS", "LAMBDA"):
-        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", endpoint)
-    yield endpoint
-    server.stop()
-
-
-def moto_api(endpoint: str, path: str, document: dict) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/{path}", data=json.dumps(document).encode(), method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
+    with moto_server() as endpoint:
+        for service in ("SQS", "SNS", "STS", "LAMBDA"):
+            monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", endpoint)
+        yield endpoint
 
 
 @pytest.fixture

@@ -1,25 +1,18 @@
 """workers.targets.lambda_: Lambda calls through boto3 to moto's Lambda API server, or to a
 small server speaking the Lambda Invoke API's wire format."""
 
-import io
 import json
 import threading
 import urllib.request
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import orjson
 import pytest
 
 from tests.support.dynamodb_local import free_port
+from tests.support.moto_aws import lambda_function_create, moto_api, moto_server
 from tests.support.targets import EVENT, make_trigger
 from workers.targets import InvokeResult, target_invoke
-
-
-def moto_config(endpoint: str, config: dict) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/config", data=json.dumps(config).encode(), method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 @pytest.fixture
@@ -34,34 +27,12 @@ def lambda_env(monkeypatch):
 
 @pytest.fixture
 def moto_lambda(lambda_env):
-    """moto's server (the Lambda API, in a thread of this process) on a free port, reached
-    through boto3's standard AWS_ENDPOINT_URL_LAMBDA. There is no Docker here, so moto is told
-    through its /moto-api/config endpoint to use its Docker-less Lambda backend
-    ({"lambda": {"use_docker": False}}), whose Invoke answers without running any code."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint)
-    moto_config(endpoint, {"lambda": {"use_docker": False}})
-    yield endpoint
-    # moto keeps its config in a module global of this process: put the default back.
-    moto_config(endpoint, {"lambda": {"use_docker": True}})
-    server.stop()
-
-
-def lambda_function_create(endpoint: str, name: str) -> None:
-    """Test set-up through moto's own API: an IAM role and a function that would echo its event."""
-    iam = boto3.client("iam", endpoint_url=endpoint)
-    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("handler.py", "def handle(event, context):\n    return event\n")
-    boto3.client("lambda", endpoint_url=endpoint).create_function(
-        FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handle", Code={"ZipFile": code.getvalue()}
-    )
+    """moto's server (tests/support/moto_aws.py), reached through boto3's standard
+    AWS_ENDPOINT_URL_LAMBDA, with its Docker-less Lambda backend, whose Invoke answers without
+    running any code."""
+    with moto_server() as endpoint:
+        lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint)
+        yield endpoint
 
 
 def test_it_invokes_a_lambda_function_through_the_lambda_api(moto_lambda):
@@ -99,7 +70,7 @@ def test_it_invokes_a_lambda_function_through_the_lambda_api(moto_lambda):
 def test_it_reports_a_missing_lambda_function_as_a_function_error(moto_lambda):
     """moto's Docker backend looks the function up before it would start a container, so this
     is moto's real ResourceNotFoundException answer (404) to Invoke."""
-    moto_config(moto_lambda, {"lambda": {"use_docker": True}})
+    moto_api(moto_lambda, "config", {"lambda": {"use_docker": True}})
     trigger = make_trigger(target="lambda", function_name="no-such-function")
 
     result = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-14")
