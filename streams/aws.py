@@ -19,7 +19,7 @@ import orjson
 _CONFIG = botocore.config.Config(
     connect_timeout=3,
     read_timeout=10,
-    retries={"mode": "standard", "max_attempts": 2},
+    retries={"mode": "standard", "total_max_attempts": 2},
     # A reader has up to SHARDWATCH_READER_THREADS (at most 64) calls in flight on one client;
     # below that, urllib3 would drop and reopen connections.
     max_pool_connections=64,

@@ -192,11 +192,10 @@ class Shard(models.Model):
     resume_iterator_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=128, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    # Counts the polls of the current lease. Each poll task carries the number it expects, so
-    # a poll task delivered twice (a worker killed after scheduling the next poll) ends at once.
-    lease_poll = models.PositiveBigIntegerField(default=0)
+    # Set when a reader takes the shard and at each renewal of its leases (every lease/3): a
+    # reader writes nothing per poll, so this says the shard was held and read at that time.
     last_polled_at = models.DateTimeField(null=True, blank=True)
-    last_polled_by = models.CharField(max_length=255, blank=True, help_text="host:pid of the process that last polled.")
+    last_polled_by = models.CharField(max_length=255, blank=True, help_text="host:pid of the reader holding the shard.")
     last_record_at = models.DateTimeField(null=True, blank=True, help_text="When a poll last returned records.")
     error_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
