@@ -7,7 +7,9 @@ GetShardIterator, GetRecords) or `DynamoDB_20120810.DescribeTable`, and a JSON b
 (awsJson1_0). Request signatures are not checked. Errors go back as AWS sends them: status
 400 (500 for InternalServerError) and `{"__type": "com.amazonaws.dynamodb.v20120810#<Code>",
 "message": ...}`, so that botocore raises the ClientError with that code. What each operation
-answers is FakeStreams's to say; this module only translates.
+answers is FakeStreams's to say; this module only translates. FakeStreams's `before` hooks and
+queued `errors` work here too, but a hook runs on the server's thread, which has no database
+connection of the test's.
 
 It is meant to cost little CPU, so that a benchmark measures the reader and not the fake: an
 asyncio Protocol parses requests straight from the socket's buffer, orjson encodes, nothing is
