@@ -172,34 +172,37 @@ def _describe_all_shards(client, stream_arn: str) -> tuple[list[dict], str]:
         kwargs["ExclusiveStartShardId"] = last
 
 
-def stream_sync_shards(*, stream_id: int) -> bool:
-    """Create and close Shard rows to match DescribeStream. Returns False when DynamoDB could
-    not be asked, after recording why on the source."""
-    stream = Stream.objects.select_related("source").get(pk=stream_id)
-    source = stream.source
-    client = aws.streams_client(region=source.region, endpoint_url=source.endpoint_url)
-    try:
-        described, stream_status = _describe_all_shards(client, stream.arn)
-    except aws.AWS_ERRORS as exc:
-        failure = aws.classify(exc)
-        if failure is aws.Failure.NOT_FOUND:
-            stream_mark_gone(stream_id=stream.pk, reason=f"Stream deleted: {aws.describe(exc)}")
-            return stream.state != Stream.State.CURRENT
-        status = StreamSource.Status.after_failure(failure)
-        source_set_status(source_id=source.pk, status=status, error=f"DescribeStream failed: {aws.describe(exc)}")
-        return False
+def _describe_failed(*, stream: Stream, exc: Exception) -> bool:
+    """Record why DescribeStream failed. Returns what stream_sync_shards returns: False, unless
+    the stream is gone and was not the source's current one (then there is nothing to wait for)."""
+    failure = aws.classify(exc)
+    if failure is aws.Failure.NOT_FOUND:
+        stream_mark_gone(stream_id=stream.pk, reason=f"Stream deleted: {aws.describe(exc)}")
+        return stream.state != Stream.State.CURRENT
+    status = StreamSource.Status.after_failure(failure)
+    source_set_status(source_id=stream.source_id, status=status, error=f"DescribeStream failed: {aws.describe(exc)}")
+    return False
 
-    known = {shard.shard_id: shard for shard in stream.shards.all()}
+
+def _shards_record(*, stream: Stream, described: list[dict]) -> None:
+    """Create a Shard row for each shard in `described` (DescribeStream's Shard objects) that we
+    do not have, and close the rows of those that now have an EndingSequenceNumber."""
+    source = stream.source
+    ids = [item["ShardId"] for item in described]
+    known = dict(
+        Shard.objects.filter(stream=stream, shard_id__in=ids).values_list("shard_id", "ending_sequence_number")
+    )
     # A source that starts at LATEST skips what is already in the stream, but only the first
     # time we see it: shards that appear later (splits, a re-enabled stream) are new data.
-    first_sight = not known and source.start_position == StreamSource.StartPosition.LATEST and not (
-        Shard.objects.filter(stream__source=source).exists()
+    first_sight = (
+        source.start_position == StreamSource.StartPosition.LATEST
+        and not known
+        and not Shard.objects.filter(stream__source=source).exists()
     )
     new_shards = []
     for item in described:
         ending = item.get("SequenceNumberRange", {}).get("EndingSequenceNumber", "")
-        existing = known.get(item["ShardId"])
-        if existing is None:
+        if item["ShardId"] not in known:
             shard = Shard(
                 stream=stream,
                 shard_id=item["ShardId"],
@@ -215,17 +218,93 @@ def stream_sync_shards(*, stream_id: int) -> bool:
                 else:
                     shard.initial_position = "LATEST"
             new_shards.append(shard)
-        elif ending and not existing.ending_sequence_number:
-            Shard.objects.filter(pk=existing.pk).update(ending_sequence_number=ending)
-            Shard.objects.filter(pk=existing.pk, state=Shard.State.OPEN).update(state=Shard.State.CLOSED)
+        elif ending and not known[item["ShardId"]]:
+            Shard.objects.filter(stream=stream, shard_id=item["ShardId"]).update(ending_sequence_number=ending)
+            Shard.objects.filter(stream=stream, shard_id=item["ShardId"], state=Shard.State.OPEN).update(
+                state=Shard.State.CLOSED
+            )
     if new_shards:
         Shard.objects.bulk_create(new_shards, ignore_conflicts=True)
+
+
+def stream_sync_shards(*, stream_id: int) -> bool:
+    """Create and close Shard rows to match DescribeStream. Returns False when DynamoDB could
+    not be asked, after recording why on the source."""
+    stream = Stream.objects.select_related("source").get(pk=stream_id)
+    client = aws.streams_client(region=stream.source.region, endpoint_url=stream.source.endpoint_url)
+    try:
+        described, stream_status = _describe_all_shards(client, stream.arn)
+    except aws.AWS_ERRORS as exc:
+        return _describe_failed(stream=stream, exc=exc)
+    _shards_record(stream=stream, described=described)
 
     if stream.state == Stream.State.SUPERSEDED and stream_status in {"DISABLED", ""}:
         # A disabled stream gets no new shards; once every shard is read, it is done.
         if not Shard.objects.filter(stream=stream).exclude(state=Shard.State.FINISHED).exists():
             Stream.objects.filter(pk=stream.pk).update(state=Stream.State.DRAINED)
     return True
+
+
+@dataclass(frozen=True)
+class ChildShards:
+    """What shard_children_discover found."""
+
+    # The shard's children as DynamoDB names them, each now a Shard row; empty when it has none
+    # yet (a shard can end a little before its children are listed).
+    shard_ids: tuple[str, ...] = ()
+    # True when the endpoint could not filter, so the whole stream was listed (stream_sync_shards)
+    # instead: every new shard found then has its row, not only the children.
+    listed_stream: bool = False
+    # False when DynamoDB could not be asked; why is on the source, as stream_sync_shards leaves it.
+    healthy: bool = True
+
+
+def shard_children_discover(*, shard_id: int) -> ChildShards:
+    """Find the children of a shard that has ended (`shard_id` is the Shard row's pk) and create
+    their Shard rows, as stream_sync_shards creates rows.
+
+    One DescribeStream call with ShardFilter {"Type": "CHILD_SHARDS", "ShardId": <the shard's
+    id>} (API reference, DynamoDB Streams, DescribeStream and ShardFilter: "the shardId of the
+    parent shard for which you are requesting child shards"), rather than listing every shard of
+    the stream, 100 a call, each time one of them ends.
+
+    Where the endpoint cannot filter, this falls back to stream_sync_shards: when the parameter
+    is refused (botocore refuses it client-side when its model predates ShardFilter; an
+    endpoint may answer a 400 we do not know), or when the answer holds a shard that is not a
+    child of this one, or a next page: DynamoDB Local before 3.2.0 ignores the filter and
+    answers with the stream's full listing, this shard in it. An answer with no shards is a
+    shard without children (yet). Throttling, denial, an unreachable endpoint or a stream that
+    is gone are recorded as stream_sync_shards records them, and give healthy=False.
+
+    The children's rows are readable only once this shard is FINISHED (Shard.objects.readable),
+    so a parent is still read to its end before its children start.
+    """
+    shard = Shard.objects.select_related("stream__source").get(pk=shard_id)
+    stream = shard.stream
+    client = aws.streams_client(region=stream.source.region, endpoint_url=stream.source.endpoint_url)
+    try:
+        description = client.describe_stream(
+            StreamArn=stream.arn, ShardFilter={"Type": "CHILD_SHARDS", "ShardId": shard.shard_id}
+        )["StreamDescription"]
+    except aws.AWS_ERRORS as exc:
+        if aws.classify(exc) is not aws.Failure.OTHER:
+            return ChildShards(healthy=_describe_failed(stream=stream, exc=exc))
+        log.info("DescribeStream refused ShardFilter (%s); listing the stream instead", aws.describe(exc))
+        return _children_listed(shard=shard)
+    described = description.get("Shards", [])
+    not_filtered = any(item.get("ParentShardId") != shard.shard_id for item in described)
+    if not_filtered or description.get("LastEvaluatedShardId"):
+        return _children_listed(shard=shard)
+    _shards_record(stream=stream, described=described)
+    return ChildShards(shard_ids=tuple(item["ShardId"] for item in described))
+
+
+def _children_listed(*, shard: Shard) -> ChildShards:
+    healthy = stream_sync_shards(stream_id=shard.stream_id)
+    children = Shard.objects.filter(stream_id=shard.stream_id, parent_shard_id=shard.shard_id).order_by("id")
+    return ChildShards(
+        shard_ids=tuple(children.values_list("shard_id", flat=True)), listed_stream=True, healthy=healthy
+    )
 
 
 def stream_mark_gone(*, stream_id: int, reason: str) -> None:

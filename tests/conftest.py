@@ -41,6 +41,25 @@ def dynamodb_endpoint():
 
 
 @pytest.fixture
+def fake_streams_server(monkeypatch):
+    """The fake Streams API (tests/support/fake_streams.py) served over HTTP on a free port, for
+    real boto3 clients where DynamoDB Local cannot play the part (many shards, lineage,
+    throttling). `.url` is the endpoint; `.fake` the FakeStreams it serves, with no shards until
+    the test adds some or puts another in its place; `.latency_s` is added to every call."""
+    from tests.support.fake_streams import FakeStreams
+    from tests.support.fake_streams_server import FakeStreamsServer
+
+    # boto3 signs every request; the fake checks no signature, but some credentials must exist.
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "shardwatchtest")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shardwatchtest")
+    server = FakeStreamsServer(FakeStreams([])).start()
+    yield server
+    server.stop()
+    aws.forget_clients()
+
+
+@pytest.fixture
 def dynamodb(dynamodb_endpoint):
     return boto3.client("dynamodb")
 
