@@ -277,10 +277,16 @@ def shard_children_discover(*, shard_id: int) -> ChildShards:
     is gone are recorded as stream_sync_shards records them, and give healthy=False.
 
     The children's rows are readable only once this shard is FINISHED (Shard.objects.readable),
-    so a parent is still read to its end before its children start.
+    so a parent is still read to its end before its children start. A shard of a superseded
+    stream is always answered with the full listing, which marks the stream drained once every
+    shard of it is read.
     """
     shard = Shard.objects.select_related("stream__source").get(pk=shard_id)
     stream = shard.stream
+    if stream.state != Stream.State.CURRENT:
+        # A superseded stream gets no new shards; the full listing is what marks it drained
+        # once its last shard is read, so that the source's current stream can start.
+        return _children_listed(shard=shard)
     client = aws.streams_client(region=stream.source.region, endpoint_url=stream.source.endpoint_url)
     try:
         description = client.describe_stream(

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from streams import retention, sources
-from streams.models import ChangeRecord, StreamSource
+from streams.models import ChangeRecord, Shard, StreamSource
 from streams.reader import Reader
 from streams.signals import records_expired
 
@@ -44,11 +44,12 @@ def discover_all() -> None:
 
 
 @shared_task(ignore_result=True, name="streams.tasks.discover_children")
-def discover_children(source_id: int, shard_id: int) -> None:
-    """Find the children of a shard that was just read to its end."""
+def discover_children(shard_id: int) -> None:
+    """Find the children of a shard that was just read to its end (DescribeStream with
+    ShardFilter CHILD_SHARDS; the periodic discovery stays the backstop)."""
     try:
-        sources.source_discover(source_id=source_id)
-    except StreamSource.DoesNotExist:
+        sources.shard_children_discover(shard_id=shard_id)
+    except Shard.DoesNotExist:
         return
 
 
@@ -119,7 +120,7 @@ def read_shards() -> None:
     readers_top_up()
 
     def on_shard_end(source_id: int, shard_id: int) -> None:
-        transaction.on_commit(lambda: discover_children.delay(source_id, shard_id))
+        transaction.on_commit(lambda: discover_children.delay(shard_id))
 
     with _stop_on_sigterm() as should_stop:
         reader = Reader(threads=settings.SHARDWATCH_READER_THREADS, on_shard_end=on_shard_end)

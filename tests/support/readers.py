@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from streams.models import Shard
 from streams.reader import Reader
-from streams.sources import source_discover
+from streams.sources import shard_children_discover, source_discover
 
 
 class Readers:
@@ -35,8 +35,9 @@ class Readers:
             finished_before = len(self.finished)
             progress = self.reader.polls_round()
             finished_any = len(self.finished) > finished_before
-            if finished_any:
-                self._discover()
+            # As the reader task does: a shard read to its end has its children looked up.
+            for shard_id in self.finished[finished_before:]:
+                shard_children_discover(shard_id=shard_id)
             saved += progress
             idle = idle + 1 if not progress and not finished_any else 0
             if idle >= idle_rounds and not any(r.error_count for r in self.reader.readings.values()):
