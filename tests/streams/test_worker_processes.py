@@ -149,3 +149,47 @@ def test_it_hands_a_stopped_readers_shards_over_within_seconds(signalled, proces
     keys = [keys["pk"]["S"] for keys in ChangeRecord.objects.filter(source_id__in=source_ids).values_list("keys", flat=True)]
     assert sorted(keys) == sorted(written)
     assert handoff_s < 5, f"handoff took {handoff_s:.1f} s"
+
+
+def test_it_hands_shards_on_without_a_gap_when_a_readers_time_is_up(make_table, dynamodb, tmp_path):
+    # Each reader task runs for 5 s here (SHARDWATCH_READER_RUN_S), so the next reader task takes
+    # the shards over several times while records keep coming.
+    processes = Processes(
+        SHARDWATCH_DISCOVERY_INTERVAL_S="2", SHARDWATCH_DISPATCH_INTERVAL_S="1", SHARDWATCH_READER_RUN_S="5"
+    )
+    try:
+        tables = [make_table(range_key=False) for _ in range(2)]
+        sources = [source_add(table_name=table, region="us-east-1") for table in tables]
+        processes.worker("worker", concurrency=1)
+        processes.reader("reader", concurrency=1)
+        processes.beat(tmp_path / "beat-schedule")
+        assert wait_for(lambda: len(holders()) == 2, timeout=30)
+
+        written, unheld_since, longest_unheld_s, owners = [], {}, 0.0, set()
+        started = time.monotonic()
+        number = 0
+        while time.monotonic() - started < 16:
+            for table in tables:
+                dynamodb.put_item(TableName=table, Item={"pk": {"S": f"k-{number:04d}"}})
+                written.append(f"k-{number:04d}")
+                number += 1
+            rows = dict(Shard.objects.filter(stream__source__in=sources).values_list("pk", "lease_owner"))
+            owners.update(owner for owner in rows.values() if owner)
+            now = time.monotonic()
+            for pk, owner in rows.items():
+                if owner:
+                    if pk in unheld_since:
+                        longest_unheld_s = max(longest_unheld_s, now - unheld_since.pop(pk))
+                else:
+                    unheld_since.setdefault(pk, now)
+            time.sleep(0.05)
+
+        source_ids = [source.pk for source in sources]
+        assert wait_for(lambda: ChangeRecord.objects.filter(source_id__in=source_ids).count() >= len(written), timeout=30)
+        time.sleep(1)  # anything doubled would arrive now
+        keys = [k["pk"]["S"] for k in ChangeRecord.objects.filter(source_id__in=source_ids).values_list("keys", flat=True)]
+        assert sorted(keys) == sorted(written)
+        assert len(owners) >= 3, "the readers' time did not run out: no handoff happened"
+        assert longest_unheld_s < 2.0, f"a shard had no reader for {longest_unheld_s:.1f} s"
+    finally:
+        processes.stop_all()
