@@ -1,4 +1,6 @@
-"""Reading one shard: leases, GetRecords, and saving each batch with its checkpoint.
+"""Reading one shard: GetShardIterator and GetRecords (shard_fetch, on any thread), and acting
+on what came back (shard_apply, on the reader's thread): saving each batch with its checkpoint,
+errors, gaps. streams/reader.py holds many shards and calls these.
 
 What must stay true:
 - At most one reader advances a shard. Every write that moves a shard forward is conditional
@@ -29,7 +31,10 @@ from streams.sources import source_set_status, stream_mark_gone
 log = logging.getLogger(__name__)
 
 GET_RECORDS_LIMIT = 1000
-# DynamoDB allows 5 GetRecords a second on a shard; never poll faster than this.
+# Never more than 5 GetRecords a second on a shard. The DynamoDB Streams documentation gives no
+# per-shard call rate, only "no more than two processes" reading a shard at once (developer
+# guide, Streams); 5 a second is Kinesis Data Streams' GetRecords quota per shard, the service
+# DynamoDB Streams' API follows, and Lambda polls a stream shard 4 times a second.
 MIN_INTERVAL_S = 0.2
 
 
@@ -42,8 +47,9 @@ class Poll:
     iterator: str | None = None
     saved: int = 0
     error_count: int = 0
-    # A source whose shard was just read to its end: its children may be waiting to be
-    # found, so the caller runs discovery for it now rather than at the next periodic one.
+    # A source whose shard was just read to its end: its children may be waiting to be found,
+    # so the caller looks for them now (streams.tasks.discover_children) rather than waiting
+    # for the next periodic discovery.
     rediscover: int | None = None
 
 
