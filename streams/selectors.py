@@ -235,7 +235,7 @@ def readers_summary(*, now) -> dict:
     """The stream readers (streams.reader.Reader) alive at `now`, and the readable shards none
     of them holds, for the Streams page's Readers panel. Two queries however many shards.
 
-    {"readers": [{"owner", "name", "shards", "renewed_at"}],
+    {"alive": [{"owner", "name", "shards", "renewed_at"}],
      "shards": <readable shards (Shard.objects.readable())>,
      "waiting": <readable shards that no unexpired lease holds>,
      "waiting_long": <of those, the ones waiting longer than reader_missing_after()>,
@@ -244,10 +244,11 @@ def readers_summary(*, now) -> dict:
 
     A reader is the owner of an unexpired lease on a shard that is not finished: "owner" is its
     lease token (which its log lines name), "name" its host:pid (the shards' `last_polled_by`,
-    stamped when it took them), "shards" how many it holds, and "renewed_at" (an aware datetime)
-    its latest renewal (the shards' newest `last_polled_at`; a reader renews every
-    SHARDWATCH_LEASE_S / 3). Readers come sorted by name, then owner. A reader that holds no
-    shard (more readers than shards) writes nothing to the database and is not listed.
+    stamped when it took them; the token when none says), "shards" how many it holds, and
+    "renewed_at" (an aware datetime, or None) its latest renewal (the shards' newest
+    `last_polled_at`; a reader renews every SHARDWATCH_LEASE_S / 3). Readers come sorted by
+    name, then owner. A reader that holds no shard (more readers than shards) writes nothing to
+    the database and is not listed.
 
     A shard waits since its lease expired, or since the last renewal of the reader that
     released it, or since it was discovered, or since its parent finished, whichever is latest
@@ -297,4 +298,4 @@ def readers_summary(*, now) -> dict:
             f"{waiting} shard{'s' if waiting != 1 else ''} {'have' if waiting != 1 else 'has'} no reader: "
             f"is the `reader` worker running? (celery -A config worker -Q {queue})"
         )
-    return {"readers": readers, **counts, "reader_queue": queue, "warning": warning}
+    return {"alive": readers, **counts, "reader_queue": queue, "warning": warning}

@@ -59,7 +59,7 @@ def test_it_lists_each_live_reader_with_its_shards_and_latest_renewal(stream):
 
     summary = readers_summary(now=NOW)
 
-    assert summary["readers"] == [
+    assert summary["alive"] == [
         {"owner": "ip-10-0-0-5:90/bb", "name": "ip-10-0-0-5:90", "shards": 2, "renewed_at": NOW - timedelta(seconds=2)},
         {"owner": "ip-10-0-0-7:812/aa", "name": "ip-10-0-0-7:812", "shards": 3, "renewed_at": NOW - timedelta(seconds=1)},
     ]
@@ -74,7 +74,7 @@ def test_it_counts_no_reader_whose_lease_expired_and_its_shards_wait(stream):
 
     summary = readers_summary(now=NOW)
 
-    assert [reader["name"] for reader in summary["readers"]] == ["host:1"]
+    assert [reader["name"] for reader in summary["alive"]] == ["host:1"]
     assert (summary["shards"], summary["waiting"], summary["waiting_long"]) == (3, 2, 0)
     assert summary["warning"] == ""  # expired 5 s ago: another reader takes them at its next balance
 
@@ -87,7 +87,7 @@ def test_it_leaves_out_finished_shards(stream):
 
     summary = readers_summary(now=NOW)
 
-    assert [(reader["name"], reader["shards"]) for reader in summary["readers"]] == [("host:1", 1)]
+    assert [(reader["name"], reader["shards"]) for reader in summary["alive"]] == [("host:1", 1)]
     assert (summary["shards"], summary["waiting"]) == (1, 0)
 
 
@@ -109,7 +109,7 @@ def test_it_warns_when_a_shard_never_leased_waits_past_twice_the_lease_and_a_dis
     assert readers_summary(now=NOW)["warning"] == ""
     later = readers_summary(now=NOW + timedelta(seconds=2))
 
-    assert (later["readers"], later["waiting"], later["waiting_long"]) == ([], 1, 1)
+    assert (later["alive"], later["waiting"], later["waiting_long"]) == ([], 1, 1)
     assert later["warning"] == (
         "1 shard has no reader: is the `reader` worker running? (celery -A config worker -Q shardwatch.readers)"
     )
@@ -167,7 +167,7 @@ def test_it_answers_in_two_queries_however_many_shards_and_readers(django_assert
     with django_assert_num_queries(2):
         summary = readers_summary(now=NOW)
 
-    assert len(summary["readers"]) == 12 and summary["shards"] == 120
+    assert len(summary["alive"]) == 12 and summary["shards"] == 120
     assert summary["waiting"] == 24 and summary["waiting_long"] == 24
 
 
@@ -183,21 +183,21 @@ def test_it_shows_real_readers_sharing_the_shards_and_then_none(stream):
         now = timezone.now()
         summary = readers_summary(now=now)
 
-        assert sorted(reader["shards"] for reader in summary["readers"]) == [2, 3]
-        assert {reader["owner"] for reader in summary["readers"]} == {first.owner, second.owner}
-        assert {reader["name"] for reader in summary["readers"]} == {reader_name()}
-        assert all(now - timedelta(seconds=5) < reader["renewed_at"] <= now for reader in summary["readers"])
+        assert sorted(reader["shards"] for reader in summary["alive"]) == [2, 3]
+        assert {reader["owner"] for reader in summary["alive"]} == {first.owner, second.owner}
+        assert {reader["name"] for reader in summary["alive"]} == {reader_name()}
+        assert all(now - timedelta(seconds=5) < reader["renewed_at"] <= now for reader in summary["alive"])
         assert (summary["shards"], summary["waiting"], summary["warning"]) == (5, 0, "")
 
         released = len(second.readings)
         second.close()  # releases its shards for the first to take at its next balance
         summary = readers_summary(now=timezone.now())
-        assert [reader["owner"] for reader in summary["readers"]] == [first.owner]
+        assert [reader["owner"] for reader in summary["alive"]] == [first.owner]
         assert (summary["waiting"], summary["warning"]) == (released, "")
 
         # Nothing renews: a minute on, every lease has run out and no reader is left.
         later = readers_summary(now=timezone.now() + timedelta(minutes=1))
-        assert (later["readers"], later["waiting"], later["waiting_long"]) == ([], 5, 5)
+        assert (later["alive"], later["waiting"], later["waiting_long"]) == ([], 5, 5)
         assert later["warning"].startswith("5 shards have no reader")
     finally:
         first.close()
