@@ -19,7 +19,7 @@ from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, item_history, record_get, record_neighbours, records_page
 from streams.rows import feed_rows, item_history_detail, record_detail
-from streams.selectors import source_health
+from streams.selectors import readers_summary, source_health
 from workers.selectors import invocations_after
 from workers.timeline import InvocationFilter, invocation_row
 
@@ -28,10 +28,11 @@ from workers.timeline import InvocationFilter, invocation_row
 @require_GET
 @api_login_required
 def api_sources(request):
-    """`GET /api/sources`: every source's health, as the overview shows it; static/js/overview.js
-    polls it every few seconds. Times are ISO 8601 in UTC, or null.
+    """`GET /api/sources`: every source's health, and the stream readers alive, as the overview
+    shows them; static/js/overview.js polls it every few seconds. Times are ISO 8601 in UTC, or
+    null.
 
-    {"now": "...", "sources": [{
+    {"now": "...", "readers": <readers>, "sources": [{
       "id", "table", "region", "endpoint_url", "view_type", "start_position", "retention_days",
       "enabled", "status", "status_display", "last_error", "last_error_at",
       "gaps": [{"id", "detected_at", "shard_id", "after_sequence_number", "reason"}],  # newest 20
@@ -56,9 +57,18 @@ def api_sources(request):
     "checked_at", "mappings": [{"uuid", "function_arn", "function_name", "state", "batch_size",
     "starting_position", "last_modified", "reads"}], "mappings_reading", "readers_per_shard"
     (null when unknown), "too_many", "reading_functions"}.
+
+    <readers>: who reads the shards (streams.selectors.readers_summary): {"alive": [{"owner"
+    (the reader's lease token, as its log lines name it), "name" (host:pid), "shards" (how many
+    it holds), "renewed_at" (its latest lease renewal)}], sorted by name; "shards" (readable
+    shards, all sources), "waiting" (readable shards no live lease holds), "waiting_long" (those
+    waiting longer than twice SHARDWATCH_LEASE_S and a SHARDWATCH_DISPATCH_INTERVAL_S),
+    "reader_queue" (SHARDWATCH_READER_QUEUE), "warning" ("" or, while waiting_long is not 0,
+    "N shards have no reader: is the `reader` worker running? (celery -A config worker -Q
+    <reader_queue>)")}. A reader that holds no shard is not listed.
     """
     now = timezone.now()
-    return JsonResponse({"sources": overview_sources(now=now), "now": now})
+    return JsonResponse({"sources": overview_sources(now=now), "readers": readers_summary(now=now), "now": now})
 
 
 def overview_sources(*, now) -> list[dict]:

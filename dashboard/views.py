@@ -18,6 +18,7 @@ from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
 from streams.rows import feed_rows, key_parts
+from streams.selectors import readers_summary
 from workers.models import INVOCATION_OUTCOMES, Invocation, Trigger
 from workers.selectors import (
     dead_letters_list,
@@ -30,19 +31,22 @@ from workers.timeline import InvocationFilter
 
 
 # What the overview's <template>s are rendered from (templates/dashboard/overview.html): a source
-# with one gap and one sparkline bar, and a stream with one event source mapping, for its script
-# to copy once per gap, per bar and per mapping; streams and shards have <template>s of their own.
+# with one gap and one sparkline bar, a stream with one event source mapping, and the readers
+# panel with one reader, for its script to copy once per gap, per bar, per mapping and per
+# reader; streams and shards have <template>s of their own.
 OVERVIEW_BLANKS = {
     "blank_source": {"gaps": [{}], "spark_bars": BLANK_BARS, "streams": []},
     "blank_stream": {"label": "", "arn": "", "shards": [], "shard_counts": {}, "consumers": {"mappings": [{}]}},
     "blank_shard": {"children": []},
+    "blank_readers": {"alive": [{}]},
 }
 
 
 @login_required
 def overview(request):
     now = timezone.now()
-    return render(request, "dashboard/overview.html", {"sources": overview_sources(now=now), "now": now, **OVERVIEW_BLANKS})
+    context = {"sources": overview_sources(now=now), "readers": readers_summary(now=now), "now": now}
+    return render(request, "dashboard/overview.html", {**context, **OVERVIEW_BLANKS})
 
 
 def _filter_context(request) -> dict:

@@ -2,7 +2,9 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from streams.consumers import stream_consumers
@@ -216,3 +218,84 @@ def shard_lineage(*, shards: list[dict]) -> list[dict]:
             roots.append(shard)
             place(shard)
     return roots
+
+
+def reader_missing_after() -> timedelta:
+    """How long a readable shard may wait for a reader before the Streams page says that no
+    reader is running: twice SHARDWATCH_LEASE_S and one SHARDWATCH_DISPATCH_INTERVAL_S.
+
+    A live reader takes a free shard at its next balance (every SHARDWATCH_READER_BALANCE_S),
+    a dead reader's leases expire after SHARDWATCH_LEASE_S, and dispatch_readers queues the next
+    reader task every SHARDWATCH_DISPATCH_INTERVAL_S; a shard that waits longer than all that
+    is not between two readers: there is none."""
+    return timedelta(seconds=2 * settings.SHARDWATCH_LEASE_S + settings.SHARDWATCH_DISPATCH_INTERVAL_S)
+
+
+def readers_summary(*, now) -> dict:
+    """The stream readers (streams.reader.Reader) alive at `now`, and the readable shards none
+    of them holds, for the Streams page's Readers panel. Two queries however many shards.
+
+    {"alive": [{"owner", "name", "shards", "renewed_at"}],
+     "shards": <readable shards (Shard.objects.readable())>,
+     "waiting": <readable shards that no unexpired lease holds>,
+     "waiting_long": <of those, the ones waiting longer than reader_missing_after()>,
+     "reader_queue": settings.SHARDWATCH_READER_QUEUE,
+     "warning": "" | "N shards have no reader: is the `reader` worker running? (celery ...)"}
+
+    A reader is the owner of an unexpired lease on a shard that is not finished: "owner" is its
+    lease token (which its log lines name), "name" its host:pid (the shards' `last_polled_by`,
+    stamped when it took them; the token when none says), "shards" how many it holds, and
+    "renewed_at" (an aware datetime, or None) its latest renewal (the shards' newest
+    `last_polled_at`; a reader renews every SHARDWATCH_LEASE_S / 3). Readers come sorted by
+    name, then owner. A reader that holds no shard (more readers than shards) writes nothing to
+    the database and is not listed.
+
+    A shard waits since its lease expired, or since the last renewal of the reader that
+    released it, or since it was discovered, or since its parent finished, whichever is latest
+    that applies: a child shard found long before its parent was read to its end has waited
+    only since then.
+    """
+    held = (
+        Shard.objects.exclude(state=Shard.State.FINISHED)
+        .exclude(lease_owner="")
+        .filter(lease_expires_at__gte=now)  # unexpired, as Reader.leases_balance counts readers
+        .values("lease_owner")
+        .annotate(name=Max("last_polled_by"), shards=Count("pk"), renewed_at=Max("last_polled_at"))
+        .order_by()
+    )
+    readers = [
+        {"owner": row["lease_owner"], "name": row["name"] or row["lease_owner"], "shards": row["shards"],
+         "renewed_at": row["renewed_at"]}
+        for row in held
+    ]
+    readers.sort(key=lambda reader: (reader["name"], reader["owner"]))
+
+    parent_finished_at = Subquery(
+        Shard.objects.filter(stream=OuterRef("stream"), shard_id=OuterRef("parent_shard_id"))
+        .order_by()
+        .values("finished_at")[:1]
+    )
+    # Greatest with a NULL is NULL on SQLite, hence every argument is coalesced.
+    waiting_since = Greatest(
+        Coalesce("lease_expires_at", "last_polled_at", "discovered_at"),
+        Coalesce(parent_finished_at, "discovered_at"),
+    )
+    free = Q(lease_owner="") | Q(lease_expires_at__lt=now)  # LeaseQuerySet.unleased
+    counts = (
+        Shard.objects.readable()
+        .annotate(waiting_since=waiting_since)
+        .aggregate(
+            shards=Count("pk"),
+            waiting=Count("pk", filter=free),
+            waiting_long=Count("pk", filter=free & Q(waiting_since__lt=now - reader_missing_after())),
+        )
+    )
+    queue = settings.SHARDWATCH_READER_QUEUE
+    warning = ""
+    if counts["waiting_long"]:
+        waiting = counts["waiting"]
+        warning = (
+            f"{waiting} shard{'s' if waiting != 1 else ''} {'have' if waiting != 1 else 'has'} no reader: "
+            f"is the `reader` worker running? (celery -A config worker -Q {queue})"
+        )
+    return {"alive": readers, **counts, "reader_queue": queue, "warning": warning}

@@ -1,12 +1,13 @@
-// Streams overview: every few seconds, fetch each source's health from the JSON API
-// (data-api-url) and bring the server-rendered page up to date.
+// Streams overview: every few seconds, fetch the readers alive and each source's health from the
+// JSON API (data-api-url) and bring the server-rendered page up to date.
 //
-// Table names, shard ids, function names and AWS error messages are untrusted. The page holds a
-// <template> of each part (a source, a stream, a shard), made from the same partials as the
-// server-rendered page (templates/dashboard/overview.html); they are copied and filled with
-// textContent only (lib/dom.js), and the new tree is merged into the page node by node (morph
-// below), so text that did not change stays put and can be selected while it updates. The
-// sparklines come drawn (/api/sources, "spark_bars"): only their bars are copied here.
+// Table names, shard ids, function names, reader names and AWS error messages are untrusted. The
+// page holds a <template> of each part (the readers panel, a source, a stream, a shard), made
+// from the same partials as the server-rendered page (templates/dashboard/overview.html); they
+// are copied and filled with textContent only (lib/dom.js), and the new tree is merged into the
+// page node by node (morph below), so text that did not change stays put and can be selected
+// while it updates. The sparklines come drawn (/api/sources, "spark_bars"): only their bars are
+// copied here.
 //
 // The page loads this as a classic script (<script defer>); the shared parts are ES modules in
 // lib/, loaded with import(), which resolves them against this file's URL.
@@ -14,7 +15,8 @@
 
 (async function () {
   const root = document.getElementById("sources");
-  if (!root) return;
+  const readersPanel = document.getElementById("readers");
+  if (!root || !readersPanel) return;
   const { slotRepeat, slotsFill, templateClone } = await import("./lib/dom.js");
   const apiUrl = root.dataset.apiUrl;
   const refreshMs = Math.max(2000, Number(root.dataset.refreshMs) || 3000);
@@ -24,6 +26,7 @@
     stream: document.getElementById("stream-template"),
     shard: document.getElementById("shard-template"),
     noSources: document.getElementById("no-sources-template"),
+    readers: document.getElementById("readers-template"),
   };
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
@@ -73,6 +76,32 @@
   // A <time> slot: the moment, or false (the slot goes) when there is none.
   function timeSlot(iso) {
     return iso ? { datetime: iso, text: stamp(new Date(iso)) } : false;
+  }
+
+  // --- the readers panel: who holds the shards, and the shards no reader holds ---------
+
+  function readersNode(readers) {
+    const node = templateClone(templates.readers);
+    slotRepeat(node, "reader", readers.alive, (row, reader) => {
+      row.dataset.key = `reader-${reader.owner}`;
+      slotsFill(row, {
+        reader_name: { text: reader.name, title: reader.owner },
+        reader_shards: reader.shards,
+        reader_renewed_at: timeSlot(reader.renewed_at),
+        reader_renewed_never: !reader.renewed_at,
+      });
+    });
+    slotsFill(node, {
+      reader_count: plural(readers.alive.length, "reader"),
+      shard_count: plural(readers.shards, "shard"),
+      waiting: readers.waiting > 0,
+      waiting_count: readers.waiting,
+      warning: Boolean(readers.warning),
+      warning_text: readers.warning,
+      table: readers.alive.length > 0,
+      no_readers: readers.alive.length === 0,
+    });
+    return node;
   }
 
   // --- one source, from the page's templates ----------------------------------------
@@ -267,6 +296,7 @@
   }
 
   function render(data) {
+    morph(readersPanel, readersNode(data.readers));
     const next = document.createElement("div");
     if (!data.sources.length) next.appendChild(templateClone(templates.noSources));
     for (const source of data.sources) next.appendChild(sourceNode(source));

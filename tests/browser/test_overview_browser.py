@@ -6,6 +6,7 @@ import re
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -16,14 +17,29 @@ from tests.dashboard.test_overview import lineage_source, records_create, shard_
 PAYLOAD = '<img src=x onerror=__xss()>"><script>__xss()</script>'
 
 
+READER_A = "ip-10-0-0-7:812"
+READER_B = f"{PAYLOAD}:9"
+
+
 def sources_of_every_kind(now):
     """A source in trouble (an error, gaps, a shard lineage with errors, leases and one shard
-    finished long ago), and a disabled one with no stream yet."""
+    finished long ago), and a disabled one with no stream yet. Two readers hold two of its three
+    readable shards; the third has had no reader since its lease ran out two minutes ago."""
     source = lineage_source(now=now)
     StreamSource.objects.filter(pk=source.pk).update(
         status=StreamSource.Status.UNREACHABLE, last_error=f"Could not connect: {PAYLOAD}", last_error_at=now
     )
     stream = Stream.objects.get(source=source)
+    lease = {"lease_expires_at": now + timedelta(minutes=5)}
+    Shard.objects.filter(shard_id="shardId-right").update(
+        lease_owner=f"{READER_A}/aa", last_polled_by=READER_A, last_polled_at=now - timedelta(seconds=2), **lease
+    )
+    Shard.objects.filter(shard_id="shardId-orphan").update(
+        lease_owner=f"{READER_B}/bb", last_polled_by=READER_B, last_polled_at=now - timedelta(seconds=4), **lease
+    )
+    Shard.objects.filter(shard_id="shardId-left").update(
+        lease_owner="ip-10-0-0-9:5/cc", lease_expires_at=now - timedelta(minutes=2)
+    )
     shard_create(stream, "shardId-ancient", state=Shard.State.FINISHED, finished_at=now - timedelta(hours=30))
     grandchild = Shard.objects.get(shard_id="shardId-grandchild")
     # Received in the last minutes, written hours before: bars in the sparkline, and a lag far
@@ -42,34 +58,63 @@ def same_moments(markup: str) -> str:
     return re.sub(r'datetime="([^".+Z]+)[^"]*"', r'datetime="\1"', markup)
 
 
+# Keeps what the server rendered, before overview.js first rebuilds it.
+KEEP_SERVER_RENDER = """document.addEventListener("DOMContentLoaded", () => {
+    window.__serverRendered = {
+        sources: document.getElementById("sources").innerHTML,
+        readers: document.getElementById("readers").outerHTML,
+    };
+});"""
+
+
+def assert_rebuilt_as_rendered(page) -> None:
+    """What overview.js built from /api/sources is the markup the server rendered."""
+    rendered = page.evaluate("() => window.__serverRendered")
+    rebuilt = page.evaluate(
+        """() => ({sources: document.getElementById("sources").innerHTML,
+                   readers: document.getElementById("readers").outerHTML})"""
+    )
+    assert same_moments(rebuilt["readers"]) == same_moments(rendered["readers"])
+    assert same_moments(rebuilt["sources"]) == same_moments(rendered["sources"])
+
+
 def test_it_rebuilds_exactly_what_the_server_rendered(logged_in_page):
     page = logged_in_page
     # Rendered and refreshed in the same minute, so both draw the same sparkline bars.
     while timezone.now().second > 45:
         time.sleep(1)
     source = sources_of_every_kind(timezone.now())
-    page.add_init_script(
-        """document.addEventListener("DOMContentLoaded", () => {
-            window.__serverRendered = document.getElementById("sources").innerHTML;
-        });"""
-    )
+    page.add_init_script(KEEP_SERVER_RENDER)
 
     page.goto("/")
     expect(page.locator("#sources")).to_have_attribute("data-updated-at", re.compile(r"\S"))
 
-    rendered = page.evaluate("() => window.__serverRendered")
-    rebuilt = page.evaluate("() => document.getElementById('sources').innerHTML")
-    assert same_moments(rebuilt) == same_moments(rendered)
+    assert_rebuilt_as_rendered(page)
+    readers = page.locator("#readers")
+    expect(readers.locator(".readers-head")).to_have_text("Readers2 readers · 3 shards · 1 waiting for a reader")
+    expect(readers.locator(".alert-error strong")).to_have_text(
+        f"1 shard has no reader: is the `reader` worker running? (celery -A config worker -Q {settings.SHARDWATCH_READER_QUEUE})"
+    )
+    expect(readers.locator("tbody tr td:first-child")).to_have_text([PAYLOAD + ":9", READER_A])
+    expect(readers.locator("tbody tr td:nth-child(2)")).to_have_text(["1", "1"])
     expect(page.locator(f"#source-{source.pk} .shard-error")).to_have_text("Error (3 in a row): ThrottlingException: slow down")
     expect(page.locator(f"#source-{source.pk} .gaps li")).to_have_count(2)
     expect(page.locator(f"#source-{source.pk} .gaps")).to_contain_text(PAYLOAD)
-    assert page.locator("#sources img, #sources script").count() == 0
+    assert page.locator("#sources img, #sources script, #readers img, #readers script").count() == 0
     expect(page.locator(f"#source-{source.pk} .spark-bar")).to_have_count(2)
     screenshot(page, "overview")
 
-    # What changes shows at the next refresh, without a reload.
+    # What changes shows at the next refresh, without a reload: a new shard, and a reader that
+    # takes the shard that was waiting, which ends the warning.
     shard_create(Stream.objects.get(source=source), "shardId-new", "shardId-right", last_polled_by="worker-3:1")
+    Shard.objects.filter(shard_id="shardId-left").update(
+        lease_owner=f"{READER_A}/aa", lease_expires_at=timezone.now() + timedelta(minutes=5), last_polled_by=READER_A
+    )
     expect(page.locator("[data-key='shard-shardId-right'] [data-key='shard-shardId-new']")).to_contain_text("worker-3:1")
+    expect(readers.locator(".readers-head")).to_have_text("Readers2 readers · 3 shards")
+    expect(readers.locator(".alert-error")).to_have_count(0)
+    expect(readers.locator("tbody tr td:nth-child(2)")).to_have_text(["1", "2"])
+    screenshot(page, "overview-readers")
     assert page.evaluate("() => performance.getEntriesByType('navigation').length") == 1
 
 
@@ -115,18 +160,13 @@ def test_it_rebuilds_the_other_consumers_of_each_stream_exactly(logged_in_page):
     page = logged_in_page
     now = timezone.now()
     source, streams = streams_with_every_kind_of_consumers(now)
-    page.add_init_script(
-        """document.addEventListener("DOMContentLoaded", () => {
-            window.__serverRendered = document.getElementById("sources").innerHTML;
-        });"""
-    )
+    page.add_init_script(KEEP_SERVER_RENDER)
 
     page.goto("/")
     expect(page.locator("#sources")).to_have_attribute("data-updated-at", re.compile(r"\S"))
 
-    rendered = page.evaluate("() => window.__serverRendered")
-    rebuilt = page.evaluate("() => document.getElementById('sources').innerHTML")
-    assert same_moments(rebuilt) == same_moments(rendered)
+    assert_rebuilt_as_rendered(page)
+    expect(page.locator("#readers")).to_contain_text("0 readers · 0 shardsNo reader holds a shard.")
     crowded = page.locator(f"[data-key='stream-{streams['crowded'].pk}'] .consumers")
     expect(crowded.locator(".consumers-count")).to_contain_text("3(Shardwatch and 2 event source mappings)")
     expect(crowded.locator(".alert-error")).to_contain_text(f"read it: orders-audit, {PAYLOAD}:live.")

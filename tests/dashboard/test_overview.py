@@ -4,6 +4,8 @@ Shard lineage needs more than DynamoDB Local's one shard per table, so most test
 Stream, Shard and ChangeRecord rows directly; one reads a real DynamoDB Local table.
 """
 
+import html
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -338,3 +340,71 @@ def test_it_shows_a_source_read_from_dynamodb_local(owner, make_table, dynamodb)
     assert shard["shard_id"].startswith("shardId-")
     assert shard["state"] == "open" and shard["checkpoint"]
     assert table in owner.get("/").content.decode()
+
+
+def readers_panel(page: str) -> list[str]:
+    """The text of each part of the page's readers panel (its header, the warning, each reader's
+    row, the note), with tags dropped as a browser joins the text. The first panel is the
+    page's; the second is its <template>'s."""
+    panel = re.search(r'<section class="readers" id="readers".*?</section>', page, re.S).group()
+    parts = re.split(r"</header>|</strong>|</p>|</tr>", panel)
+    return [html.unescape(re.sub(r"<[^>]+>", "", part)).strip() for part in parts if re.sub(r"<[^>]+>", "", part).strip()]
+
+
+def readers_and_waiting_shards(now):
+    """Two readers, one with markup in its name, and one shard nobody has read since its
+    reader's lease ran out a minute ago."""
+    stream = stream_create(source_create())
+    lease = {"lease_expires_at": now + timedelta(seconds=10)}
+    for shard_id in ("shardId-1", "shardId-2"):
+        shard_create(
+            stream, shard_id, lease_owner="ip-10-0-0-7:812/aa", last_polled_by="ip-10-0-0-7:812",
+            last_polled_at=now - timedelta(seconds=2), **lease,
+        )
+    shard_create(
+        stream, "shardId-3", lease_owner="<b>x</b>:1/bb", last_polled_by="<b>x</b>:1",
+        last_polled_at=now - timedelta(seconds=4), **lease,
+    )
+    shard_create(
+        stream, "shardId-4", lease_owner="ip-10-0-0-9:5/cc", last_polled_by="ip-10-0-0-9:5",
+        lease_expires_at=now - timedelta(minutes=1), discovered_at=now - timedelta(hours=1),
+    )
+
+
+def test_it_shows_the_readers_and_the_shards_without_one_on_the_page_and_in_the_api(owner, settings):
+    settings.SHARDWATCH_READER_QUEUE = "orders.readers"
+    now = timezone.now()
+    readers_and_waiting_shards(now)
+
+    page = owner.get("/").content.decode()
+    readers = owner.get(API).json()["readers"]
+
+    warning = "1 shard has no reader: is the `reader` worker running? (celery -A config worker -Q orders.readers)"
+    header, shown_warning, advice, columns, *rows = readers_panel(page)
+    assert header == "Readers2 readers · 4 shards · 1 waiting for a reader"
+    assert shown_warning == warning
+    assert "Procfile's reader process" in advice
+    assert columns == "ReaderShardsRenewed"
+    assert rows == [
+        f"<b>x</b>:11{(now - timedelta(seconds=4)).strftime('%b %-d, %H:%M:%S')}",
+        f"ip-10-0-0-7:8122{(now - timedelta(seconds=2)).strftime('%b %-d, %H:%M:%S')}",
+    ]
+    assert "&lt;b&gt;x&lt;/b&gt;:1" in page and "<b>x" not in page
+    assert [(reader["name"], reader["shards"]) for reader in readers["alive"]] == [("<b>x</b>:1", 1), ("ip-10-0-0-7:812", 2)]
+    assert readers["alive"][1]["owner"] == "ip-10-0-0-7:812/aa"
+    assert readers["alive"][1]["renewed_at"].endswith("Z")
+    assert (readers["shards"], readers["waiting"], readers["waiting_long"]) == (4, 1, 1)
+    assert readers["reader_queue"] == "orders.readers"
+    assert readers["warning"] == warning
+
+
+def test_it_says_when_no_reader_holds_a_shard(owner):
+    source_create()
+
+    page = owner.get("/").content.decode()
+    readers = owner.get(API).json()["readers"]
+
+    assert readers_panel(page) == ["Readers0 readers · 0 shards", "No reader holds a shard."]
+    assert readers == {
+        "alive": [], "shards": 0, "waiting": 0, "waiting_long": 0, "reader_queue": readers["reader_queue"], "warning": ""
+    }
