@@ -64,7 +64,7 @@ def api_sources(request):
     shards, all sources), "waiting" (readable shards no live lease holds), "waiting_long" (those
     waiting longer than twice SHARDWATCH_LEASE_S and a SHARDWATCH_DISPATCH_INTERVAL_S),
     "reader_queue" (SHARDWATCH_READER_QUEUE), "warning" ("" or, while waiting_long is not 0,
-    "N shards have no reader: is the `reader` worker running? (celery -A config worker -Q
+    "N shards have no reader: is the reader worker running? (celery -A config worker -Q
     <reader_queue>)")}. A reader that holds no shard is not listed.
     """
     now = timezone.now()

@@ -240,7 +240,7 @@ def readers_summary(*, now) -> dict:
      "waiting": <readable shards that no unexpired lease holds>,
      "waiting_long": <of those, the ones waiting longer than reader_missing_after()>,
      "reader_queue": settings.SHARDWATCH_READER_QUEUE,
-     "warning": "" | "N shards have no reader: is the `reader` worker running? (celery ...)"}
+     "warning": "" | "N shards have no reader: is the reader worker running? (celery ...)"}
 
     A reader is the owner of an unexpired lease on a shard that is not finished: "owner" is its
     lease token (which its log lines name), "name" its host:pid (the shards' `last_polled_by`,
@@ -296,6 +296,6 @@ def readers_summary(*, now) -> dict:
         waiting = counts["waiting"]
         warning = (
             f"{waiting} shard{'s' if waiting != 1 else ''} {'have' if waiting != 1 else 'has'} no reader: "
-            f"is the `reader` worker running? (celery -A config worker -Q {queue})"
+            f"is the reader worker running? (celery -A config worker -Q {queue})"
         )
     return {"alive": readers, **counts, "reader_queue": queue, "warning": warning}

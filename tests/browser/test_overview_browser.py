@@ -93,7 +93,7 @@ def test_it_rebuilds_exactly_what_the_server_rendered(logged_in_page):
     readers = page.locator("#readers")
     expect(readers.locator(".readers-head")).to_have_text("Readers2 readers · 3 shards · 1 waiting for a reader")
     expect(readers.locator(".alert-error strong")).to_have_text(
-        f"1 shard has no reader: is the `reader` worker running? (celery -A config worker -Q {settings.SHARDWATCH_READER_QUEUE})"
+        f"1 shard has no reader: is the reader worker running? (celery -A config worker -Q {settings.SHARDWATCH_READER_QUEUE})"
     )
     expect(readers.locator("tbody tr td:first-child")).to_have_text([PAYLOAD + ":9", READER_A])
     expect(readers.locator("tbody tr td:nth-child(2)")).to_have_text(["1", "1"])

@@ -379,7 +379,7 @@ def test_it_shows_the_readers_and_the_shards_without_one_on_the_page_and_in_the_
     page = owner.get("/").content.decode()
     readers = owner.get(API).json()["readers"]
 
-    warning = "1 shard has no reader: is the `reader` worker running? (celery -A config worker -Q orders.readers)"
+    warning = "1 shard has no reader: is the reader worker running? (celery -A config worker -Q orders.readers)"
     header, shown_warning, advice, columns, *rows = readers_panel(page)
     assert header == "Readers2 readers · 4 shards · 1 waiting for a reader"
     assert shown_warning == warning

@@ -111,7 +111,7 @@ def test_it_warns_when_a_shard_never_leased_waits_past_twice_the_lease_and_a_dis
 
     assert (later["alive"], later["waiting"], later["waiting_long"]) == ([], 1, 1)
     assert later["warning"] == (
-        "1 shard has no reader: is the `reader` worker running? (celery -A config worker -Q shardwatch.readers)"
+        "1 shard has no reader: is the reader worker running? (celery -A config worker -Q shardwatch.readers)"
     )
 
 
@@ -123,7 +123,7 @@ def test_it_warns_when_a_lease_expired_past_twice_the_lease_and_a_dispatch(strea
     summary = readers_summary(now=NOW)
 
     assert (summary["waiting"], summary["waiting_long"]) == (3, 1)
-    assert summary["warning"].startswith("3 shards have no reader: is the `reader` worker running?")
+    assert summary["warning"].startswith("3 shards have no reader: is the reader worker running?")
 
 
 def test_it_counts_a_released_shard_as_waiting_since_its_last_renewal(stream):
