@@ -131,8 +131,9 @@ class FakeStreams:
         self.stream_arn = ARN
         # Every call with its parameters, oldest first; a long-running server keeps the newest only.
         self.calls: collections.deque[tuple[str, dict]] = collections.deque(maxlen=keep_calls)
-        # Errors to raise, by operation name, first in first out.
-        self.errors: dict[str, list[ClientError]] = {}
+        # Errors to raise, by operation name, first in first out; or by (operation name, shard
+        # id) for one shard's GetShardIterator and GetRecords calls only.
+        self.errors: dict[str | tuple[str, str], list[ClientError]] = {}
         # What happens in the service just before an operation runs, by operation name, first
         # in first out: retention trimming a shard between GetShardIterator and GetRecords.
         self.before: dict[str, list[Callable[[], None]]] = {}
@@ -165,13 +166,14 @@ class FakeStreams:
                 parents[line] = shard.shard_id
         return fake
 
-    def _maybe_fail(self, operation):
+    def _maybe_fail(self, operation, shard_id: str | None = None):
         events = self.before.get(operation)
         if events:
             events.pop(0)()
-        queue = self.errors.get(operation)
-        if queue:
-            raise queue.pop(0)
+        for key in (operation, (operation, shard_id)):
+            queue = self.errors.get(key)
+            if queue:
+                raise queue.pop(0)
 
     def _shard(self, shard_id: str, operation: str) -> FakeShard:
         shard = self.shards.get(shard_id)
@@ -257,7 +259,7 @@ class FakeStreams:
         self.calls.append(
             ("GetShardIterator", {"ShardId": ShardId, "Type": ShardIteratorType, "SequenceNumber": SequenceNumber})
         )
-        self._maybe_fail("GetShardIterator")
+        self._maybe_fail("GetShardIterator", ShardId)
         self._check_stream(StreamArn, "GetShardIterator")
         shard = self._shard(ShardId, "GetShardIterator")
         records = shard.records
@@ -286,8 +288,8 @@ class FakeStreams:
 
     def get_records(self, *, ShardIterator, Limit=1000):
         self.calls.append(("GetRecords", {"ShardIterator": ShardIterator}))
-        self._maybe_fail("GetRecords")
         shard_id, position = ShardIterator.rsplit("|", 1)
+        self._maybe_fail("GetRecords", shard_id)
         shard = self._shard(shard_id, "GetRecords")
         if self.throttle_per_shard_s:
             self._throttle(shard_id)
