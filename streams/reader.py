@@ -5,8 +5,9 @@ What must stay true:
 - A reader holds all its leases under one owner token. It renews them in one UPDATE every
   lease/3, and the rows that carry its token are the shards it holds: at every renewal it reads
   them again (with their stream and source), so a shard taken over after an expiry, taken for
-  balance, finished or disabled from outside is dropped within lease/3. A poll of a dropped
-  shard still in flight saves nothing: records_save is conditional on the token.
+  balance, finished or disabled from outside is dropped within lease/3 (a shard taken for
+  balance within a balance interval, when the count of its rows falls short). A poll of a
+  dropped shard still in flight saves nothing: records_save is conditional on the token.
 - An empty poll writes nothing. The database is written when records arrive (records and their
   checkpoint in one transaction), when leases are renewed, taken or released, when a read fails,
   and when a LATEST shard that has never had a record keeps its position (streams.reading).
@@ -146,7 +147,11 @@ class Reader:
         )
         total = sum(counts.values())
         free = counts.pop("", 0)
-        counts.pop(self.owner, None)
+        if counts.pop(self.owner, 0) != len(self.readings):
+            # Another reader took shards from this one for balance (or a source was disabled):
+            # stop polling them now rather than at the next renewal, so that a shard has two
+            # Shardwatch readers for a second at most.
+            self._readings_refresh()
         share = math.ceil(total / (len(counts) + 1)) if total else 0
         wanted = share - len(self.readings)
         if wanted <= 0:

@@ -17,7 +17,7 @@ import hashlib
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from streams.models import ChangeRecord, Shard, sequence_key
@@ -42,22 +42,45 @@ def lease_duration(trigger: Trigger | None = None) -> timedelta:
 def cursors_ensure(*, trigger: Trigger) -> int:
     """A cursor per shard and lane of the trigger's source. A LATEST trigger's cursors start
     after what was saved before the trigger was created; TRIM_HORIZON ones at the oldest
-    stored record."""
-    created = 0
-    shards = Shard.objects.filter(stream__source_id=trigger.source_id)
+    stored record. Returns how many cursors were missing (and are now made).
+
+    Runs on every dispatch (every two seconds, and after each saved batch), for sources of
+    thousands of shards: it costs a few queries whatever the shard count, and positions are
+    worked out only for the cursors that are missing.
+    """
     existing = set(TriggerCursor.objects.filter(trigger=trigger).values_list("shard_id", "lane"))
-    for shard in shards:
-        position = ""
-        if trigger.starting_position == Trigger.StartingPosition.LATEST:
-            # LATEST means from when the trigger was created, whenever its cursors are made;
-            # shards that appear later start at their beginning, as Lambda's do.
-            saved_before = ChangeRecord.objects.filter(shard=shard, received_at__lte=trigger.created_at)
-            position = saved_before.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
-        for lane in range(trigger.parallelization_factor):
-            if (shard.pk, lane) not in existing:
-                TriggerCursor.objects.get_or_create(trigger=trigger, shard=shard, lane=lane, defaults={"position": position})
-                created += 1
-    return created
+    lanes = range(trigger.parallelization_factor)
+    missing = [
+        (shard_id, lane)
+        for shard_id in Shard.objects.filter(stream__source_id=trigger.source_id).values_list("pk", flat=True)
+        for lane in lanes
+        if (shard_id, lane) not in existing
+    ]
+    if not missing:
+        return 0
+    positions: dict[int, str] = {}
+    if trigger.starting_position == Trigger.StartingPosition.LATEST:
+        # LATEST means from when the trigger was created, whenever its cursors are made;
+        # shards that appear later start at their beginning, as Lambda's do.
+        positions = dict(
+            ChangeRecord.objects.filter(
+                shard_id__in={shard_id for shard_id, _ in missing}, received_at__lte=trigger.created_at
+            )
+            .order_by()
+            .values("shard_id")
+            .annotate(newest=Max("sequence_key"))
+            .values_list("shard_id", "newest")
+        )
+    # Two dispatchers may make the same cursor at once: the unique (trigger, shard, lane) key
+    # keeps one, and the other's insert is skipped.
+    TriggerCursor.objects.bulk_create(
+        [
+            TriggerCursor(trigger=trigger, shard_id=shard_id, lane=lane, position=positions.get(shard_id, ""))
+            for shard_id, lane in missing
+        ],
+        ignore_conflicts=True,
+    )
+    return len(missing)
 
 
 def cursors_claim(*, trigger_id: int | None = None, limit: int = 500) -> list[tuple[int, str]]:
