@@ -28,7 +28,6 @@ from tests.support.fake_streams import IGNORED, TRIMMED_MESSAGE, FakeStreams, aw
 from tests.support.processes import Processes, wait_for
 from tests.support.readers import Readers
 from tests.support.triggering import trigger_for
-from workers.cursors import cursors_ensure
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,9 +72,8 @@ def test_it_runs_triggers_discovery_and_retention_while_readers_hold_500_shards(
     # the worker's, its two processes would be readers, and nothing below would run.
     fake = FakeStreams.generated(open_shards=500)
     source = source_on(fake_streams_server, fake)
-    # The trigger was there before: its 500 cursors exist. (Made by the first dispatch instead,
-    # one get_or_create each, they hold a worker process for seconds, tens on a busy machine.)
-    cursors_ensure(trigger=trigger_for(source, "record_batches"))
+    # The first dispatch makes the trigger's 500 cursors, while the readers run.
+    trigger_for(source, "record_batches")
     started = processes(SHARDWATCH_DISCOVERY_INTERVAL_S="2", SHARDWATCH_RETENTION_INTERVAL_S="2")
     started.worker("worker", concurrency=2)
     started.reader("reader", concurrency=2)
