@@ -95,7 +95,7 @@ def test_it_backs_off_with_jitter_when_throttled(fake_source):
     fake.errors["GetRecords"] = [aws_error("LimitExceededException", "GetRecords")] * 3
 
     polls = []
-    for poll_no in range(4):
+    for _ in range(4):
         previous = polls[-1] if polls else None
         polls.append(
             shard_poll(
@@ -106,7 +106,8 @@ def test_it_backs_off_with_jitter_when_throttled(fake_source):
         )
 
     assert [poll.error_count for poll in polls] == [1, 2, 3, 0]
-    assert all(0.2 <= poll.delay_s <= 30 for poll in polls[:3])
+    # Full jitter below a ceiling that doubles from 0.5 s (1, 2, 4 s), never under 0.2 s.
+    assert all(0.2 <= poll.delay_s <= max(0.2, 0.5 * 2**poll.error_count) for poll in polls[:3])
     assert polls[3].saved == 1
     source.refresh_from_db()
     assert source.status == StreamSource.Status.ACTIVE  # throttling is not an outage
