@@ -39,7 +39,8 @@ The fake endpoint (it counts GetRecords and times them per shard):
   them, over ~30 s once every shard is held (the histogram is written to
   test-artifacts/readers-2000-shards-intervals.json). Target p99 <= 2 s.
   reader_2000_shards_rss_mb: the reader worker's resident memory (main process and pool);
-  reader_2000_shards_cpu_ms_per_get_records: the reader worker's CPU per GetRecords.
+  reader_2000_shards_cpu_ms_per_get_records: the reader worker's CPU per GetRecords, beside
+  botocore_get_records_cpu_ms_fake_endpoint, the floor taken as above on the fake.
 - failover_s / handoff_s: 500 shards, two reader workers of concurrency 1. kill -9 of one
   (its whole process group), or SIGTERM to one's main process (Celery's warm shutdown): the
   time from the signal until every shard is held by the other. Targets 30 s and 5 s. Records
@@ -454,7 +455,8 @@ def _fake_idle(fake: FakeEndpoint, *, floor_ms: float) -> dict:
 
 
 def _fake_many(fake: FakeEndpoint) -> dict:
-    fake.source_add()
+    source = fake.source_add()
+    floor_ms = _fake_get_records_floor_ms(fake, shard_id=Shard.objects.filter(stream__source=source).first().shard_id)
     processes = Processes(DJANGO_SETTINGS_MODULE="bench.settings")
     started = _start_procfile_processes(processes, "readers-2000")
     try:
@@ -472,6 +474,7 @@ def _fake_many(fake: FakeEndpoint) -> dict:
     (ROOT / "test-artifacts" / "readers-2000-shards-intervals.json").write_text(json.dumps(intervals, indent=1))
     polls = stats_after["requests"].get("GetRecords", 0) - stats_before["requests"].get("GetRecords", 0)
     return {
+        "botocore_get_records_cpu_ms_fake_endpoint": round(floor_ms, 3),
         "reader_2000_shards_held_after_s": round(held_s, 1),
         "reader_2000_shards_interval_s_p50": intervals["p50_s"],
         "reader_2000_shards_interval_s_p99": intervals["p99_s"],
@@ -484,11 +487,32 @@ def _fake_many(fake: FakeEndpoint) -> dict:
         "reader_2000_shards_cpu_ms_per_get_records": round(
             (cpu_after["reader"] - cpu_before.get("reader", 0.0)) * 1000 / polls, 3
         ) if polls else None,
+        # The intervals follow from this: polls a second = cores / CPU per GetRecords.
+        "reader_2000_shards_reader_cpu_cores": round((cpu_after["reader"] - cpu_before.get("reader", 0.0)) / window_s, 3),
         "reader_2000_shards_cpu_cores_by_process": {
             name: round((cpu_after[name] - cpu_before.get(name, 0.0)) / window_s, 3) for name in cpu_after
         },
         "fake_endpoint_cpu_cores_2000": round((stats_after["process_time_s"] - stats_before["process_time_s"]) / window_s, 3),
     }
+
+
+def _fake_get_records_floor_ms(fake: FakeEndpoint, *, shard_id: str, calls: int = FLOOR_CALLS) -> float:
+    """As get_records_floor_ms, on the fake endpoint: what the 2,000 shards' CPU per GetRecords
+    compares with. The fake's throttling is off meanwhile (one shard is called back to back)."""
+    fake.control("/_fake/config", {"throttle_per_shard_s": 0})
+    try:
+        streams = boto3.client("dynamodbstreams", endpoint_url=fake.url, region_name="us-east-1")
+        iterator = streams.get_shard_iterator(
+            StreamArn=Shard.objects.get(shard_id=shard_id).stream.arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for _ in range(50):
+            iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+        started = time.process_time()
+        for _ in range(calls):
+            iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+        return (time.process_time() - started) * 1000 / calls
+    finally:
+        fake.control("/_fake/config", {"throttle_per_shard_s": 5})
 
 
 # Failover and handoff ----------------------------------------------------------------------
