@@ -1,10 +1,10 @@
 """`make bench`: ingestion throughput against a naive pipeline, write-to-database latency
 through real Celery workers, feed and API query times on a million records, websocket fan-out
-to 100 clients, and write-to-browser latency in Chromium. Prints the figures and merges them
-into bench-results.json.
+to 100 clients, write-to-browser latency in Chromium, and the stream readers at hundreds and
+thousands of shards (bench.readers). Prints the figures and merges them into bench-results.json.
 
-`python -m bench.run [ingest] [latency] [feed] [fanout] [browser] [filters] [triggers]` runs
-the ones named; no name runs them all, in that order.
+`python -m bench.run [ingest] [latency] [feed] [fanout] [browser] [filters] [triggers] [readers]`
+runs the ones named; no name runs them all, in that order.
 
 This module is the runner only. It imports no models at its top: it creates the bench
 database and sets Django up first, and it is also imported afresh, as the main module, by the
@@ -39,7 +39,7 @@ def benchmarks() -> dict:
     """Every benchmark by name, in the order they run. Call once Django is set up."""
     # Imported here, not at the top: these modules import models, which need django.setup(),
     # and this module must stay importable without it (see the module docstring).
-    from bench import browser, fanout, filters, ingest, latency, triggers
+    from bench import browser, fanout, filters, ingest, latency, readers, triggers
 
     return {
         "ingest": ingest.bench_ingest,
@@ -49,12 +49,13 @@ def benchmarks() -> dict:
         "browser": browser.bench_write_to_browser,
         "filters": filters.bench_filters,
         "triggers": triggers.bench_triggers,
+        "readers": readers.bench_readers,
     }
 
 
-NAMES = ["ingest", "latency", "feed", "fanout", "browser", "filters", "triggers"]
+NAMES = ["ingest", "latency", "feed", "fanout", "browser", "filters", "triggers", "readers"]
 
-NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser", "triggers"}
+NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser", "triggers", "readers"}
 
 
 def merge_results(results: dict) -> None:

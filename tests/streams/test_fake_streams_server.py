@@ -255,3 +255,30 @@ def test_it_runs_as_a_process_of_its_own_that_a_benchmark_feeds_while_it_runs(mo
     assert stats["requests"]["GetRecords"] == 1 and stats["open_shards"] == 120
     assert exit_code == 0
     assert "240 shards" in process.stderr.read()
+
+
+def test_it_times_the_intervals_between_get_records_on_each_shard(fake_streams_server):
+    fake_streams_server.fake = FakeStreams.generated(open_shards=2)
+    client = streams_client(fake_streams_server)
+    first, second = list(fake_streams_server.fake.shards)
+    iterator = iterator_at(client, first, "TRIM_HORIZON")
+    client.get_records(ShardIterator=iterator_at(client, second, "TRIM_HORIZON"))
+    client.get_records(ShardIterator=iterator)
+    time.sleep(0.1)
+    client.get_records(ShardIterator=iterator)
+    time.sleep(0.3)
+    client.get_records(ShardIterator=iterator)
+
+    window = control(fake_streams_server, "/_fake/stats")["get_records_intervals"]
+    control(fake_streams_server, "/_fake/intervals/reset", {})
+    time.sleep(0.05)
+    client.get_records(ShardIterator=iterator)
+    after_reset = control(fake_streams_server, "/_fake/stats")["get_records_intervals"]
+
+    # Two intervals on the first shard (about 0.1 s and 0.3 s); the second shard's one call has none.
+    assert window["count"] == 2 and window["shards_called"] == 2
+    assert 0.3 <= window["max_s"] < 1.0 and 0.1 <= window["p50_s"] < 0.3 < window["p99_s"] <= 1.0
+    assert sum(window["histogram_ms"].values()) == 2
+    assert window["stalest_s"] >= 0.4  # the second shard, not called since the start
+    # A new window keeps when each shard was last called: its first interval is a whole one.
+    assert after_reset["count"] == 1 and 0.05 <= after_reset["max_s"] < 0.5

@@ -33,7 +33,16 @@ it through a small control API, JSON in and out:
     POST /_fake/split    {"shard_id": "shardId-..."}  -> {"children": ["shardId-...", "shardId-..."]}
     POST /_fake/config   {"latency_ms": 20, "throttle_per_shard_s": 5, "child_shards_filter": "ignored"}
     GET  /_fake/stats    -> {"process_time_s": ..., "requests": {"GetRecords": ..., ...},
-                             "throttled": ..., "shards": ..., "open_shards": ...}
+                             "throttled": ..., "shards": ..., "open_shards": ...,
+                             "get_records_intervals": {...}}
+    POST /_fake/intervals/reset  -> {} (starts a new window of get_records_intervals)
+
+`get_records_intervals` says how evenly readers poll: the time between consecutive GetRecords
+calls on the same shard, over every shard, since the server started or the last reset:
+{"count", "p50_s", "p99_s", "max_s", "histogram_ms": {"<bucket start, ms>": count}} in
+10 ms buckets, plus "shards_called" (shards with at least one GetRecords ever) and
+"stalest_s" (the longest any of them has now gone without one: a shard a reader dropped has
+no interval to show, only this). Each call costs a dict update and a Counter increment.
 
 Records are written with ApproximateCreationDateTime now, so that a reader's iterator age
 means something.
@@ -64,6 +73,8 @@ OPERATIONS = {
 # AWS answers these with a 5xx; every other error is the client's, a 400.
 SERVER_ERRORS = {"InternalServerError": 500, "ServiceUnavailable": 503}
 MAX_REQUEST_BYTES = 1 << 20
+# Width of the buckets of the GetRecords interval histogram, in seconds.
+INTERVAL_BUCKET_S = 0.01
 REASONS = {
     200: b"OK", 400: b"Bad Request", 404: b"Not Found", 413: b"Payload Too Large",
     500: b"Internal Server Error", 503: b"Service Unavailable",
@@ -84,6 +95,11 @@ class FakeStreamsServer:
         self.port = port
         self.latency_s = latency_s
         self.requests: collections.Counter[str] = collections.Counter()
+        # GetRecords timing per shard (see the module docstring): when each shard was last
+        # called (time.monotonic()), and the intervals between calls in INTERVAL_BUCKET_S buckets.
+        self._last_get_records: dict[str, float] = {}
+        self._intervals: collections.Counter[int] = collections.Counter()
+        self._interval_max_s = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +171,8 @@ class FakeStreamsServer:
         self.requests[name] += 1
         try:
             params = orjson.loads(body) if body else {}
+            if name == "GetRecords":
+                self._get_records_timed(str(params.get("ShardIterator", "")))
             response = getattr(self.fake, method)(**params)
         except ClientError as exc:
             error = exc.response["Error"]
@@ -165,12 +183,63 @@ class FakeStreamsServer:
             return 400, error_body("SerializationException", str(exc)), self.latency_s
         return 200, orjson.dumps(response), self.latency_s
 
+    def _get_records_timed(self, iterator: str) -> None:
+        # The fake's iterators are "<shard id>|<position>" (FakeStreams.get_shard_iterator).
+        shard_id = iterator.rsplit("|", 1)[0]
+        now = time.monotonic()
+        last = self._last_get_records.get(shard_id)
+        self._last_get_records[shard_id] = now
+        if last is not None:
+            interval = now - last
+            self._intervals[int(interval / INTERVAL_BUCKET_S)] += 1
+            if interval > self._interval_max_s:
+                self._interval_max_s = interval
+
+    def intervals_reset(self) -> None:
+        """Start a new window of GetRecords intervals. When each shard was last called is kept,
+        so the first interval of each shard in the new window is a whole one."""
+        self._intervals.clear()
+        self._interval_max_s = 0.0
+
+    def intervals_stats(self) -> dict:
+        """The GetRecords intervals of the current window (see the module docstring). A
+        percentile is the upper edge of the bucket it falls in, so it errs high by at most
+        INTERVAL_BUCKET_S; the max is exact."""
+        count = sum(self._intervals.values())
+        buckets = sorted(self._intervals.items())
+
+        def percentile(fraction: float) -> float | None:
+            if not count:
+                return None
+            rank = fraction * count
+            seen = 0
+            for bucket, n in buckets:
+                seen += n
+                if seen >= rank:
+                    return round((bucket + 1) * INTERVAL_BUCKET_S, 3)
+            return round((buckets[-1][0] + 1) * INTERVAL_BUCKET_S, 3)
+
+        now = time.monotonic()
+        last_calls = list(self._last_get_records.values())
+        return {
+            "count": count,
+            "p50_s": percentile(0.50),
+            "p99_s": percentile(0.99),
+            "max_s": round(self._interval_max_s, 3) if count else None,
+            "histogram_ms": {str(round(bucket * INTERVAL_BUCKET_S * 1000)): n for bucket, n in buckets},
+            "shards_called": len(last_calls),
+            "stalest_s": round(now - min(last_calls), 3) if last_calls else None,
+        }
+
     def _control(self, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
         fake = self.fake
         try:
             params = orjson.loads(body) if body else {}
             if method == b"GET" and path == b"/_fake/stats":
                 return 200, orjson.dumps(self.stats())
+            if method == b"POST" and path == b"/_fake/intervals/reset":
+                self.intervals_reset()
+                return 200, b"{}"
             if method == b"POST" and path == b"/_fake/records":
                 count = int(params.get("count", 1))
                 if "shard_id" in params:
@@ -209,6 +278,7 @@ class FakeStreamsServer:
             "throttled": self.fake.throttled,
             "shards": len(shards),
             "open_shards": sum(not shard.closed for shard in shards),
+            "get_records_intervals": self.intervals_stats(),
         }
 
 

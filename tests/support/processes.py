@@ -46,23 +46,26 @@ class Processes:
         self.started.append(process)
         return process
 
-    def worker(self, name: str, *, concurrency: int = 2) -> subprocess.Popen:
+    # `loglevel`: INFO for tests, whose logs are read after a failure; benchmarks that count a
+    # process's CPU pass the Procfile's WARNING, so that no per-task log line is counted.
+
+    def worker(self, name: str, *, concurrency: int = 2, loglevel: str = "INFO") -> subprocess.Popen:
         return self._start(
             name,
             ["worker", "-n", f"{name}@%h", "-Q", self.env["CELERY_QUEUE"], f"--concurrency={concurrency}",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle"],
+             f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"],
         )
 
-    def reader(self, name: str, *, concurrency: int = 1) -> subprocess.Popen:
+    def reader(self, name: str, *, concurrency: int = 1, loglevel: str = "INFO") -> subprocess.Popen:
         """A worker for the stream readers' queue only, as the Procfile's `reader`."""
         return self._start(
             name,
             ["worker", "-n", f"{name}@%h", "-Q", f"{self.env['CELERY_QUEUE']}.readers", f"--concurrency={concurrency}",
-             "--loglevel=INFO", "--without-gossip", "--without-mingle"],
+             f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"],
         )
 
-    def beat(self, schedule: Path) -> subprocess.Popen:
-        return self._start("beat", ["beat", "--loglevel=INFO", "--schedule", str(schedule)])
+    def beat(self, schedule: Path, *, name: str = "beat", loglevel: str = "INFO") -> subprocess.Popen:
+        return self._start(name, ["beat", f"--loglevel={loglevel}", "--schedule", str(schedule)])
 
     @staticmethod
     def kill_hard(process: subprocess.Popen) -> None:
