@@ -403,9 +403,12 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
     if loss is not None:
         # The loss is recorded and the next read starts at what is left: no reason to wait.
         return Poll(keep_reading=True, delay_s=0.0, iterator=None, error_count=error_count)
-    # Nothing owed was lost. The retry still backs off, so a read that keeps failing (DynamoDB
-    # Local fails again when a record lands between GetShardIterator and GetRecords) never
-    # spins; as with throttling, the source stays active and the shard shows why it waits.
+    # Nothing owed was lost. The first retry comes at the shortest interval: DynamoDB Local
+    # raises this on the first read after a record lands in a shard that was empty
+    # (aws/aws-sdk-java#2923), so a jittered wait there would delay that record by up to a
+    # second for nothing. Later retries back off, so a read that keeps failing (DynamoDB Local
+    # fails again when a record lands between GetShardIterator and GetRecords) never spins; as
+    # with throttling, the source stays active and the shard shows why it waits.
     error_count += 1
     Shard.objects.filter(pk=shard.pk).update(
         error_count=error_count,
@@ -415,4 +418,5 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
         )[:4000],
     )
     log.info("shard %s: %s; no records lost, reading again from TRIM_HORIZON", shard.shard_id, message)
-    return Poll(keep_reading=True, delay_s=_backoff(error_count), iterator=None, error_count=error_count)
+    delay_s = MIN_INTERVAL_S if error_count == 1 else _backoff(error_count)
+    return Poll(keep_reading=True, delay_s=delay_s, iterator=None, error_count=error_count)
