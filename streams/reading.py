@@ -295,14 +295,19 @@ def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> 
         return poll
     response = fetched.response
     if fetched.restarted_latest:
-        Gap.objects.create(
-            source_id=source.pk,
-            shard=shard,
-            reason=(
-                "No reader held this LATEST shard for over 15 minutes before its first record, so "
-                "its position expired; reading resumed at the newest record. Changes in between may be missing."
-            ),
-        )
+        with transaction.atomic():
+            # Only while the lease is ours (the row stays locked until the gap is in): a reader
+            # that lost the shard meanwhile must not report the new holder's gap too.
+            if not Shard.objects.select_for_update().held_by(owner).filter(pk=shard.pk).exists():
+                return STOP
+            Gap.objects.create(
+                source_id=source.pk,
+                shard=shard,
+                reason=(
+                    "No reader held this LATEST shard for over 15 minutes before its first record, so "
+                    "its position expired; reading resumed at the newest record. Changes in between may be missing."
+                ),
+            )
     records = response.get("Records", [])
     next_iterator = response.get("NextShardIterator")
     saved = records_save(shard=shard, owner=owner, records=records, finished=next_iterator is None)
@@ -363,7 +368,7 @@ def _after_error(*, shard: Shard, owner: str, exc: Exception, error_count: int) 
     source_id = shard.stream.source_id
     if failure is aws.Failure.EXPIRED_ITERATOR:
         # Iterators live 15 minutes; a fresh one from the checkpoint loses nothing.
-        return Poll(keep_reading=True, delay_s=0.0, iterator=None, error_count=error_count)
+        return Poll(keep_reading=True, delay_s=MIN_INTERVAL_S, iterator=None, error_count=error_count)
     if failure is aws.Failure.TRIMMED:
         return _after_trimmed(shard=shard, owner=owner, message=message, error_count=error_count)
     if failure is aws.Failure.NOT_FOUND:
@@ -387,12 +392,14 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
     # before the source was added: reading too much loses nothing, while a new LATEST would
     # skip what was written since the failing iterator's position.
     loss = trim_loss_find(shard=shard, now=timezone.now(), detail=message)
+    restart = {"checkpoint": "", "initial_position": "TRIM_HORIZON", "resume_iterator": "", "resume_iterator_at": None}
     with transaction.atomic():
-        moved = Shard.objects.lease_write(
-            shard.pk, owner=owner, checkpoint="", initial_position="TRIM_HORIZON", resume_iterator="", resume_iterator_at=None
-        )
-        if not moved:
+        if not Shard.objects.lease_write(shard.pk, owner=owner, **restart):
             return STOP  # the lease moved to another reader; its own reads decide
+        # The reader's copy too, or its next GetShardIterator would ask for the trimmed
+        # position again, and make the gap again.
+        for field, value in restart.items():
+            setattr(shard, field, value)
         if loss is not None:
             Gap.objects.create(
                 source_id=shard.stream.source_id,
@@ -401,8 +408,9 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
                 reason=loss.reason,
             )
     if loss is not None:
-        # The loss is recorded and the next read starts at what is left: no reason to wait.
-        return Poll(keep_reading=True, delay_s=0.0, iterator=None, error_count=error_count)
+        # The loss is recorded and the next read starts at what is left: no reason to wait
+        # longer than DynamoDB's rate allows.
+        return Poll(keep_reading=True, delay_s=MIN_INTERVAL_S, iterator=None, error_count=error_count)
     # Nothing owed was lost. The first retry comes at the shortest interval: DynamoDB Local
     # raises this on the first read after a record lands in a shard that was empty
     # (aws/aws-sdk-java#2923), so a jittered wait there would delay that record by up to a

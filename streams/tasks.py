@@ -16,6 +16,7 @@ import signal
 import threading
 from contextlib import contextmanager
 
+from billiard.process import current_process
 from celery import current_app, shared_task
 from celery.signals import worker_shutting_down
 from django.conf import settings
@@ -72,7 +73,10 @@ def _stop_on_sigterm():
     group, as systemd and honcho do). The handler is only installed while the reader runs."""
     received = threading.Event()
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    # Only in a pool process: in the worker's main process (--pool=solo) SIGTERM is Celery's own
+    # warm shutdown, which reaches the reader through worker_shutting_down.
+    in_pool_process = current_process().name != "MainProcess"
+    if in_pool_process and threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.set())
     try:
         yield lambda: received.is_set() or _worker_stopping[0] == 1

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from streams.models import ChangeRecord, Shard
+from streams.models import ChangeRecord, Gap, Shard
 from streams.reader import Reader
 from tests.support.fake_sources import numbered, sync
 from tests.support.fake_streams import FakeShard, FakeStreams, aws_error
@@ -218,3 +218,73 @@ def test_it_backs_off_a_throttled_shard_and_keeps_reading_the_others(fake_source
     assert polled == set(fake.shards)
     # Each throttled shard read again after its backoff, and the error was cleared then.
     assert not Shard.objects.filter(stream__source=source, error_count__gt=0).exists()
+
+
+def test_it_comes_back_on_time_while_shards_catch_up(fake_source, reader):
+    # Shards with a backlog: saving a full batch takes longer than fetching the next ones, so
+    # results never stop coming while they catch up. The loop must still come back to renew,
+    # balance and look at its stop condition.
+    fake = many_shards(6, records_in={i: 10_000 for i in range(6)})
+    source = fake_source(fake)
+    sync(source)
+    one = reader()
+    one.leases_balance()
+
+    started = time.monotonic()
+    one.polls_wait(timeout_s=0.2)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.0, f"polls_wait came back after {elapsed:.1f} s"
+    assert ChangeRecord.objects.filter(source=source).count() < 60_000  # before the backlog was read
+
+
+def test_it_makes_one_gap_and_reads_on_from_the_oldest_record_after_a_trimmed_read(fake_source, reader):
+    from tests.streams.test_trimmed_gaps import aged
+
+    shard = FakeShard("shardId-00000", records=aged("old", 2, start=1, hours=30))
+    fake = FakeStreams([shard])
+    source = fake_source(fake)
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    one.polls_round()
+    # Reading stopped for a day: what it had read and the next record went past 24 hours.
+    shard.records.extend([*aged("lost", 1, start=10, hours=25), *aged("late", 2, start=20, hours=2)])
+    shard.trim(3)
+
+    one.run(run_s=2.0, should_stop=lambda: False)
+
+    assert Gap.objects.filter(source=source).count() == 1
+    assert len(fake.operations("GetShardIterator")) <= 3
+    keys = sorted(ChangeRecord.objects.filter(source=source).values_list("keys__pk__S", flat=True))
+    assert keys == ["late0", "late1", "old0", "old1"]
+
+
+def test_it_polls_a_shard_taken_back_while_its_call_was_out(fake_source, reader):
+    fake = many_shards(1)
+    source = fake_source(fake)
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    [pk] = one.readings
+    call_out, let_it_return = threading.Event(), threading.Event()
+
+    def slow_call():  # runs on the reader's GetRecords thread
+        call_out.set()
+        let_it_return.wait(5)
+
+    fake.before["GetRecords"] = [slow_call]
+    one.polls_wait(timeout_s=0.1)
+    assert call_out.wait(5)
+    # While the call is out, another reader takes the shard, and this one takes it back.
+    Shard.objects.filter(pk=pk).update(lease_owner="another-reader")
+    one.leases_renew()
+    Shard.objects.filter(pk=pk).update(lease_owner=one.owner)
+    one.leases_renew()
+    fake.shards["shardId-00000"].records.extend(numbered("back", 1, start=7))
+    let_it_return.set()
+
+    for _ in range(20):
+        one.polls_wait(timeout_s=0.1)
+
+    assert ChangeRecord.objects.filter(source=source).count() == 1

@@ -61,7 +61,7 @@ class Processes:
         return self._start(
             name,
             ["worker", "-n", f"{name}@%h", "-Q", f"{self.env['CELERY_QUEUE']}.readers", f"--concurrency={concurrency}",
-             f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"],
+             "--disable-prefetch", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"],
         )
 
     def beat(self, schedule: Path, *, name: str = "beat", loglevel: str = "INFO") -> subprocess.Popen:
