@@ -394,8 +394,11 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
             rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             source = shard.stream.source
             record_ids = [row["id"] for row in fresh]
-            transaction.on_commit(lambda: batch_publish(source=source, rows=fresh))
+            # Robust: the batch is committed by then, and a push or a trigger kick that fails (a
+            # Redis blip) is logged, not raised into the reader that holds hundreds of shards.
+            # Live pages fetch what they missed; the trigger dispatcher runs every two seconds.
+            transaction.on_commit(lambda: batch_publish(source=source, rows=fresh), robust=True)
             transaction.on_commit(
-                lambda: batch_saved.send(sender=ChangeRecord, source_id=source.pk, record_ids=record_ids)
+                lambda: batch_saved.send(sender=ChangeRecord, source_id=source.pk, record_ids=record_ids), robust=True
             )
     return len(rows)
