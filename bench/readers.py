@@ -74,6 +74,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from bench import workload
 from bench.common import ROOT, percentile, reset_tables
 from bench.latency import _measure
 from streams.models import ChangeRecord, Shard, StreamSource
@@ -117,7 +118,7 @@ def get_records_floor_ms(*, calls: int) -> float:
     boto3 client (no Shardwatch hooks), averaged over `calls` calls after a warm-up."""
     table = f"bench-floor-{uuid.uuid4().hex[:8]}"
     dynamodb = boto3.client("dynamodb")
-    _table_create(dynamodb, table)
+    workload.create_table(table, client=dynamodb)
     streams = boto3.client("dynamodbstreams")
     arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard_id = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
@@ -143,7 +144,7 @@ def _dynamodb_local_idle(*, floor_ms: float) -> dict:
     started = time.monotonic()
     dynamodb = boto3.client("dynamodb")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda name: _table_create(dynamodb, name), [*tables, latency_table]))
+        list(pool.map(lambda name: workload.create_table(name, client=dynamodb), [*tables, latency_table]))
     sources = [source_add(table_name=name, region="us-east-1") for name in tables]
     latency_source = source_add(table_name=latency_table, region="us-east-1")
     for source in [*sources, latency_source]:
@@ -215,16 +216,6 @@ def _dynamodb_local_idle(*, floor_ms: float) -> dict:
         "write_to_db_ms_p50_baseline": round(percentile(baseline, 0.50), 1),
         "write_to_db_ms_p99_baseline": round(percentile(baseline, 0.99), 1),
     }
-
-
-def _table_create(client, name: str) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
 
 
 def _put(client, table: str, key: str) -> str:

@@ -54,8 +54,10 @@ def write_orders(*, table: str, orders: int, seed: int = 7) -> int:
     return writes
 
 
-def create_table(name: str) -> None:
-    client = boto3.client("dynamodb")
+def create_table(name: str, *, client=None) -> None:
+    """A table with a NEW_AND_OLD_IMAGES stream; `client` (a boto3 DynamoDB client) saves
+    making one per table when many are made."""
+    client = client or boto3.client("dynamodb")
     client.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
