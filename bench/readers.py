@@ -33,7 +33,10 @@ reader worker's two readers and polled once a second, plus one table for the lat
 The fake endpoint (it counts GetRecords and times them per shard):
 - reader_idle_cpu_ms_per_shard_s_fake_endpoint and reader_idle_polls_per_shard_s: the same
   CPU figure with 500 idle shards of one stream, and how many GetRecords a shard got a second
-  (the readers' idle cadence is 1); idle_first_write_s_*_fake_endpoint as above.
+  (the readers' idle cadence is 1); idle_first_write_s_*_fake_endpoint as above;
+  write_to_db_ms_p50/_p99_500_idle_fake_endpoint: write-to-db on one DynamoDB Local table while
+  the 500 idle shards are the fake's, whose GetRecords cost a tenth of a core where DynamoDB
+  Local's cost these two cores much more (in production AWS serves them).
 - reader_2000_shards_interval_s_p50/_p99/_max: 2,000 shards, one reader worker of
   concurrency 2: the time between consecutive GetRecords on each shard, as the server saw
   them, over ~30 s once every shard is held (the histogram is written to
@@ -417,10 +420,17 @@ class FakeEndpoint:
 
 def _fake_idle(fake: FakeEndpoint, *, floor_ms: float) -> dict:
     source = fake.source_add()
+    # One table on DynamoDB Local for write-to-db while the 500 idle shards are the fake's: as
+    # in production, the idle shards' GetRecords are served elsewhere (by the fake, at a tenth
+    # of a core), not by DynamoDB Local on these two cores.
+    latency_table = f"bench-fake-idle-latency-{uuid.uuid4().hex[:6]}"
+    workload.create_table(latency_table)
+    latency_source = source_add(table_name=latency_table, region="us-east-1")
+    source_discover(source_id=latency_source.pk)
     processes = Processes(DJANGO_SETTINGS_MODULE="bench.settings")
     started = _start_procfile_processes(processes, "readers-fake-idle")
     try:
-        readers_wait_held(shards=fake.shards, readers=READER_CONCURRENCY, timeout_s=90)
+        readers_wait_held(shards=fake.shards + 1, readers=READER_CONCURRENCY, timeout_s=90)
         stats_before, cpu_before, window_started = fake.stats(), processes_cpu_s(started), time.monotonic()
         time.sleep(CPU_WINDOW_S)
         stats_after, cpu_after, window_s = fake.stats(), processes_cpu_s(started), time.monotonic() - window_started
@@ -429,6 +439,14 @@ def _fake_idle(fake: FakeEndpoint, *, floor_ms: float) -> dict:
             (source.group_name, lambda shard_id=shard_id: fake.record_write(shard_id))
             for shard_id in _spread(shard_ids, FIRST_WRITES)
         ]))
+
+        def measure(writes: int, prefix: str) -> list[float]:
+            return asyncio.run(_measure(
+                source=latency_source, table=latency_table, writes=writes, rate_per_s=LATENCY_RATE_PER_S, prefix=prefix
+            ))
+
+        measure(10, "warm")
+        latencies = measure(LATENCY_WRITES, "lat")
     finally:
         processes.stop_all()
     cpu_s = sum(cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after)
@@ -442,6 +460,8 @@ def _fake_idle(fake: FakeEndpoint, *, floor_ms: float) -> dict:
         "idle_first_write_s_p50_fake_endpoint": round(percentile(first_writes_s, 0.50), 2),
         "idle_first_write_s_p95_fake_endpoint": round(percentile(first_writes_s, 0.95), 2),
         "idle_first_write_s_max_fake_endpoint": round(max(first_writes_s), 2),
+        "write_to_db_ms_p50_500_idle_fake_endpoint": round(percentile(latencies, 0.50), 1),
+        "write_to_db_ms_p99_500_idle_fake_endpoint": round(percentile(latencies, 0.99), 1),
     }
 
 
