@@ -138,7 +138,7 @@ def bench_trigger_overhead(*, batches: int = OVERHEAD_BATCHES, batch_size: int =
     reset_tables()
     source, stream = bench_source(f"bench-overhead-{uuid.uuid4().hex[:8]}")
     shard = Shard.objects.select_related("stream__source").get(pk=fresh_shard(stream, "bench").pk)
-    rows = records_build(records=_stream_records(batches * batch_size), shard=shard, received_at=timezone.now())
+    rows, _ = records_build(records=_stream_records(batches * batch_size), shard=shard, received_at=timezone.now())
     with transaction.atomic():
         for start in range(0, len(rows), 1000):
             records_insert(rows[start:start + 1000])

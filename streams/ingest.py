@@ -188,8 +188,10 @@ def _json_or_repr(value) -> str:
     return json.dumps(value, sort_keys=True, default=repr)
 
 
-def records_build(*, records: list[dict], shard: Shard, received_at) -> list[dict]:
-    rows = []
+def records_build(*, records: list[dict], shard: Shard, received_at) -> tuple[list[dict], list[Gap]]:
+    """The rows to insert for a GetRecords batch, and a gap (unsaved) for each record that
+    cannot be stored. The caller saves the gaps with the rows, under the shard's lease."""
+    rows, gaps = [], []
     source = shard.stream.source
     hash_key = source.key_schema[0] if source.key_schema else ""
     for record in records:
@@ -203,13 +205,13 @@ def records_build(*, records: list[dict], shard: Shard, received_at) -> list[dic
             # Without a sequence number a record cannot be stored or ordered; say so on the
             # source rather than stall the shard behind it.
             log.error("unusable stream record on shard %s: %r", shard.shard_id, exc)
-            Gap.objects.create(
+            gaps.append(Gap(
                 source_id=source.pk,
                 shard=shard,
                 after_sequence_number=rows[-1]["sequence_number"] if rows else shard.checkpoint,
                 reason=f"A stream record without a usable sequence number was skipped ({type(exc).__name__}: {exc}).",
-            )
-    return rows
+            ))
+    return rows, gaps
 
 
 _COLUMNS = [
@@ -372,8 +374,8 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     reader's copy of the row) carries the checkpoint and state that were written.
     """
     received_at = timezone.now()
-    rows = records_build(records=records, shard=shard, received_at=received_at)
-    if not rows and not finished:
+    rows, gaps = records_build(records=records, shard=shard, received_at=received_at)
+    if not rows and not gaps and not finished:
         return 0
     updates = {}
     if rows:
@@ -384,10 +386,14 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
         updates.update(state=Shard.State.FINISHED, finished_at=received_at)
     with transaction.atomic():
         fresh = records_insert(rows) if rows else []
-        moved = Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(**updates)
+        held = Shard.objects.filter(pk=shard.pk, lease_owner=owner)
+        # With nothing to update (a batch of unusable records only), lock the row instead: the
+        # gaps are written only while the lease is ours, as records are.
+        moved = held.update(**updates) if updates else held.select_for_update().count()
         if moved != 1:
             transaction.set_rollback(True)
             return None
+        Gap.objects.bulk_create(gaps)
         for field, value in updates.items():
             setattr(shard, field, value)
         if fresh:

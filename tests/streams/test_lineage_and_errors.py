@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
+from streams.ingest import records_save
 from streams.reading import shard_poll
 from tests.support.fake_sources import claim_one, numbered, sync
 from tests.support.fake_streams import FakeShard, FakeStreams, aws_error, stream_record
@@ -165,3 +166,36 @@ def test_it_polls_four_times_a_second_with_data_and_slower_when_idle(fake_source
     assert 0 < busy.delay_s <= 0.25
     assert 0 < recently_busy.delay_s <= 0.25
     assert 0.5 < idle.delay_s <= 1.0
+
+
+def without_sequence_number(record: dict) -> dict:
+    del record["dynamodb"]["SequenceNumber"]
+    return record
+
+
+def test_it_skips_a_record_without_a_sequence_number_and_says_so_with_a_gap(fake_source):
+    good = numbered("k", 2)
+    bad = without_sequence_number(stream_record(sequence_number="0", pk="bad", new={}))
+    fake = FakeStreams([FakeShard("shardId-1", records=[good[0], bad, good[1]])])
+    source = fake_source(fake)
+
+    read_until_idle(source_id=source.pk)
+
+    assert sorted(ChangeRecord.objects.values_list("keys__pk__S", flat=True)) == ["k0", "k1"]
+    gap = Gap.objects.get(source=source)
+    assert gap.after_sequence_number == good[0]["dynamodb"]["SequenceNumber"]
+    assert "without a usable sequence number" in gap.reason
+
+
+def test_it_writes_no_gap_for_an_unusable_record_once_the_lease_is_gone(fake_source):
+    source = fake_source(FakeStreams([FakeShard("shardId-1", records=numbered("k", 1))]))
+    sync(source)
+    shard_id, owner = claim_one()
+    Shard.objects.filter(pk=shard_id).update(lease_owner="another-reader")
+    shard = Shard.objects.select_related("stream__source").get(pk=shard_id)
+    bad = without_sequence_number(stream_record(sequence_number="0", pk="bad", new={}))
+
+    saved = records_save(shard=shard, owner=owner, records=[bad], finished=False)
+
+    assert saved is None
+    assert not Gap.objects.exists()
