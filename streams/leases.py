@@ -24,12 +24,18 @@ from django.db import models
 from django.db.models import Q
 
 
+def unleased_condition(*, now) -> Q:
+    """Rows nobody holds, or whose holder stopped renewing before `now`, as a condition for
+    filters, annotations and aggregates; ~unleased_condition(now=now) is a live lease."""
+    return Q(lease_owner="") | Q(lease_expires_at__lt=now)
+
+
 class LeaseQuerySet(models.QuerySet):
     """Rows held by at most one worker: every write is conditional on still holding the lease."""
 
     def unleased(self, *, now):
         """Rows nobody holds, or whose holder stopped renewing before `now`."""
-        return self.filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+        return self.filter(unleased_condition(now=now))
 
     def lease_take(self, pk: int, *, now, until, **fields) -> str | None:
         """Lease row `pk` until `until` if it is unleased at `now`, setting `fields` in the same

@@ -42,13 +42,14 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, models
 from django.utils import timezone
 
+from streams.leases import unleased_condition
 from streams.models import Shard
 from streams.reading import Fetched, ShardReading, shard_apply, shard_fetch
 
@@ -73,7 +74,6 @@ class ReaderStats:
     taken: int = 0
     lost: int = 0
     released: int = 0
-    finished_shards: list[int] = field(default_factory=list)
 
 
 class Reader:
@@ -142,7 +142,7 @@ class Reader:
         """
         now = timezone.now()
         live_owner = models.Case(
-            models.When(lease_expires_at__gte=now, then=models.F("lease_owner")), default=models.Value("")
+            models.When(unleased_condition(now=now), then=models.Value("")), default=models.F("lease_owner")
         )
         counts = dict(
             Shard.objects.readable().annotate(live_owner=live_owner).order_by()
@@ -252,7 +252,6 @@ class Reader:
         self.stats.saved += poll.saved
         self.stats.errors += bool(fetched.error)
         if poll.rediscover is not None:
-            self.stats.finished_shards.append(pk)
             self.on_shard_end(poll.rediscover, pk)
         if not poll.keep_reading:
             self.readings.pop(pk, None)

@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from streams.consumers import stream_consumers
+from streams.leases import unleased_condition
 from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource
 
 PER_MINUTE_BUCKETS = 60
@@ -257,8 +258,7 @@ def readers_summary(*, now) -> dict:
     """
     held = (
         Shard.objects.exclude(state=Shard.State.FINISHED)
-        .exclude(lease_owner="")
-        .filter(lease_expires_at__gte=now)  # unexpired, as Reader.leases_balance counts readers
+        .exclude(unleased_condition(now=now))  # live leases, as Reader.leases_balance counts readers
         .values("lease_owner")
         .annotate(name=Max("last_polled_by"), shards=Count("pk"), renewed_at=Max("last_polled_at"))
         .order_by()
@@ -280,7 +280,7 @@ def readers_summary(*, now) -> dict:
         Coalesce("lease_expires_at", "last_polled_at", "discovered_at"),
         Coalesce(parent_finished_at, "discovered_at"),
     )
-    free = Q(lease_owner="") | Q(lease_expires_at__lt=now)  # LeaseQuerySet.unleased
+    free = unleased_condition(now=now)
     counts = (
         Shard.objects.readable()
         .annotate(waiting_since=waiting_since)
