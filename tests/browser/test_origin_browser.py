@@ -2,14 +2,14 @@
 Shardwatch: the browser gives it the session cookie (RFC 6265 §8.5: cookies do not provide
 isolation by port), so only the origin check stands between it and the user's data."""
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 from django.conf import settings
 
 from tests.browser.conftest import HOST, SERVER_LOG, wait_for_socket
+from tests.support.http_servers import QuietHandler, http_server
 
 OPEN_SOCKET = """async (url) => {
     const socket = new WebSocket(url);
@@ -22,37 +22,20 @@ OPEN_SOCKET = """async (url) => {
 }"""
 
 
-class ElsewhereServer(ThreadingHTTPServer):
+class Elsewhere(QuietHandler):
     """Another web server on the same host: serves one empty page, and keeps the Cookie header
-    of each request it receives."""
+    of each request it receives (server.cookies)."""
 
-    def __init__(self):
-        self.cookies: list[str] = []
-        super().__init__((HOST, 0), _Elsewhere)
-
-
-class _Elsewhere(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.cookies.append(self.headers.get("Cookie", ""))
         body = b"<!doctype html><title>Another port</title><p>Another site's page on the same host.</p>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, body, content_type="text/html; charset=utf-8")
 
 
 @pytest.fixture
-def elsewhere() -> Iterator[ElsewhereServer]:
-    server = ElsewhereServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def elsewhere() -> Iterator[ThreadingHTTPServer]:
+    with http_server(Elsewhere, cookies=[]) as server:
+        yield server
 
 
 def server_log_since(offset: int) -> str:

@@ -12,9 +12,7 @@ AccessDeniedException as Lambda itself shapes it.
 
 import json
 import re
-import threading
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import boto3
@@ -26,6 +24,7 @@ from streams.consumers import stream_consumers_refresh
 from streams.models import Shard, Stream, StreamSource
 from streams.sources import source_add, source_discover
 from tests.support.dynamodb_local import free_port
+from tests.support.http_servers import QuietHandler, http_server
 from tests.support.moto_aws import iam_enforced, iam_user_create, lambda_function_create, moto_api, moto_server
 from tests.support.readers import read_until_idle
 
@@ -285,7 +284,7 @@ def test_it_shows_a_stream_not_looked_up_yet(owner):
     assert "looked up " not in text.replace("not looked up yet", "")
 
 
-class ListEventSourceMappingsApi(BaseHTTPRequestHandler):
+class ListEventSourceMappingsApi(QuietHandler):
     """Lambda's ListEventSourceMappings at the network edge: GET
     /2015-03-31/event-source-mappings?EventSourceArn=...&Marker=..., answered a page at a time
     with NextMarker as the service does, or refused as it refuses an identity without
@@ -301,13 +300,13 @@ class ListEventSourceMappingsApi(BaseHTTPRequestHandler):
                 "lambda:ListEventSourceMappings because no identity-based policy allows the "
                 "lambda:ListEventSourceMappings action"
             )
-            return self.answer(403, {"Type": "User", "Message": message}, {"x-amzn-ErrorType": "AccessDeniedException"})
+            return self.answer_json(403, {"Type": "User", "Message": message}, {"x-amzn-ErrorType": "AccessDeniedException"})
         page = int(query.get("Marker", "0"))
         mappings = [self.mapping(query["EventSourceArn"], number) for number in range(page * 100, min(page * 100 + 100, 130))]
         document = {"EventSourceMappings": mappings}
         if page == 0:
             document["NextMarker"] = "1"
-        return self.answer(200, document, {})
+        return self.answer_json(200, document)
 
     @staticmethod
     def mapping(stream_arn: str, number: int) -> dict:
@@ -322,34 +321,16 @@ class ListEventSourceMappingsApi(BaseHTTPRequestHandler):
             "StateTransitionReason": "USER_INITIATED",
         }
 
-    def answer(self, status, document, headers):
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def lambda_api(monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ListEventSourceMappingsApi)
-    server.mode = "pages"
-    server.requests = []
-    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "shardwatchtest")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shardwatchtest")
-    aws.forget_clients()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with http_server(ListEventSourceMappingsApi, mode="pages", requests=[]) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "shardwatchtest")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shardwatchtest")
+        aws.forget_clients()
+        yield server
     aws.forget_clients()
 
 

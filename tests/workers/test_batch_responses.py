@@ -21,10 +21,8 @@ The function answers the shape once; asked again (the retry), it answers null.
 """
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -32,6 +30,7 @@ import pytest
 from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests.support import handler_log
+from tests.support.http_servers import QuietHandler, http_server
 from tests.support.moto_aws import moto_api, moto_server
 from tests.support.readers import read_until_idle
 from tests.support.triggering import run_until_idle, trigger_for
@@ -230,32 +229,20 @@ def test_it_reads_a_python_handlers_response(shape, batch):
     assert_read_as(shape, trigger, records)
 
 
-class Webhook(BaseHTTPRequestHandler):
+class Webhook(QuietHandler):
     """Answers the first request with server.answer, and the ones after it with null."""
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         body = (self.server.answer if not self.server.answered else "null").encode()
         self.server.answered = True
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, body)
 
 
 @pytest.fixture
 def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
-    server.answered = False
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with http_server(Webhook, answered=False) as server:
+        yield server
 
 
 @pytest.mark.parametrize("shape", shape_params(SHAPES))

@@ -2,14 +2,13 @@
 small server speaking the Lambda Invoke API's wire format."""
 
 import json
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
 from tests.support.dynamodb_local import free_port
+from tests.support.http_servers import QuietHandler, http_server
 from tests.support.moto_aws import lambda_function_create, moto_api, moto_server
 from tests.support.targets import EVENT, make_trigger
 from workers.targets import InvokeResult, target_invoke
@@ -80,7 +79,11 @@ def test_it_reports_a_missing_lambda_function_as_a_function_error(moto_lambda):
     assert "no-such-function" in result.error_message
 
 
-class LambdaInvokeApi(BaseHTTPRequestHandler):
+# Every answer of Lambda's API names its request.
+REQUEST_ID = {"x-amzn-RequestId": "11111111-2222-3333-4444-555555555555"}
+
+
+class LambdaInvokeApi(QuietHandler):
     """Lambda's Invoke API at the network edge: POST /2015-03-31/functions/<name>/invocations
     answered as the real service does (a function error is a 200 with X-Amz-Function-Error and
     the runtime's error document; service errors carry x-amzn-ErrorType)."""
@@ -91,50 +94,31 @@ class LambdaInvokeApi(BaseHTTPRequestHandler):
         mode = self.server.mode
         if mode == "unhandled":
             error = {"errorMessage": "'pk'", "errorType": "KeyError", "requestId": "r", "stackTrace": ["  File ..."]}
-            return self.answer(200, error, {"X-Amz-Function-Error": "Unhandled"})
+            return self.answer_json(200, error, {**REQUEST_ID, "X-Amz-Function-Error": "Unhandled"})
         if mode == "timed_out":
             error = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 3.00 seconds"}
-            return self.answer(200, error, {"X-Amz-Function-Error": "Unhandled"})
+            return self.answer_json(200, error, {**REQUEST_ID, "X-Amz-Function-Error": "Unhandled"})
         if mode == "throttled":
             error = {
                 "Type": "User",
                 "message": "Rate Exceeded.",
                 "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
             }
-            return self.answer(429, error, {"x-amzn-ErrorType": "TooManyRequestsException"})
+            return self.answer_json(429, error, {**REQUEST_ID, "x-amzn-ErrorType": "TooManyRequestsException"})
         if mode == "service_error":
             error = {"Type": "Service", "message": "Internal failure"}
-            return self.answer(500, error, {"x-amzn-ErrorType": "ServiceException"})
+            return self.answer_json(500, error, {**REQUEST_ID, "x-amzn-ErrorType": "ServiceException"})
         if mode == "access_denied":
             error = {"Type": "User", "Message": "not authorized to perform: lambda:InvokeFunction"}
-            return self.answer(403, error, {"x-amzn-ErrorType": "AccessDeniedException"})
+            return self.answer_json(403, error, {**REQUEST_ID, "x-amzn-ErrorType": "AccessDeniedException"})
 
-    def answer(self, status, document, headers):
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-RequestId", "11111111-2222-3333-4444-555555555555")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def lambda_api(lambda_env):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), LambdaInvokeApi)
-    server.mode = "unhandled"
-    server.requests = []
-    lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with http_server(LambdaInvokeApi, mode="unhandled", requests=[]) as server:
+        lambda_env.setenv("AWS_ENDPOINT_URL_LAMBDA", server.url)
+        yield server
 
 
 def lambda_call(**fields) -> InvokeResult:

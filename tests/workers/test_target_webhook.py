@@ -3,14 +3,13 @@
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
 from tests.support.dynamodb_local import free_port
+from tests.support.http_servers import QuietHandler, http_server
 from tests.support.targets import EVENT, make_trigger
 from workers.models import Trigger
 from workers.targets import target_invoke
@@ -26,47 +25,32 @@ def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:
     return hmac.compare_digest(headers["X-Shardwatch-Signature"], "v1=" + expected)
 
 
-class Receiver(BaseHTTPRequestHandler):
+class Receiver(QuietHandler):
     """A webhook receiver that checks signatures and answers as server.mode says."""
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
         if not verify(self.server.secret, self.headers, body):
-            return self.answer(401, b"bad signature")
+            return self.answer(401, b"bad signature", content_type="text/plain")
         if self.server.mode == "ok":
             event = json.loads(body)
             failures = [{"itemIdentifier": event["Records"][-1]["dynamodb"]["SequenceNumber"]}]
-            return self.answer(200, json.dumps({"batchItemFailures": failures}).encode(), "application/json")
+            return self.answer_json(200, {"batchItemFailures": failures})
         if self.server.mode == "error":
-            return self.answer(500, b"database is down")
+            return self.answer(500, b"database is down", content_type="text/plain")
         if self.server.mode == "sleep":
             time.sleep(2)
-            return self.answer(200, b"{}", "application/json")
+            return self.answer(200, b"{}")
 
-    def answer(self, status, body, content_type="text/plain"):
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def receiver():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    server.secret, server.encrypted = webhook_secret_new()
-    server.mode = "ok"
-    server.requests = []
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/orders"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    secret, encrypted = webhook_secret_new()
+    with http_server(Receiver, secret=secret, encrypted=encrypted, mode="ok", requests=[]) as server:
+        server.url += "/hooks/orders"
+        yield server
 
 
 def webhook_trigger(receiver, **fields) -> Trigger:
