@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "meters",
     "streams",
     "workers",
     "dashboard",
@@ -175,6 +176,12 @@ SHARDWATCH_DEFAULT_RETENTION_DAYS = env_int("SHARDWATCH_DEFAULT_RETENTION_DAYS",
 # How often discovery asks Lambda which event source mappings read each stream
 # (ListEventSourceMappings, streams/consumers.py): mappings change rarely, and each look-up is a
 # call to the Lambda API per stream.
+# How often each process adds its counted meters into the database (meters.store); 0 means
+# only when meters_flush() is called (the tests).
+SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=0)
+# How often each worker and beat process writes its heartbeat (meters.heartbeats); /readyz
+# wants one within 30 s.
+SHARDWATCH_HEARTBEAT_S = env_float("SHARDWATCH_HEARTBEAT_S", 10.0, minimum=1)
 SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 300.0, minimum=30)
 
 LOGGING = {

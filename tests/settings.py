@@ -12,6 +12,10 @@ os.environ.setdefault("CHANNEL_PREFIX", f"shardwatch-test-{os.getpid()}")
 # (discovery asks Lambda for the event source mappings of every stream not on DynamoDB Local, and
 # the fake Streams API's streams have AWS's ARNs) is refused at once: nothing listens on the
 # discard port.
+# The test process counts meters in memory until a test calls meters_flush(): a flushing thread
+# would write outside the test's transaction. Processes a test starts (tests/support/processes.py)
+# set their own interval, so their counts arrive within a second.
+os.environ.setdefault("SHARDWATCH_METERS_FLUSH_S", "0")
 os.environ.setdefault("AWS_ENDPOINT_URL_LAMBDA", "http://127.0.0.1:9")
 
 from config.settings import *  # noqa: E402,F403

@@ -26,7 +26,8 @@ def database_url() -> str:
 
 class Processes:
     def __init__(self, **overrides: str):
-        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(), **overrides}
+        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url(),
+                    "SHARDWATCH_METERS_FLUSH_S": "1", "SHARDWATCH_HEARTBEAT_S": "2", **overrides}
         self.started: list[subprocess.Popen] = []
         ARTIFACTS.mkdir(exist_ok=True)
         # Leftover messages from an earlier run would carry stale leases' tasks; start clean.

@@ -1,0 +1,81 @@
+"""Every meter Shardwatch records: its Prometheus name, kind, help, label names and, for a
+histogram, its buckets. /metrics, the charts and the alert rules read these names; one home
+keeps them agreeing.
+
+Names follow https://prometheus.io/docs/practices/naming/: a `shardwatch_` prefix, base units,
+`_total` on counters. Label values are ids (see meters.models); the scrape adds names.
+
+Counters and histograms are counted where the work happens and added up in the database
+(meters.store). Gauges (iterator age, leases held, ...) are read from the state the database
+already holds, at scrape time, by the layer that owns that state; only those charted over 24
+hours are listed here, sampled once a tick with meter_sample.
+"""
+
+from dataclasses import dataclass
+
+COUNTER = "counter"
+HISTOGRAM = "histogram"
+# Gauges are read from the database's state at scrape time (see below); the ones in SPECS are
+# those also sampled into MeterMinute (the highest value of each minute) for the charts.
+GAUGE = "gauge"
+
+# Seconds. Lambda-like batch durations reach the 900 s timeout; latencies are mostly sub-second.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    # Also kept per minute (MeterMinute) for the charts' 24 hours.
+    charted: bool = False
+
+
+SPECS = {
+    spec.name: spec
+    for spec in [
+        MeterSpec("shardwatch_records_read_total", COUNTER, "Change records read from the stream and stored.", ("source",), charted=True),
+        MeterSpec(
+            "shardwatch_iterator_age_seconds", GAUGE,
+            "Age of the newest record read, the highest over the source's open shards (Lambda's IteratorAge).",
+            ("source",), charted=True,
+        ),
+        MeterSpec(
+            "shardwatch_trigger_iterator_age_seconds", GAUGE,
+            "Age of the oldest stored record the trigger has not processed yet.", ("trigger",), charted=True,
+        ),
+        MeterSpec("shardwatch_polls_total", COUNTER, "GetRecords calls made.", ("source",)),
+        MeterSpec(
+            "shardwatch_poll_errors_total", COUNTER, "Failed GetRecords and GetShardIterator calls, by AWS error code.",
+            ("source", "error"), charted=True,
+        ),
+        MeterSpec("shardwatch_gaps_total", COUNTER, "Gaps recorded: records the stream trimmed before they were read.", ("source",)),
+        MeterSpec(
+            "shardwatch_ingest_latency_seconds", HISTOGRAM, "From a GetRecords response to its records committed.",
+            ("source",), LATENCY_BUCKETS,
+        ),
+        MeterSpec(
+            "shardwatch_push_latency_seconds", HISTOGRAM, "From records committed to their push to browsers sent.",
+            ("source",), LATENCY_BUCKETS,
+        ),
+        MeterSpec(
+            "shardwatch_trigger_invocations_total", COUNTER, "Trigger invocations, by outcome.", ("trigger", "outcome"),
+            charted=True,
+        ),
+        MeterSpec(
+            "shardwatch_trigger_batch_duration_seconds", HISTOGRAM, "How long one trigger invocation took.",
+            ("trigger",), DURATION_BUCKETS,
+        ),
+        MeterSpec("shardwatch_trigger_records_sent_total", COUNTER, "Records sent to a trigger's target.", ("trigger",)),
+        MeterSpec(
+            "shardwatch_trigger_records_filtered_total", COUNTER, "Records a trigger's filter patterns left out.", ("trigger",)
+        ),
+        MeterSpec("shardwatch_trigger_retries_total", COUNTER, "Batches retried after a failed invocation.", ("trigger",)),
+        MeterSpec("shardwatch_trigger_bisects_total", COUNTER, "Batches split in two (BisectBatchOnFunctionError).", ("trigger",)),
+        MeterSpec("shardwatch_trigger_dead_letters_total", COUNTER, "Batches given up on and kept as dead letters.", ("trigger",)),
+    ]
+}

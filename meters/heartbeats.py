@@ -1,0 +1,103 @@
+"""Heartbeats: each Celery worker and beat process writes its Heartbeat row every
+SHARDWATCH_HEARTBEAT_S from a thread of its main process, so /readyz and the "no worker
+alive" alert can tell a live worker from a dead one without asking the broker.
+
+The thread runs in the worker's main process, not its pool children: a worker whose pool is
+busy with long tasks is still alive. A clean shutdown deletes the row; a killed process leaves
+it to go stale, which is what the checks look for.
+"""
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+
+from celery import signals
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from meters.models import Heartbeat
+from meters.store import meters_flush
+
+log = logging.getLogger(__name__)
+
+_stop = threading.Event()
+_process: str | None = None
+
+
+def heartbeat_beat(*, process: str, role: str, queues: str = "") -> None:
+    """Record that `process` ("worker@host:pid") of `role` (Heartbeat.Role) is alive now."""
+    now = timezone.now()
+    updated = Heartbeat.objects.filter(process=process).update(seen_at=now, role=role, queues=queues)
+    if not updated:
+        Heartbeat.objects.get_or_create(process=process, defaults={"role": role, "queues": queues, "seen_at": now})
+
+
+def heartbeats_alive(*, role: str, within_s: float, now: datetime | None = None) -> list[Heartbeat]:
+    """The processes of `role` whose heartbeat is at most `within_s` seconds old, newest first."""
+    since = (now or timezone.now()) - timedelta(seconds=within_s)
+    return list(Heartbeat.objects.filter(role=role, seen_at__gte=since).order_by("-seen_at"))
+
+
+def heartbeats_prune(*, older_than_s: float) -> int:
+    """Delete the rows of processes silent for more than `older_than_s` seconds; returns how many."""
+    deleted, _ = Heartbeat.objects.filter(seen_at__lt=timezone.now() - timedelta(seconds=older_than_s)).delete()
+    return deleted
+
+
+def _loop(role: str, queues: str) -> None:
+    while True:
+        try:
+            close_old_connections()
+            heartbeat_beat(process=_process, role=role, queues=queues)
+        except Exception:
+            log.warning("heartbeat: could not write %s's heartbeat", _process, exc_info=True)
+        finally:
+            connection.close()
+        if _stop.wait(settings.SHARDWATCH_HEARTBEAT_S):
+            return
+
+
+def _start(*, name: str, role: str, queues: str = "") -> None:
+    global _process
+    _process = f"{name}:{os.getpid()}"
+    _stop.clear()
+    threading.Thread(target=_loop, args=(role, queues), name="heartbeat", daemon=True).start()
+
+
+@signals.worker_ready.connect
+def _worker_ready(sender=None, **kwargs):
+    hostname = getattr(sender, "hostname", None) or f"celery@{socket.gethostname()}"
+    try:
+        queues = ",".join(sorted(sender.app.amqp.queues.consume_from))
+    except Exception:
+        queues = ""
+    _start(name=hostname, role=Heartbeat.Role.WORKER, queues=queues)
+
+
+@signals.beat_init.connect
+def _beat_init(sender=None, **kwargs):
+    _start(name=f"beat@{socket.gethostname()}", role=Heartbeat.Role.BEAT)
+
+
+@signals.worker_shutdown.connect
+def _worker_shutdown(**kwargs):
+    _stop.set()
+    if _process:
+        try:
+            close_old_connections()
+            Heartbeat.objects.filter(process=_process).delete()
+        except Exception:
+            log.warning("heartbeat: could not remove %s's row", _process, exc_info=True)
+
+
+@signals.worker_process_shutdown.connect
+def _pool_process_shutdown(**kwargs):
+    # A pool child may exit with os._exit, which skips atexit: flush its counts here.
+    try:
+        close_old_connections()
+        meters_flush()
+    except Exception:
+        log.warning("meters: flush at pool process exit failed", exc_info=True)
