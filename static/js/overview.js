@@ -325,7 +325,7 @@
         item: sourceOf,
         scales: SECONDS,
         series: (data, source) => [
-          { label: "Lag", scale: "s", unit: "s", stroke: "#d49a14", values: source.lag_seconds },
+          { label: "Lag", scale: "s", unit: "s", stroke: "#d49a14", points: true, values: source.lag_seconds },
         ],
       },
     },

@@ -37,6 +37,7 @@
             unit: "%",
             stroke: "#c43d3d",
             dash: [4, 4],
+            points: true,
             values: trigger.error_rate.map((rate) => (rate === null ? null : rate * 100)),
           },
         ],

@@ -10,6 +10,14 @@
 // a range click; a hidden tab does not fetch. After each drawing the range choice gets
 // data-drawn-range (the range the charts show) and fires "charts:drawn".
 //
+// specs[kind] = {
+//   item(data, id): the source or trigger of the JSON the box with that data-id draws, or none;
+//   scales: [{name, unit, range}]: the y scales, the first on the left, a second on the right
+//     (range [min, max] fixed, else from 0 to the highest value);
+//   series(data, item): [{label, values (one per data.times, null for a gap), stroke, fill,
+//     scale (a name from scales, default "n"), unit, dash, points (draw each value's point)}],
+// }
+//
 // Names in legends come from the page's own words, never from item data.
 
 function stepText(seconds) {
@@ -25,6 +33,23 @@ function utcDate(seconds) {
   return window.uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC");
 }
 
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+// Time ticks in UTC, 24-hour, as the rest of the dashboard writes times; midnight names the day.
+function timeTicks(u, splits) {
+  return splits.map((seconds) => {
+    const date = new Date(seconds * 1000);
+    const hours = date.getUTCHours();
+    const minutes = date.getUTCMinutes();
+    if (hours === 0 && minutes === 0) return `${MONTHS[date.getUTCMonth()]} ${date.getUTCDate()}`;
+    return `${pad(hours)}:${pad(minutes)}`;
+  });
+}
+
 function valueText(value, unit) {
   if (value === null || value === undefined) return "—";
   const rounded = Math.abs(value) >= 100 ? Math.round(value) : Math.round(value * 10) / 10;
@@ -33,13 +58,13 @@ function valueText(value, unit) {
 
 function chartOptions(spec, drawn, width) {
   const scales = { x: { time: true } };
-  const axes = [{ stroke: "#56607a", grid: { stroke: "#eceff4" }, ticks: { stroke: "#dde2ea" } }];
+  const axes = [{ stroke: "#56607a", grid: { stroke: "#eceff4" }, ticks: { stroke: "#dde2ea" }, space: 60, values: timeTicks }];
   for (const [index, scale] of (spec.scales || [{ name: "n" }]).entries()) {
     scales[scale.name] = scale.range ? { range: scale.range } : { range: (u, min, max) => [0, Math.max(1, max)] };
     axes.push({
       scale: scale.name,
       side: index === 0 ? 3 : 1, // the first scale on the left, a second one on the right
-      size: 48,
+      size: 60,
       stroke: "#56607a",
       grid: index === 0 ? { stroke: "#eceff4" } : { show: false },
       ticks: { stroke: "#dde2ea" },
@@ -64,7 +89,8 @@ function chartOptions(spec, drawn, width) {
         dash: series.dash,
         // A gauge with no sample in a step is a gap in the line, not a zero.
         spanGaps: false,
-        points: { show: false },
+        // Points only where asked: a lone value between gaps draws no line.
+        points: { show: Boolean(series.points), size: 4 },
         value: (u, value) => valueText(value, series.unit),
       })),
     ],
@@ -81,6 +107,7 @@ export function chartsLive({ control, specs }) {
   let timer = null;
   let stopped = false;
   let asked = 0;
+  let lastMissing = "";
   // box element -> {plot, key}: key is what the chart was built for (its labels name the step).
   const charts = new Map();
   const resizes = new ResizeObserver((entries) => {
@@ -102,10 +129,14 @@ export function chartsLive({ control, specs }) {
     for (const box of Array.from(charts.keys())) {
       if (!box.isConnected) forget(box);
     }
+    const missing = [];
     for (const box of document.querySelectorAll("[data-chart]")) {
       const spec = specs[box.dataset.chart];
       const item = spec && spec.item(data, Number(box.dataset.id));
-      if (!item) continue; // not in these series yet: the next fetch brings it
+      if (!item) {
+        missing.push(`${box.dataset.chart}-${box.dataset.id}`);
+        continue;
+      }
       const drawn = spec.series(data, item);
       const columns = [data.times, ...drawn.map((series) => series.values)];
       const key = drawn.map((series) => series.label).join("\n");
@@ -121,6 +152,11 @@ export function chartsLive({ control, specs }) {
     }
     control.dataset.drawnRange = data.range;
     control.dispatchEvent(new CustomEvent("charts:drawn"));
+    // A box the page added since the last fetch (a new source): fetch now rather than at the
+    // next refresh, once for each set of such boxes, so one that never comes costs one fetch.
+    const wanted = missing.join(" ");
+    if (wanted && wanted !== lastMissing) refresh();
+    lastMissing = wanted;
   }
 
   function schedule() {
