@@ -94,7 +94,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# uPlot draws the charts, served from the npm package pinned in package.json (`npm ci`, which
+# `make install` runs), not a copy kept here: static/vendor/uplot/uPlot.iife.min.js and .min.css.
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/uplot", BASE_DIR / "node_modules" / "uplot" / "dist")]
 # Serve straight from the app folders in development and tests, so no collectstatic step is needed.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -103,7 +105,8 @@ LOGIN_URL = "admin:login"
 
 # Everything from DynamoDB is untrusted and pages insert it with textContent only; the policy
 # is the second line of defence: no inline or foreign script can run. Inline styles stay
-# allowed for the Django admin's templates.
+# allowed for the Django admin's templates. uPlot (the charts) sets sizes and colours through
+# the CSSOM (element.style), which style-src does not govern: it would draw without them too.
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF],

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET
 
 # One decorator for every JSON endpoint (dashboard/http.py): 401 JSON for anonymous callers,
 # never a redirect to the login page, which a script cannot follow.
+from dashboard.charts import RANGE_DEFAULT, source_series, trigger_series
 from dashboard.http import api_login_required, bad_request, feed_filter, int_param
-from dashboard.sparkline import spark_bars
 from streams.feed import FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
@@ -43,7 +43,6 @@ def api_sources(request):
                    "consumers": <consumers>}],
       "newest_record_at", "last_received_at", "lag_seconds", "last_polled_at",
       "per_minute": [60 counts, oldest minute first, the last is the minute now is in],
-      "spark_bars": [{"x", "y", "height", "now", "title"}],  # per_minute drawn, for the page
       "records_last_hour"}]}
 
     <shard>: {"shard_id", "parent_shard_id", "state", "state_display", "depth", "checkpoint",
@@ -68,17 +67,35 @@ def api_sources(request):
     <reader_queue>)")}. A reader that holds no shard is not listed.
     """
     now = timezone.now()
-    return JsonResponse({"sources": overview_sources(now=now), "readers": readers_summary(now=now), "now": now})
+    return JsonResponse({"sources": source_health(now=now), "readers": readers_summary(now=now), "now": now})
 
 
-def overview_sources(*, now) -> list[dict]:
-    """streams.selectors.source_health, with each source's records per minute drawn as a
-    sparkline ("spark_bars", dashboard.sparkline.spark_bars): what the overview renders first,
-    and then polls."""
-    sources = source_health(now=now)
-    for source in sources:
-        source["spark_bars"] = spark_bars(counts=source["per_minute"], now=now, noun="record")
-    return sources
+@never_cache
+@require_GET
+@api_login_required
+def api_source_series(request):
+    """`GET /api/series/sources?range=1h|6h|24h` (default 24h): each source's records read,
+    poll errors and lag per step, as dashboard.charts.source_series gives them; the overview's
+    charts fetch it. 400 for another range."""
+    try:
+        body = source_series(range_name=request.GET.get("range") or RANGE_DEFAULT, now=timezone.now())
+    except ValueError as exc:
+        return bad_request(str(exc))
+    return JsonResponse(body)
+
+
+@never_cache
+@require_GET
+@api_login_required
+def api_trigger_series(request):
+    """`GET /api/series/triggers?range=1h|6h|24h` (default 24h): each trigger's invocations by
+    outcome and error rate per step, as dashboard.charts.trigger_series gives them; the Triggers
+    page's charts fetch it. 400 for another range."""
+    try:
+        body = trigger_series(range_name=request.GET.get("range") or RANGE_DEFAULT, now=timezone.now())
+    except ValueError as exc:
+        return bad_request(str(exc))
+    return JsonResponse(body)
 
 
 @never_cache

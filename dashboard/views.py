@@ -10,15 +10,15 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.api import item_history_json, overview_sources, record_detail_json
+from dashboard.api import item_history_json, record_detail_json
+from dashboard.charts import RANGE_DEFAULT, RANGES
 from dashboard.http import int_param
-from dashboard.sparkline import BLANK_BARS, spark_bars
 from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
 from streams.rows import feed_rows, key_parts
-from streams.selectors import readers_summary
+from streams.selectors import readers_summary, source_health
 from workers.models import INVOCATION_OUTCOMES, Invocation, Trigger
 from workers.selectors import (
     dead_letters_list,
@@ -31,21 +31,25 @@ from workers.timeline import InvocationFilter
 
 
 # What the overview's <template>s are rendered from (templates/dashboard/overview.html): a source
-# with one gap and one sparkline bar, a stream with one event source mapping, and the readers
-# panel with one reader, for its script to copy once per gap, per bar, per mapping and per
-# reader; streams and shards have <template>s of their own.
+# with one gap, a stream with one event source mapping, and the readers panel with one reader,
+# for its script to copy once per gap, per mapping and per reader; streams and shards have
+# <template>s of their own.
 OVERVIEW_BLANKS = {
-    "blank_source": {"gaps": [{}], "spark_bars": BLANK_BARS, "streams": []},
+    "blank_source": {"gaps": [{}], "streams": []},
     "blank_stream": {"label": "", "arn": "", "shards": [], "shard_counts": {}, "consumers": {"mappings": [{}]}},
     "blank_shard": {"children": []},
     "blank_readers": {"alive": [{}]},
 }
 
 
+# The range choice above the charts (templates/dashboard/_chart_ranges.html).
+CHART_RANGES = {"chart_ranges": list(RANGES), "chart_range": RANGE_DEFAULT}
+
+
 @login_required
 def overview(request):
     now = timezone.now()
-    context = {"sources": overview_sources(now=now), "readers": readers_summary(now=now), "now": now}
+    context = {"sources": source_health(now=now), "readers": readers_summary(now=now), "now": now, **CHART_RANGES}
     return render(request, "dashboard/overview.html", {**context, **OVERVIEW_BLANKS})
 
 
@@ -141,10 +145,7 @@ def item(request, source_id: int):
 @login_required
 def triggers(request):
     now = timezone.now()
-    health = trigger_health(now=now)
-    for row in health:
-        row["spark_bars"] = spark_bars(counts=row["per_minute"], now=now, noun="invocation")
-    return render(request, "dashboard/triggers.html", {"triggers": health, "now": now})
+    return render(request, "dashboard/triggers.html", {"triggers": trigger_health(now=now), "now": now, **CHART_RANGES})
 
 
 TIMELINE_ROWS = 100

@@ -158,8 +158,8 @@ class Invocation(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["trigger", "-started_at"], name="invocation_timeline_idx"),
-            # The timeline of all triggers (newest first) and the per-minute sparklines range over
-            # started_at without a trigger.
+            # The timeline of all triggers (newest first) and the trigger list's last-hour counts
+            # range over started_at without a trigger.
             models.Index(fields=["-started_at"], name="invocation_started_idx"),
         ]
         ordering = ["-started_at", "-id"]

@@ -6,8 +6,9 @@
 // from the same partials as the server-rendered page (templates/dashboard/overview.html); they
 // are copied and filled with textContent only (lib/dom.js), and the new tree is merged into the
 // page node by node (morph below), so text that did not change stays put and can be selected
-// while it updates. The sparklines come drawn (/api/sources, "spark_bars"): only their bars are
-// copied here.
+// while it updates. Each source's charts (records read and poll errors, lag) are uPlot's
+// (lib/charts.js), fed from the range choice's data-series-url every 15 s; the merge leaves
+// their boxes (data-morph-keep) as they are, and new sources' boxes are drawn after it.
 //
 // The page loads this as a classic script (<script defer>); the shared parts are ES modules in
 // lib/, loaded with import(), which resolves them against this file's URL.
@@ -18,6 +19,7 @@
   const readersPanel = document.getElementById("readers");
   if (!root || !readersPanel) return;
   const { slotRepeat, slotsFill, templateClone } = await import("./lib/dom.js");
+  const { chartsLive, perStep } = await import("./lib/charts.js");
   const apiUrl = root.dataset.apiUrl;
   const refreshMs = Math.max(2000, Number(root.dataset.refreshMs) || 3000);
   const liveStatus = document.getElementById("live-status");
@@ -206,11 +208,6 @@
         gap_reason: gap.reason,
       });
     });
-    slotRepeat(node, "bar", source.spark_bars, (bar, drawn) => {
-      bar.setAttribute("class", drawn.now ? "spark-bar spark-now" : "spark-bar");
-      for (const name of ["x", "y", "height"]) bar.setAttribute(name, drawn[name]);
-      bar.querySelector("title").textContent = drawn.title;
-    });
     slotsFill(node, {
       table: source.table,
       where: source.endpoint_url ? `${source.region} · ${source.endpoint_url}` : source.region,
@@ -222,6 +219,9 @@
       last_polled_at: timeSlot(source.last_polled_at),
       last_polled_never: !source.last_polled_at,
       last_hour: source.records_last_hour,
+      chart_records: { "data-id": source.id },
+      chart_lag: { "data-id": source.id },
+      lag_rounded: Boolean(source.rounded),
       view_type: source.view_type || "unknown",
       start_position: source.start_position,
       retention_days: source.retention_days,
@@ -251,6 +251,8 @@
       from.replaceWith(to);
       return;
     }
+    // A chart box: what uPlot drew in it stays, and it is the same source's (same data-key).
+    if (from.nodeType === Node.ELEMENT_NODE && from.hasAttribute("data-morph-keep")) return;
     if (from.nodeType === Node.TEXT_NODE) {
       if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
       return;
@@ -303,6 +305,32 @@
     morphChildren(root, next);
   }
 
+  // --- charts -----------------------------------------------------------------------
+
+  const COUNTS = [{ name: "n" }];
+  const SECONDS = [{ name: "s", unit: "s" }];
+  const sourceOf = (data, id) => data.sources.find((source) => source.id === id);
+  const charts = chartsLive({
+    control: document.getElementById("chart-ranges"),
+    specs: {
+      records: {
+        item: sourceOf,
+        scales: COUNTS,
+        series: (data, source) => [
+          { label: `Records ${perStep(data)}`, stroke: "#4c6fb8", fill: "rgba(76, 111, 184, 0.12)", values: source.records },
+          { label: `Poll errors ${perStep(data)}`, stroke: "#c43d3d", values: source.poll_errors },
+        ],
+      },
+      lag: {
+        item: sourceOf,
+        scales: SECONDS,
+        series: (data, source) => [
+          { label: "Lag", scale: "s", unit: "s", stroke: "#d49a14", points: true, values: source.lag_seconds },
+        ],
+      },
+    },
+  });
+
   // --- polling ----------------------------------------------------------------------
 
   let timer = null;
@@ -347,6 +375,7 @@
       failures = 0;
       showStatus(`Updated ${clock(new Date(data.now))} UTC`, false);
       root.dataset.updatedAt = data.now;
+      charts.draw();
       root.dispatchEvent(new CustomEvent("overview:updated"));
     } catch (error) {
       failures += 1;

@@ -102,7 +102,7 @@ def test_it_shows_invocations_live_in_the_timeline(page, live_server_url, operat
     row = page.locator(f"tr.trig-row[data-id='{trigger.pk}']")
     expect(row.locator(".trig-lag")).to_have_text("0")
     expect(row.locator(".trig-errors")).to_have_text("0%")
-    expect(row.locator(".spark-bar")).to_have_count(1)
+    expect(row.locator(".trig-last-hour")).to_have_text("2")
     screenshot(page, "triggers")
     page.goto("/triggers/dead-letters/")
     expect(page.locator("#dead-letters")).to_contain_text("No dead letters.")

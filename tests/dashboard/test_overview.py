@@ -316,8 +316,13 @@ def test_it_renders_the_page_without_inline_script_or_style(owner):
 
     assert 'data-api-url="/api/sources"' in page
     assert '<script src="/static/js/overview.js" defer></script>' in page
-    assert page.count("<script") == 1
+    # uPlot draws the charts, from the pinned npm package's file, served as the site's own.
+    assert '<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>' in page
+    assert page.count("<script") == 2
     assert " style=" not in page
+    uplot = owner.get("/static/vendor/uplot/uPlot.iife.min.js")
+    assert uplot.status_code == 200 and b"uPlot" in b"".join(uplot.streaming_content)
+    assert owner.get("/static/vendor/uplot/uPlot.min.css").status_code == 200
 
 
 def test_it_shows_a_source_read_from_dynamodb_local(owner, make_table, dynamodb):

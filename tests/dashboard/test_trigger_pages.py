@@ -48,8 +48,8 @@ def test_it_lists_triggers_with_lag_error_rate_and_dead_letters(owner, orders_ta
     run_until_idle(healthy)
     orders_table.put("c")
     orders_table.ingest()  # not sent yet: both triggers lag by one record
-    # The invocations belong to the minute the page is drawn in, even when a loaded machine
-    # took the steps above across a minute boundary: the last bar is the minute still running.
+    # The invocations belong to the last hour, even when a loaded machine took the steps above
+    # across a minute boundary.
     Invocation.objects.update(started_at=timezone.now())
 
     response = owner.get(reverse("dashboard:triggers"))
@@ -65,7 +65,8 @@ def test_it_lists_triggers_with_lag_error_rate_and_dead_letters(owner, orders_ta
     body = response.content.decode()
     assert "100%" in body and "0%" in body
     assert reverse("admin:workers_trigger_change", args=[failing.pk]) in body
-    assert 'class="spark-bar spark-now"' in body
+    assert f'data-chart="invocations" data-id="{failing.pk}"' in body
+    assert f'data-series-url="{reverse("dashboard:api_trigger_series")}"' in body
 
 
 @pytest.mark.django_db
