@@ -1,14 +1,18 @@
-"""LOG_FORMAT: readable text by default; with json, every line of a real Celery worker's and
-beat's output is one JSON object, Celery's own lines included."""
+"""LOG_FORMAT: readable text by default; with json, every line of a real Celery worker's, beat's
+and web server's output is one JSON object, Celery's own lines included."""
 
 import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from meters.models import Heartbeat
+from tests.support.dynamodb_local import free_port
 from tests.support.processes import ARTIFACTS, ROOT, Processes, wait_for
 
 LOG_LINE = (
@@ -89,3 +93,36 @@ def logged_json(name: str) -> list[dict]:
             pytest.fail(f"{name} wrote a line that is not JSON: {line!r}")
     assert decoded, f"{name} logged nothing"
     return decoded
+
+
+def test_it_logs_json_lines_from_the_web_process(tmp_path):
+    # daphne writes its access log itself, as text, unless told not to (-v 0): a JSON deployment
+    # leaves access logs to its proxy or load balancer.
+    port = free_port()
+    output = tmp_path / "web.log"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "LOG_FORMAT": "json"}
+    with open(output, "wb") as sink:
+        web = subprocess.Popen(
+            [str(Path(sys.executable).parent / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port),
+             "config.asgi:application"],
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_for(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, timeout=30), output.read_text()
+        assert http_status(f"http://127.0.0.1:{port}/no-such-page") == 404
+    finally:
+        web.terminate()
+        web.wait(timeout=15)
+
+    lines = [json.loads(line) for line in output.read_text().splitlines() if line]
+    assert any(line["logger"] == "django.request" and line["message"] == "Not Found: /no-such-page" for line in lines)
+
+
+def http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
