@@ -70,6 +70,17 @@ def env_float(name, default=_MISSING, *, minimum=None):
     return number
 
 
+def env_choice(name, default=_MISSING, *, choices):
+    """One of `choices` (strings), compared without regard to case; returned as listed there."""
+    value = _raw(name, default)
+    if value is None:
+        return default
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}.")
+
+
 def env_list(name, default=_MISSING):
     value = _raw(name, default)
     if value is None:

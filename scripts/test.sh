@@ -21,6 +21,21 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# The Prometheus rules and scrape config are checked with promtool (tests/config/test_prometheus.py),
+# from Debian's prometheus package; installing it does not start a Prometheus.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "Installing promtool (Debian's prometheus package) for the Prometheus rules tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends prometheus
+  else
+    echo "The Prometheus rules tests need promtool. Install it, then run make test again:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus" >&2
+    exit 1
+  fi
+fi
+
 .venv/bin/python - <<'PY'
 import os, sys
 import psycopg, redis

@@ -49,6 +49,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, models
 from django.utils import timezone
 
+from meters.logcontext import log_context
 from streams.leases import unleased_condition
 from streams.models import Shard
 from streams.reading import Fetched, ShardReading, shard_apply, shard_fetch
@@ -219,14 +220,24 @@ class Reader:
             self._in_flight.add(pk)
             self._pool.submit(self._fetch, reading, now)
 
+    @staticmethod
+    def _log_context(reading: ShardReading):
+        return log_context(source=reading.shard.stream.source_id, shard=reading.shard.shard_id)
+
     def _fetch(self, reading: ShardReading, now) -> None:
-        try:
-            fetched = shard_fetch(shard=reading.shard, iterator=reading.iterator, now=now)
-        except Exception as exc:  # never lose the slot: a fetch that raised is a failed read
-            fetched = Fetched(started=time.monotonic(), error=exc)
+        # On a pool thread, which has a context of its own: set here, not by the submitter.
+        with self._log_context(reading):
+            try:
+                fetched = shard_fetch(shard=reading.shard, iterator=reading.iterator, now=now)
+            except Exception as exc:  # never lose the slot: a fetch that raised is a failed read
+                fetched = Fetched(started=time.monotonic(), error=exc)
         self._done.put((reading, fetched))
 
     def _apply(self, reading: ShardReading, fetched: Fetched) -> None:
+        with self._log_context(reading):
+            self._apply_in_context(reading, fetched)
+
+    def _apply_in_context(self, reading: ShardReading, fetched: Fetched) -> None:
         pk = reading.shard.pk
         self._in_flight.discard(pk)
         current = self.readings.get(pk)

@@ -10,6 +10,7 @@ What must stay true (Lambda developer guide, "Using AWS Lambda with Amazon Dynam
 - A throttled call never reached the function: it is retried without counting an attempt.
 """
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from meters.logcontext import log_context
 from streams.backoff import backoff_delay
 from workers.batches import ReadAhead, batch_take, patterns_compile
 from workers.cursors import lease_duration
@@ -26,6 +28,8 @@ from workers.models import Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
 from workers.targets import target_invoke
 from workers.timeline import invocations_publish
+
+log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
 
@@ -58,6 +62,11 @@ class CursorRunner:
             shard_id=self.cursor.shard_id, lane=self.cursor.lane, lanes=self.trigger.parallelization_factor,
             region=self.trigger.source.region, stream_arn=self.cursor.shard.stream.arn,
         )
+
+    def log_context(self):
+        """What this runner's log lines are about (meters.logcontext): its trigger, and the
+        source and shard of its cursor."""
+        return log_context(source=self.trigger.source_id, shard=self.cursor.shard.shard_id, trigger=self.trigger.pk)
 
     def _trigger_use(self, trigger: Trigger) -> None:
         self.trigger = trigger
@@ -191,9 +200,10 @@ class CursorRunner:
         cursor, trigger = self.cursor, self.trigger
         attempt = cursor.attempt + 1
         if trigger.maximum_retry_attempts != -1 and attempt > trigger.maximum_retry_attempts:
-            dead_letter_save(cursor=cursor, records=records, invocation=invocation,
-                        reason=f"Retries exhausted after {cursor.attempt + 1} attempt(s): "
-                               f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip())
+            reason = (f"Retries exhausted after {cursor.attempt + 1} attempt(s): "
+                      f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip())
+            dead_letter_save(cursor=cursor, records=records, invocation=invocation, reason=reason)
+            log.warning("trigger %s: %d record(s) went to the dead-letter list. %s", trigger.name, len(records), reason)
             end = cursor.bisect_end if cursor.bisect_end > records[-1].sequence_key else ""
             return self.settle(position=records[-1].sequence_key, attempt=0, filtered_total=filtered_total,
                                next_attempt_at=None, batch_limit=cursor.batch_limit if end else 0, bisect_end=end)
@@ -206,7 +216,8 @@ def cursor_process(*, cursor_id: int, owner: str) -> bool:
     """Send the next batch of one cursor and settle it. Returns whether more work is ready now."""
     runner = CursorRunner(cursor_id=cursor_id, owner=owner)
     try:
-        return runner.step()
+        with runner.log_context():
+            return runner.step()
     finally:
         runner.publish()
 
@@ -218,10 +229,11 @@ def cursor_run(*, cursor_id: int, owner: str, budget_s: float | None = None) -> 
     steps, runner = 0, None
     try:
         runner = CursorRunner(cursor_id=cursor_id, owner=owner)
-        while True:
-            steps += 1
-            if not runner.step() or (deadline is not None and time.monotonic() > deadline):
-                break
+        with runner.log_context():
+            while True:
+                steps += 1
+                if not runner.step() or (deadline is not None and time.monotonic() > deadline):
+                    break
     finally:
         TriggerCursor.objects.lease_release(cursor_id, owner=owner)
         if runner is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, env_secret_key, env_url
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_secret_key, env_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
         (lambda: env_float("SW_TEST", minimum=0.2), "0.1", "SW_TEST=0.1 is below the minimum of 0.2"),
         (lambda: env_url("SW_TEST", schemes={"redis"}), "http://x", "must be a URL with one of the schemes redis"),
         (lambda: env_url("SW_TEST", schemes={"postgres"}), "postgres://", "has no host"),
+        (lambda: env_choice("SW_TEST", choices=("text", "json")), "yaml", "SW_TEST='yaml' is not one of text, json"),
     ],
 )
 def test_it_refuses_bad_values_naming_the_variable(monkeypatch, helper, value, message):
@@ -38,6 +39,8 @@ def test_it_reads_good_values_and_defaults(monkeypatch):
     assert env_bool("SW_BOOL") is True
     assert env_list("SW_LIST") == ["a.example", "b.example"]
     assert env_int("SW_MISSING", 7) == 7
+    monkeypatch.setenv("SW_CHOICE", " JSON")
+    assert env_choice("SW_CHOICE", "text", choices=("text", "json")) == "json"
     with pytest.raises(ImproperlyConfigured, match="SW_MISSING is required"):
         env_int("SW_MISSING")
 

@@ -65,8 +65,9 @@ class Processes:
              "--disable-prefetch", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"],
         )
 
-    def beat(self, schedule: Path, *, name: str = "beat", loglevel: str = "INFO") -> subprocess.Popen:
-        return self._start(name, ["beat", f"--loglevel={loglevel}", "--schedule", str(schedule)])
+    def beat(self, schedule: Path, *, name: str = "beat", loglevel: str = "INFO", quiet: bool = False) -> subprocess.Popen:
+        """Celery beat. `quiet`: without the banner it prints before logging starts (`celery -q`)."""
+        return self._start(name, [*(["-q"] if quiet else []), "beat", f"--loglevel={loglevel}", "--schedule", str(schedule)])
 
     @staticmethod
     def kill_hard(process: subprocess.Popen) -> None:

@@ -1,0 +1,27 @@
+"""A trigger runner's log lines name the trigger, source and shard (LOG_FORMAT=json fields)."""
+
+import pytest
+
+from streams.models import Shard
+from tests.support.logs import json_lines
+from tests.support.triggering import run_until_idle, trigger_for
+from workers.models import DeadLetter
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_logs_a_dead_letter_with_its_trigger_source_and_shard(orders_table):
+    orders_table.put("order-1", status="new")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
+
+    with json_lines("workers") as lines:
+        run_until_idle(trigger)
+
+    assert DeadLetter.objects.filter(trigger=trigger).count() == 1
+    [line] = [line for line in lines() if "dead-letter list" in line["message"]]
+    assert line["level"] == "WARNING"
+    assert line["message"].startswith(f"trigger {trigger.name}: 1 record(s) went to the dead-letter list.")
+    assert line["trigger"] == trigger.pk
+    assert line["source"] == orders_table.pk
+    assert line["shard"] == Shard.objects.get(stream__source=orders_table).shard_id
