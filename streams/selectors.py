@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from streams.consumers import stream_consumers
 from streams.leases import unleased_condition
-from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource
+from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource, sequence_key
 
 PER_MINUTE_BUCKETS = 60
 GAPS_SHOWN = 20
@@ -299,3 +299,70 @@ def readers_summary(*, now) -> dict:
             f"is the reader worker running? (celery -A config worker -Q {queue})"
         )
     return {"alive": readers, **counts, "reader_queue": queue, "warning": warning}
+
+
+# What the alert rules ask of sources and shards (alerts.conditions).
+
+
+def sources_watched(*, source_ids=None) -> list[StreamSource]:
+    """Enabled sources (or, of those, the ones in source_ids), by table name."""
+    sources = StreamSource.objects.filter(enabled=True)
+    if source_ids is not None:
+        sources = sources.filter(pk__in=source_ids)
+    return list(sources.order_by("table_name", "region", "id"))
+
+
+def gaps_since(*, since, source_ids=None) -> dict[int, dict]:
+    """Gaps detected at or after `since`, per source id: {"count": int, "latest": Gap}. Sources
+    without such a gap are left out. Two queries."""
+    gaps = Gap.objects.filter(detected_at__gte=since)
+    if source_ids is not None:
+        gaps = gaps.filter(source_id__in=source_ids)
+    counts = dict(gaps.order_by().values("source_id").annotate(n=Count("pk")).values_list("source_id", "n"))
+    found = {}
+    for gap in gaps.select_related("shard").order_by("source_id", "-detected_at", "-id"):
+        if gap.source_id not in found:
+            found[gap.source_id] = {"count": counts.get(gap.source_id, 0), "latest": gap}
+    return found
+
+
+def shards_stuck(*, now, still_for_s: float, source_ids=None) -> list[dict]:
+    """Shards a reader holds, with records waiting, whose checkpoint has not moved for
+    `still_for_s` seconds. Each: {"shard": Shard (with stream__source), "waiting": str,
+    "checkpoint_still_since": datetime}.
+
+    What the readers store decides what "records waiting" can mean, and no more:
+    - a closed shard (DescribeStream gave its EndingSequenceNumber) whose checkpoint is before
+      that number: records are known to be waiting;
+    - a shard whose latest polls failed (`error_count` above 0, reset by the next poll that
+      works): whatever the stream holds past the checkpoint cannot be read. DynamoDB Streams
+      has no call that says how many records an open shard holds past an iterator, so for an
+      open shard whose polls work and return nothing, nothing is known to wait, and it is
+      never called stuck.
+    The checkpoint moves in the same transaction that saves records and stamps
+    `last_record_at` (streams.ingest), so "not moved since" is `last_record_at`, or
+    `discovered_at` for a shard that never returned a record.
+    """
+    still_since = now - timedelta(seconds=still_for_s)
+    shards = (
+        Shard.objects.exclude(unleased_condition(now=now))
+        .exclude(state=Shard.State.FINISHED)
+        .filter(Q(last_record_at__lt=still_since) | Q(last_record_at__isnull=True, discovered_at__lt=still_since))
+        .filter(Q(error_count__gt=0) | Q(state=Shard.State.CLOSED))
+        .select_related("stream__source")
+        .order_by("id")
+    )
+    if source_ids is not None:
+        shards = shards.filter(stream__source_id__in=source_ids)
+    stuck = []
+    for shard in shards:
+        if shard.error_count:
+            waiting = f"its last {shard.error_count} poll(s) failed: {shard.last_error[:300]}"
+        elif shard.ending_sequence_number and (
+            not shard.checkpoint or sequence_key(shard.checkpoint) < sequence_key(shard.ending_sequence_number)
+        ):
+            waiting = f"closed at sequence number {shard.ending_sequence_number}, read to {shard.checkpoint or 'nothing yet'}"
+        else:
+            continue
+        stuck.append({"shard": shard, "waiting": waiting, "checkpoint_still_since": shard.last_record_at or shard.discovered_at})
+    return stuck
