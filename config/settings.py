@@ -190,13 +190,21 @@ SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 3
 SHARDWATCH_ALERTS_INTERVAL_S = env_float("SHARDWATCH_ALERTS_INTERVAL_S", 15.0, minimum=1)
 SHARDWATCH_PUBLIC_URL = env_url("SHARDWATCH_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"}).rstrip("/")
 
-# Email alerts go through Django's email backend: SMTP at EMAIL_HOST:EMAIL_PORT.
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+# Email alerts go through Django's email backend (Django 6.1's MAILERS): SMTP at
+# EMAIL_HOST:EMAIL_PORT.
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env_str("EMAIL_HOST", "localhost"),
+            "port": env_int("EMAIL_PORT", 25, minimum=1, maximum=65535),
+            "username": env_str("EMAIL_HOST_USER", ""),
+            "password": env_str("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": env_int("EMAIL_TIMEOUT", 10, minimum=1),
+        },
+    }
+}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "shardwatch@localhost")
 
 LOGGING = {
