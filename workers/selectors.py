@@ -7,7 +7,7 @@ querysets named for what the page shows.
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
@@ -31,6 +31,29 @@ def trigger_lag(*, trigger: Trigger) -> int:
         ChangeRecord.objects.filter(shard_id=shard_id, sequence_key__gt=position).count()
         for shard_id, position in slowest.items()
     )
+
+
+def triggers_iterator_age(*, now, trigger_ids=None) -> dict[int, float]:
+    """Per trigger (every trigger, or those in `trigger_ids`), Lambda's IteratorAge for a
+    consumer that is behind: the age in seconds at `now` of the oldest stored record that it
+    has not processed yet (sent, filtered out or dead-lettered), over all its cursors; 0.0 when
+    it is caught up. Where the source's record times are rounded to the minute, a record's age
+    counts from when it was received (streams.lag).
+
+    Read from TriggerCursor.pending_since, kept on write (workers.cursors), through an index
+    of only the cursors that are behind: one query, however many cursors there are.
+    """
+    triggers = Trigger.objects.all() if trigger_ids is None else Trigger.objects.filter(pk__in=trigger_ids)
+    ages = {pk: 0.0 for pk in triggers.values_list("pk", flat=True)}
+    behind = (
+        TriggerCursor.objects.filter(pending_since__isnull=False, trigger_id__in=list(ages))
+        .values("trigger_id")
+        .annotate(oldest=Min("pending_since"))
+        .order_by()
+    )
+    for row in behind:
+        ages[row["trigger_id"]] = round(max(0.0, (now - row["oldest"]).total_seconds()), 3)
+    return ages
 
 
 def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:
