@@ -29,8 +29,8 @@ from django.urls import reverse
 from alerts.models import Rule
 from meters.heartbeats import heartbeats_alive
 from meters.models import Heartbeat
-from streams.selectors import gaps_since, shards_stuck, sources_watched
-from workers.selectors import cursors_retrying, dead_letters_since, trigger_outcomes_since
+from streams.selectors import gaps_since, shards_stuck, sources_lag, sources_watched
+from workers.selectors import cursors_retrying, dead_letters_since, trigger_outcomes_since, triggers_iterator_age
 
 Condition = Rule.Condition
 
@@ -73,8 +73,6 @@ def _source_inactive(rule, now):
 
 
 def _source_lag(rule, now):
-    from streams.selectors import sources_lag  # noqa: PLC0415  (arrives with the lag-api branch)
-
     sources = {source.pk: source for source in _sources(rule)}
     found = {}
     for source_id, lag in sources_lag(now=now, source_ids=list(sources)).items():
@@ -89,7 +87,7 @@ def _source_lag(rule, now):
         found[f"source:{source_id}"] = Finding(
             label=str(source),
             summary=f"{source} lags {lag.lag_s:.0f} s behind its stream (threshold {rule.threshold:g} s).{rounded}",
-            details={"lag_s": lag.lag_s, "rounded": bool(lag.rounded),
+            details={"lag_s": lag.lag_s, "rounded": bool(lag.rounded), "polled_ago_s": lag.polled_ago_s,
                      "links": {"streams": link(reverse("dashboard:overview"))}},
         )
     return found
@@ -133,8 +131,6 @@ def _shard_stuck(rule, now):
 
 
 def _trigger_age(rule, now):
-    from workers.selectors import triggers_iterator_age  # noqa: PLC0415  (arrives with the lag-api branch)
-
     age = triggers_iterator_age(now=now, trigger_ids=[rule.trigger_id]).get(rule.trigger_id)
     if age is None or age <= rule.threshold:
         return {}

@@ -15,6 +15,7 @@ from django.utils import timezone
 from streams.lambda_event import event_payload, lambda_record, record_event_json
 from streams.models import ChangeRecord
 from workers.batches import patterns_compile
+from workers.cursors import pending_since_next
 from workers.invocations import dead_letter_save, invocation_save
 from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
@@ -101,7 +102,7 @@ def _cursor_hold(*, cursor_id: int, now) -> tuple[TriggerCursor, str]:
     owner = TriggerCursor.objects.lease_take(cursor_id, now=now, until=now + timedelta(seconds=30))
     if owner is None:
         raise CursorActionRefused("A runner is sending this cursor's batch right now; try again in a few seconds.")
-    return TriggerCursor.objects.select_related("trigger").get(pk=cursor_id), owner
+    return TriggerCursor.objects.select_related("trigger__source").get(pk=cursor_id), owner
 
 
 def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
@@ -126,6 +127,7 @@ def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
             TriggerCursor.objects.lease_write(
                 cursor_id, owner=owner, position=last, attempt=0, next_attempt_at=None,
                 batch_limit=cursor.batch_limit if end else 0, bisect_end=end,
+                pending_since=pending_since_next(source=cursor.trigger.source, position=last),
             )
         return letter
     finally:

@@ -19,6 +19,7 @@ from tests.support.readers import Readers, read_until_idle
 from tests.support.triggering import run_until_idle, trigger_for
 from workers.cursors import cursors_claim, cursors_ensure
 from workers.models import DeadLetter, Invocation, TriggerCursor
+from workers.operations import cursor_batch_skip
 from workers.runner import cursor_run
 
 pytestmark = pytest.mark.django_db
@@ -243,3 +244,44 @@ def test_it_alerts_when_no_worker_is_alive(db, channels, receiver):
 
     assert kinds(receiver) == ["fired", "resolved"]
     assert AlertState.objects.get(subject="").status == AlertState.Status.RESOLVED
+
+
+def test_it_alerts_on_source_lag_and_says_when_record_times_are_rounded(orders_table, channels, receiver):
+    rule_for(Rule.Condition.SOURCE_LAG, channels.webhook, threshold=60)
+    orders_table.put("a")
+    orders_table.ingest()
+    now = timezone.now()
+    twice(now)
+    assert kinds(receiver) == []
+
+    # Nobody polls the shard for two minutes: the source is two minutes behind whatever its
+    # stream holds.
+    twice(now + timedelta(minutes=2))
+
+    assert kinds(receiver) == ["fired"]
+    fired = receiver.received[0]["json"]
+    assert fired["details"]["lag_s"] > 60
+    # DynamoDB Local rounds ApproximateCreationDateTime down to the minute.
+    assert fired["details"]["rounded"] is True
+    assert "rounded down to the minute" in fired["summary"]
+
+    orders_table.ingest()
+    twice(timezone.now())
+    assert kinds(receiver) == ["fired", "resolved"]
+
+
+def test_it_alerts_on_a_triggers_oldest_unprocessed_record(orders_table, channels, receiver):
+    trigger = poisoned(orders_table, ["a"])
+    rule_for(Rule.Condition.TRIGGER_AGE, channels.webhook, trigger=trigger, threshold=60)
+    now = timezone.now()
+    twice(now)
+    assert kinds(receiver) == []
+
+    twice(now + timedelta(minutes=2))
+
+    assert kinds(receiver) == ["fired"]
+    assert receiver.received[0]["json"]["details"]["iterator_age_s"] > 60
+
+    cursor_batch_skip(cursor_id=TriggerCursor.objects.get(trigger=trigger).pk, who="test")
+    twice(timezone.now() + timedelta(minutes=2))
+    assert kinds(receiver) == ["fired", "resolved"]
