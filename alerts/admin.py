@@ -8,6 +8,7 @@ from workers.targets.webhook import webhook_secret_new
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    exclude = ["created_at"]
     list_display = ["name", "kind", "url", "email_to", "enabled"]
     list_filter = ["kind", "enabled"]
     actions = ["send_test", "new_secret"]
