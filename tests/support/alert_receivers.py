@@ -3,6 +3,7 @@ channel alike) on tests/support/http_servers.py, and a real SMTP server (aiosmtp
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -15,14 +16,15 @@ from workers.targets.webhook import webhook_signature
 
 
 class AlertHandler(QuietHandler):
-    """Keeps every POST as {"path", "headers", "body" (bytes), "json"} in server.received and
-    answers server.status (200 unless the test sets another)."""
+    """Keeps every POST as {"path", "headers", "body" (bytes), "json", "at" (time.time() when it
+    arrived)} in server.received and answers server.status (200 unless the test sets another)."""
 
     def do_POST(self):
+        arrived = time.time()
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             self.server.received.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                         "json": json.loads(body)})
+                                         "json": json.loads(body), "at": arrived})
         self.answer(self.server.status, b"{}" if self.server.status < 300 else b'{"error": "down"}')
 
 
