@@ -7,9 +7,10 @@ DELIVERIES_SHOWN = 100
 
 
 def alerts_firing(*, now) -> list[AlertState]:
-    """Firing alerts that are not silenced, newest first, with their rule. One query: the
-    banner of every page reads this."""
-    return [state for state in AlertState.objects.filter(status=AlertState.Status.FIRING)
+    """Firing alerts of enabled rules that are not silenced, newest first, with their rule.
+    One query: the banner of every page reads this. (A disabled rule is not evaluated, so its
+    alerts would otherwise stay firing on the page forever.)"""
+    return [state for state in AlertState.objects.filter(status=AlertState.Status.FIRING, rule__enabled=True)
             .select_related("rule").order_by("-fired_at", "-id") if not state.silenced(now=now)]
 
 
