@@ -44,7 +44,7 @@ def alerts(request):
         "silenced": alerts_silenced(now=now),
         "history": alerts_history(),
         "deliveries": deliveries_recent(),
-        "silence_form": SilenceForm(),
+        "silence_form": SilenceForm(auto_id=False),
         "now": now,
     })
 
