@@ -29,3 +29,8 @@ def handler_noop(event, context):
     for the handler host and the benchmark process."""
     entered = time.perf_counter()
     return {"entered": entered, "left": time.perf_counter()}
+
+
+def handler_fail(event, context):
+    """Fails every batch, as a handler with a bug does (bench.alerts)."""
+    raise RuntimeError("bench: this handler always fails")

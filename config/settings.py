@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "meters",
     "streams",
     "workers",
+    "alerts",
     "dashboard",
     "demo",
 ]
@@ -58,6 +59,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.alerts_firing_banner",
             ],
         },
     },
@@ -186,6 +188,27 @@ SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=
 # wants one within 30 s.
 SHARDWATCH_HEARTBEAT_S = env_float("SHARDWATCH_HEARTBEAT_S", 10.0, minimum=1)
 SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 300.0, minimum=30)
+# Alerts (alerts/): how often beat evaluates the rules, and the dashboard's address as the
+# links in notifications give it.
+SHARDWATCH_ALERTS_INTERVAL_S = env_float("SHARDWATCH_ALERTS_INTERVAL_S", 15.0, minimum=1)
+SHARDWATCH_PUBLIC_URL = env_url("SHARDWATCH_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"}).rstrip("/")
+
+# Email alerts go through Django's email backend (Django 6.1's MAILERS): SMTP at
+# EMAIL_HOST:EMAIL_PORT.
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env_str("EMAIL_HOST", "localhost"),
+            "port": env_int("EMAIL_PORT", 25, minimum=1, maximum=65535),
+            "username": env_str("EMAIL_HOST_USER", ""),
+            "password": env_str("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": env_int("EMAIL_TIMEOUT", 10, minimum=1),
+        },
+    }
+}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "shardwatch@localhost")
 
 # text: readable lines. json: one JSON object a line (python-json-logger), with the source, shard
 # and trigger the line is about as fields where they apply (meters.logcontext). Celery's worker
@@ -229,6 +252,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.dispatch_triggers",
         "schedule": SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S,
         "options": {"expires": SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S},
+    },
+    "evaluate-alerts": {
+        "task": "alerts.tasks.evaluate_alerts",
+        "schedule": SHARDWATCH_ALERTS_INTERVAL_S,
+        "options": {"expires": SHARDWATCH_ALERTS_INTERVAL_S},
     },
     "enforce-retention": {
         "task": "workers.tasks.enforce_retention",

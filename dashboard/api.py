@@ -41,7 +41,7 @@ def api_sources(request):
                    "shard_counts": {"open", "closed", "finished"}, "finished_hidden",
                    "shards": [<shard>],     # lineage roots; children nest under "children"
                    "consumers": <consumers>}],
-      "newest_record_at", "last_received_at", "lag_seconds", "last_polled_at",
+      "newest_record_at", "last_received_at", "lag_seconds", "lag_since", "lag_rounded", "last_polled_at",
       "per_minute": [60 counts, oldest minute first, the last is the minute now is in],
       "records_last_hour"}]}
 

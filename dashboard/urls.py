@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import api, export, views
+from dashboard import alerts, api, export, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -13,6 +13,11 @@ urlpatterns = [
     path("triggers/timeline/", views.timeline, name="timeline"),
     path("triggers/dead-letters/", views.dead_letters, name="dead_letters"),
     path("invocations/<int:pk>/", views.invocation, name="invocation"),
+    path("triggers/cursors/<int:pk>/", alerts.cursor, name="cursor"),
+    path("triggers/cursors/<int:pk>/skip", alerts.cursor_skip, name="cursor_skip"),
+    path("triggers/cursors/<int:pk>/bisect", alerts.cursor_bisect, name="cursor_bisect"),
+    path("alerts/", alerts.alerts, name="alerts"),
+    path("alerts/<int:pk>/silence", alerts.alert_silence_view, name="alert_silence"),
     path("export/records.<str:fmt>", export.export, name="export"),
     path("api/sources", api.api_sources, name="api_sources"),
     path("api/series/sources", api.api_source_series, name="api_source_series"),

@@ -1,5 +1,5 @@
 """Setting the demo up: waiting for DynamoDB Local, the demo table with its stream, the
-source that watches it and the example trigger on it. Each step is idempotent, so a restarted
+source that watches it, the example trigger on it and an alert rule on that. Each step is idempotent, so a restarted
 demo finds what it made before and adds nothing twice.
 """
 
@@ -10,11 +10,14 @@ import time
 import kombu.exceptions
 from django.db import transaction
 
+from alerts.models import Channel, Rule
+
 from streams import aws
 from streams.models import StreamSource
 from streams.sources import source_add
 from streams.tasks import discover_source
 from workers.models import Trigger
+from workers.targets.webhook import webhook_secret_new
 
 log = logging.getLogger(__name__)
 
@@ -112,4 +115,33 @@ def trigger_ensure(*, source: StreamSource) -> bool:
             "filter_patterns": ['{"eventName":["MODIFY"],"dynamodb":{"NewImage":{"status":{"S":["SHIPPED"]}}}}'],
         },
     )
+    return created
+
+
+DEMO_ALERT_CHANNEL = "demo-console"
+DEMO_ALERT_RULE = "demo-notify-shipped dead letters"
+
+
+def alert_ensure(*, receiver_url: str) -> bool:
+    """The demo's alert: a rule on the example trigger, "dead letters added" (a shipped order
+    without tracking is retried twice, then given up on), sending to a webhook channel that
+    `manage.py demo_alert_receiver` serves and prints. The channel's URL follows `receiver_url`
+    on every run (the port may change). True if the rule was added now."""
+    trigger = Trigger.objects.filter(name=DEMO_TRIGGER).first()
+    if trigger is None:
+        return False
+    channel = Channel.objects.filter(name=DEMO_ALERT_CHANNEL).first()
+    if channel is None:
+        _, encrypted = webhook_secret_new()
+        channel = Channel.objects.create(name=DEMO_ALERT_CHANNEL, kind=Channel.Kind.WEBHOOK, url=receiver_url,
+                                         secret_encrypted=encrypted)
+    elif channel.url != receiver_url:
+        Channel.objects.filter(pk=channel.pk).update(url=receiver_url)
+    rule, created = Rule.objects.get_or_create(
+        name=DEMO_ALERT_RULE,
+        defaults={"condition": Rule.Condition.DEAD_LETTERS, "trigger": trigger, "threshold": 0, "window_s": 600,
+                  "repeat_interval_s": 1800},
+    )
+    if created:
+        rule.channels.set([channel])
     return created

@@ -5,6 +5,7 @@
 # Variables (all optional):
 #   PORT=8000                 the dashboard's port (passed on as WEB_PORT; see Procfile for why)
 #   DYNAMODB_PORT=8765        DynamoDB Local's port; its data lives in var/dynamodb
+#   DEMO_ALERT_PORT=8766      where the `alerts` process listens for the demo's alert webhook
 #   REDIS_URL=redis://127.0.0.1:6379/0
 #                             if nothing answers there and redis-server is installed, one is started
 #   AWS_REGION=us-east-1, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
@@ -24,6 +25,8 @@ export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-shardwatchdemo}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-shardwatchdemo}"
 export DYNAMODB_PORT="${DYNAMODB_PORT:-8765}"
 export WEB_PORT="${PORT:-8000}"
+export DEMO_ALERT_PORT="${DEMO_ALERT_PORT:-8766}"
+export SHARDWATCH_PUBLIC_URL="http://127.0.0.1:$WEB_PORT"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
 export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$DYNAMODB_PORT"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
@@ -33,7 +36,7 @@ URL="http://127.0.0.1:$WEB_PORT/"
 # characters; say so here rather than as a signature error from every process.
 [[ "$AWS_ACCESS_KEY_ID" =~ ^[A-Za-z0-9]+$ ]] ||
   die "DynamoDB Local only accepts an AWS_ACCESS_KEY_ID of letters and digits; unset it to use a dummy key."
-for name in PORT DYNAMODB_PORT; do
+for name in PORT DYNAMODB_PORT DEMO_ALERT_PORT; do
   value="${!name:-}"
   [[ -z "$value" || ( "$value" =~ ^[0-9]+$ && "$value" -ge 1 && "$value" -le 65535 ) ]] ||
     die "$name=$value is not a port number."
@@ -71,8 +74,10 @@ PY
 port_in_use "$DYNAMODB_PORT" &&
   die "Port $DYNAMODB_PORT (DynamoDB Local) is in use; stop what listens there or set DYNAMODB_PORT=<free port>."
 port_in_use "$WEB_PORT" && die "Port $WEB_PORT (web) is in use; stop what listens there or set PORT=<free port>."
+port_in_use "$DEMO_ALERT_PORT" &&
+  die "Port $DEMO_ALERT_PORT (the demo's alert receiver) is in use; stop what listens there or set DEMO_ALERT_PORT=<free port>."
 
-processes=(dynamodb web worker reader beat writer)
+processes=(dynamodb web worker reader beat writer alerts)
 # Prints "ok", or "start <port>" when a local Redis may be started, or why it cannot be used.
 redis_state="$(.venv/bin/python - <<'PY'
 import os
@@ -115,7 +120,8 @@ cat <<EOF
 
   Shardwatch demo:  $URL
   Log in as admin with the password above. DynamoDB Local: $AWS_ENDPOINT_URL_DYNAMODB
-  The writer creates the table demo-orders and adds it as a source. Ctrl-C stops everything.
+  The writer creates the table demo-orders and adds it as a source, the example trigger and an alert
+  rule whose webhook the alerts process prints. Ctrl-C stops everything.
 
 EOF
 exec .venv/bin/honcho -f Procfile start "${processes[@]}"

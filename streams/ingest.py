@@ -19,7 +19,17 @@ from django.utils import timezone
 
 from streams import codec, shapes
 from streams.diff import record_diff
-from streams.models import PARTITION_KEY_INDEXED, ChangeRecord, Gap, RecordRate, Shard, digest_item_key, sequence_key
+from streams.lag import MINUTE_STEP_S, iterator_age_s, record_time_step_s, record_times_look_rounded
+from streams.models import (
+    PARTITION_KEY_INDEXED,
+    ChangeRecord,
+    Gap,
+    RecordRate,
+    Shard,
+    StreamSource,
+    digest_item_key,
+    sequence_key,
+)
 from streams.push import batch_publish
 from streams.signals import batch_saved
 
@@ -378,9 +388,15 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     if not rows and not gaps and not finished:
         return 0
     updates = {}
+    source = shard.stream.source
+    step_s = _record_time_step(source=source, rows=rows)
     if rows:
         updates.update(
-            checkpoint=rows[-1]["sequence_number"], last_record_at=received_at, resume_iterator="", resume_iterator_at=None
+            checkpoint=rows[-1]["sequence_number"], last_record_at=received_at, resume_iterator="", resume_iterator_at=None,
+            iterator_age_s=iterator_age_s(
+                read_at=received_at, newest_at=max(row["approximate_creation_time"] for row in rows), step_s=step_s
+            ),
+            iterator_age_at=received_at,
         )
     if finished:
         updates.update(state=Shard.State.FINISHED, finished_at=received_at)
@@ -398,13 +414,28 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
             setattr(shard, field, value)
         if fresh:
             rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
-            source = shard.stream.source
             record_ids = [row["id"] for row in fresh]
+            # Where record times are rounded to the minute, a record counts from when it was received.
+            oldest_at = received_at if step_s >= MINUTE_STEP_S else min(row["approximate_creation_time"] for row in fresh)
             # Robust: the batch is committed by then, and a push or a trigger kick that fails (a
             # Redis blip) is logged, not raised into the reader that holds hundreds of shards.
             # Live pages fetch what they missed; the trigger dispatcher runs every two seconds.
             transaction.on_commit(lambda: batch_publish(source=source, rows=fresh), robust=True)
             transaction.on_commit(
-                lambda: batch_saved.send(sender=ChangeRecord, source_id=source.pk, record_ids=record_ids), robust=True
+                lambda: batch_saved.send(
+                    sender=ChangeRecord, source_id=source.pk, shard_id=shard.pk, record_ids=record_ids, oldest_at=oldest_at
+                ),
+                robust=True,
             )
     return len(rows)
+
+
+def _record_time_step(*, source: StreamSource, rows: list[dict]) -> int:
+    """The source's record-time step (streams.lag), learning from `rows` that its times are
+    rounded to the minute: written once, the first time a batch shows it."""
+    step_s = record_time_step_s(source=source)
+    if step_s < MINUTE_STEP_S and record_times_look_rounded(times=[row["approximate_creation_time"] for row in rows]):
+        StreamSource.objects.filter(pk=source.pk).update(record_time_step_s=MINUTE_STEP_S)
+        source.record_time_step_s = step_s = MINUTE_STEP_S
+        log.info("source %s: record times are rounded to the minute; lag is from receive and poll times", source.pk)
+    return step_s

@@ -74,6 +74,9 @@ class StreamSource(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     last_discovered_at = models.DateTimeField(null=True, blank=True)
+    # How far down ApproximateCreationDateTime is rounded (streams.lag): AWS's 1 s, or 60 once
+    # the source's records showed rounding to the minute (DynamoDB Local's ARN says so too).
+    record_time_step_s = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -197,6 +200,11 @@ class Shard(models.Model):
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_polled_by = models.CharField(max_length=255, blank=True, help_text="host:pid of the reader holding the shard.")
     last_record_at = models.DateTimeField(null=True, blank=True, help_text="When a poll last returned records.")
+    # AWS's IteratorAge at the shard's last poll (streams.lag): the age in seconds of the newest
+    # record the poll returned when it was read, 0 when it returned nothing; and when that poll
+    # read it. Written with each saved batch, and for caught-up shards at lease renewal.
+    iterator_age_s = models.FloatField(null=True, blank=True)
+    iterator_age_at = models.DateTimeField(null=True, blank=True)
     error_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     discovered_at = models.DateTimeField(default=timezone.now)

@@ -107,9 +107,26 @@ class Reader:
         holds but has no reading for (after a database error)."""
         now = timezone.now()
         Shard.objects.leases_renew(
-            owner=self.owner, until=now + timedelta(seconds=self._lease_s), last_polled_at=now
+            owner=self.owner, until=now + timedelta(seconds=self._lease_s), last_polled_at=now,
+            **self._caught_up_fields(),
         )
         self._readings_refresh()
+
+    def _caught_up_fields(self) -> dict:
+        """The renewal's writes of an iterator age of 0 for the shards whose latest poll returned
+        nothing, as of the earliest of those polls (streams.lag: never a lag too low)."""
+        caught_up = {pk: reading.caught_up_at for pk, reading in self.readings.items() if reading.caught_up_at}
+        if not caught_up:
+            return {}
+        ids = list(caught_up)
+        return {
+            "iterator_age_s": models.Case(
+                models.When(pk__in=ids, then=models.Value(0.0)), default=models.F("iterator_age_s")
+            ),
+            "iterator_age_at": models.Case(
+                models.When(pk__in=ids, then=models.Value(min(caught_up.values()))), default=models.F("iterator_age_at")
+            ),
+        }
 
     def _readings_refresh(self) -> None:
         rows = {row.pk: row for row in Shard.objects.held_by(self.owner).select_related("stream__source")}

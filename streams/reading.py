@@ -16,7 +16,7 @@ What must stay true:
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -237,6 +237,9 @@ class ShardReading:
     shard: Shard
     iterator: str | None = None
     error_count: int = 0
+    # When the latest poll began, if it returned nothing (the shard is caught up: iterator age
+    # 0); None after a poll that returned records or failed. Written at lease renewal (streams.lag).
+    caught_up_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,7 @@ def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> 
     """
     shard = reading.shard
     source = shard.stream.source
+    reading.caught_up_at = None
     if fetched.error is not None:
         poll = _after_error(shard=shard, owner=owner, exc=fetched.error, error_count=reading.error_count)
         reading.iterator, reading.error_count = poll.iterator, poll.error_count
@@ -329,6 +333,9 @@ def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> 
     reading.iterator = next_iterator
 
     elapsed = time.monotonic() - fetched.started
+    if not records:
+        # From when the call began: a record written during it may not be in its answer.
+        reading.caught_up_at = now - timedelta(seconds=elapsed)
     if len(records) >= GET_RECORDS_LIMIT:
         interval = MIN_INTERVAL_S
     elif records or _recently_active(shard, now):

@@ -1,5 +1,6 @@
 """Read-side queries for pages and APIs."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -8,8 +9,9 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from streams.consumers import stream_consumers
+from streams.lag import record_times_rounded
 from streams.leases import unleased_condition
-from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource
+from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource, sequence_key
 
 PER_MINUTE_BUCKETS = 60
 GAPS_SHOWN = 20
@@ -62,8 +64,9 @@ def sources_for_overview(*, now=None, source_ids=None):
 def source_health(*, now, source_ids=None) -> list[dict]:
     """What the overview page and its JSON API show for each source, as plain dicts.
 
-    Six queries however many sources, shards and records there are. Datetimes are aware
-    datetimes (DjangoJSONEncoder writes them as ISO 8601). Each stream's "shards" are its
+    Eight queries however many sources, shards and records there are. Datetimes are aware
+    datetimes (DjangoJSONEncoder writes them as ISO 8601). "lag_seconds" is sources_lag's
+    lag_s ("lag_since" the moment that far before `now`), and "lag_rounded" its `rounded`. Each stream's "shards" are its
     lineage roots (no parent, or a parent we do not show), each with its "children".
     """
     sources = list(sources_for_overview(now=now, source_ids=source_ids))
@@ -72,8 +75,9 @@ def source_health(*, now, source_ids=None) -> list[dict]:
     ids = [source.pk for source in sources]
     shard_stats = _shard_stats(source_ids=ids)
     per_minute = records_per_minute(now=now, source_ids=ids)
+    lags = sources_lag(now=now, source_ids=ids)
     return [
-        _source_dict(source, now=now, shard_stats=shard_stats, per_minute=per_minute[source.pk])
+        _source_dict(source, now=now, shard_stats=shard_stats, per_minute=per_minute[source.pk], lag=lags[source.pk])
         for source in sources
     ]
 
@@ -108,15 +112,11 @@ def _shard_stats(*, source_ids) -> dict[int, dict]:
     return {row.pop("stream_id"): row for row in rows}
 
 
-def _source_dict(source: StreamSource, *, now, shard_stats: dict, per_minute: list[int]) -> dict:
+def _source_dict(source: StreamSource, *, now, shard_stats: dict, per_minute: list[int], lag: "SourceLag") -> dict:
     streams = [_stream_dict(stream, now=now, stats=shard_stats.get(stream.pk, {})) for stream in source.streams.all()]
     polls = [shard_stats[stream.pk]["last_polled_at"] for stream in source.streams.all() if stream.pk in shard_stats]
     polls = [poll for poll in polls if poll is not None]
     newest = source.newest_record_at
-    lag = None
-    if newest is not None:
-        # ApproximateCreationDateTime comes from AWS's clock; a little skew must not read as negative lag.
-        lag = round(max(0.0, (now - newest).total_seconds()), 3)
     return {
         "id": source.pk,
         "table": source.table_name,
@@ -135,7 +135,9 @@ def _source_dict(source: StreamSource, *, now, shard_stats: dict, per_minute: li
         "streams": streams,
         "newest_record_at": newest,
         "last_received_at": source.last_received_at,
-        "lag_seconds": lag,
+        "lag_seconds": lag.lag_s,
+        "lag_since": None if lag.lag_s is None else now - timedelta(seconds=lag.lag_s),
+        "lag_rounded": lag.rounded,
         "last_polled_at": max(polls, default=None),
         "per_minute": per_minute,
         "records_last_hour": sum(per_minute),
@@ -299,3 +301,139 @@ def readers_summary(*, now) -> dict:
             f"is the reader worker running? (celery -A config worker -Q {queue})"
         )
     return {"alive": readers, **counts, "reader_queue": queue, "warning": warning}
+
+
+# What the alert rules ask of sources and shards (alerts.conditions).
+
+
+def sources_watched(*, source_ids=None) -> list[StreamSource]:
+    """Enabled sources (or, of those, the ones in source_ids), by table name."""
+    sources = StreamSource.objects.filter(enabled=True)
+    if source_ids is not None:
+        sources = sources.filter(pk__in=source_ids)
+    return list(sources.order_by("table_name", "region", "id"))
+
+
+def gaps_since(*, since, source_ids=None) -> dict[int, dict]:
+    """Gaps detected at or after `since`, per source id: {"count": int, "latest": Gap}. Sources
+    without such a gap are left out. Two queries."""
+    gaps = Gap.objects.filter(detected_at__gte=since)
+    if source_ids is not None:
+        gaps = gaps.filter(source_id__in=source_ids)
+    counts = dict(gaps.order_by().values("source_id").annotate(n=Count("pk")).values_list("source_id", "n"))
+    found = {}
+    for gap in gaps.select_related("shard").order_by("source_id", "-detected_at", "-id"):
+        if gap.source_id not in found:
+            found[gap.source_id] = {"count": counts.get(gap.source_id, 0), "latest": gap}
+    return found
+
+
+def shards_stuck(*, now, still_for_s: float, source_ids=None) -> list[dict]:
+    """Shards a reader holds, with records waiting, whose checkpoint has not moved for
+    `still_for_s` seconds. Each: {"shard": Shard (with stream__source), "waiting": str,
+    "checkpoint_still_since": datetime}.
+
+    What the readers store decides what "records waiting" can mean, and no more:
+    - a closed shard (DescribeStream gave its EndingSequenceNumber) whose checkpoint is before
+      that number: records are known to be waiting;
+    - a shard whose latest polls failed (`error_count` above 0, reset by the next poll that
+      works): whatever the stream holds past the checkpoint cannot be read. DynamoDB Streams
+      has no call that says how many records an open shard holds past an iterator, so for an
+      open shard whose polls work and return nothing, nothing is known to wait, and it is
+      never called stuck.
+    The checkpoint moves in the same transaction that saves records and stamps
+    `last_record_at` (streams.ingest), so "not moved since" is `last_record_at`, or
+    `discovered_at` for a shard that never returned a record.
+    """
+    still_since = now - timedelta(seconds=still_for_s)
+    shards = (
+        Shard.objects.exclude(unleased_condition(now=now))
+        .exclude(state=Shard.State.FINISHED)
+        .filter(Q(last_record_at__lt=still_since) | Q(last_record_at__isnull=True, discovered_at__lt=still_since))
+        .filter(Q(error_count__gt=0) | Q(state=Shard.State.CLOSED))
+        .select_related("stream__source")
+        .order_by("id")
+    )
+    if source_ids is not None:
+        shards = shards.filter(stream__source_id__in=source_ids)
+    stuck = []
+    for shard in shards:
+        if shard.error_count:
+            waiting = f"its last {shard.error_count} poll(s) failed: {shard.last_error[:300]}"
+        elif shard.ending_sequence_number and (
+            not shard.checkpoint or sequence_key(shard.checkpoint) < sequence_key(shard.ending_sequence_number)
+        ):
+            waiting = f"closed at sequence number {shard.ending_sequence_number}, read to {shard.checkpoint or 'nothing yet'}"
+        else:
+            continue
+        stuck.append({"shard": shard, "waiting": waiting, "checkpoint_still_since": shard.last_record_at or shard.discovered_at})
+    return stuck
+
+
+# Shards named per source in SourceLag.worst_shards (and so in /metrics' shard-level gauges).
+WORST_SHARDS = 3
+
+
+@dataclass(frozen=True)
+class SourceLag:
+    """How far behind its stream a source is read (streams.lag).
+
+    `lag_s`: seconds, the highest over its readable shards of (iterator age at the shard's
+    last poll + seconds since that poll); a shard never polled counts from when it became
+    readable (discovered, or its parent finished). None when no shard is readable (none
+    found yet, all read to their end, or the source is disabled). `rounded`: record times
+    are rounded to the minute (DynamoDB Local), so ages come from receive and poll times.
+    `polled_ago_s`: seconds since the least recently polled readable shard's last known poll
+    (None as lag_s). `worst_shards`: up to WORST_SHARDS (shard_id, lag_s), highest first.
+    """
+
+    source_id: int
+    lag_s: float | None
+    rounded: bool
+    polled_ago_s: float | None
+    worst_shards: tuple[tuple[str, float], ...] = ()
+
+
+def sources_lag(*, now, source_ids=None) -> dict[int, SourceLag]:
+    """Every source's (or those in `source_ids`) SourceLag at `now`, by source id. Two
+    queries, one row per readable shard: a few milliseconds at 1,000 shards."""
+    sources = StreamSource.objects.only("pk", "stream_arn", "record_time_step_s")
+    if source_ids is not None:
+        sources = sources.filter(pk__in=source_ids)
+    rounded = {source.pk: record_times_rounded(source=source) for source in sources}
+    parent_finished_at = Subquery(
+        Shard.objects.filter(stream=OuterRef("stream"), shard_id=OuterRef("parent_shard_id"))
+        .order_by()
+        .values("finished_at")[:1]
+    )
+    shards = (
+        Shard.objects.readable()
+        .filter(stream__source_id__in=list(rounded))
+        .annotate(readable_since=Greatest("discovered_at", Coalesce(parent_finished_at, "discovered_at")))
+        .order_by()
+        .values_list("stream__source_id", "shard_id", "iterator_age_s", "iterator_age_at", "readable_since")
+    )
+    per_source: dict[int, list[tuple[float, str, float]]] = {}
+    for source_id, shard_id, age_s, age_at, readable_since in shards:
+        if age_at is None:
+            since_poll = (now - readable_since).total_seconds()
+            lag = since_poll
+        else:
+            since_poll = (now - age_at).total_seconds()
+            lag = (age_s or 0.0) + since_poll
+        per_source.setdefault(source_id, []).append((max(0.0, lag), shard_id, max(0.0, since_poll)))
+    result = {}
+    for source_id, is_rounded in rounded.items():
+        rows = per_source.get(source_id)
+        if not rows:
+            result[source_id] = SourceLag(source_id=source_id, lag_s=None, rounded=is_rounded, polled_ago_s=None)
+            continue
+        worst = sorted(rows, reverse=True)[:WORST_SHARDS]
+        result[source_id] = SourceLag(
+            source_id=source_id,
+            lag_s=round(worst[0][0], 3),
+            rounded=is_rounded,
+            polled_ago_s=round(max(row[2] for row in rows), 3),
+            worst_shards=tuple((shard_id, round(lag, 3)) for lag, shard_id, _ in worst),
+        )
+    return result

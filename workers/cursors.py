@@ -11,16 +11,22 @@ What must stay true (Lambda developer guide, "Using AWS Lambda with Amazon Dynam
   every lane of the trigger on the parent has passed the parent's last record.
 - A reset ends the lease, so a runner still holding the cursor stops at its next write
   instead of writing its own idea of the position over the reset one.
+- `pending_since` is the time of the oldest record past `position` (NULL when there is none),
+  in every write that moves `position` (pending_since_next, evaluated by the database in the
+  same UPDATE) and set by cursors_pending_mark when a batch is saved. A batch that commits
+  while a runner moves its cursor is not missed: the mark waits for the runner's row lock and
+  then finds the column NULL, or the runner's UPDATE already saw the batch.
 """
 
 import hashlib
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Exists, Max, OuterRef, Subquery
 from django.utils import timezone
 
-from streams.models import ChangeRecord, Shard, sequence_key
+from streams.lag import record_times_rounded
+from streams.models import ChangeRecord, Shard, StreamSource, sequence_key
 from workers.models import Trigger, TriggerCursor
 
 
@@ -37,6 +43,30 @@ def lease_duration(trigger: Trigger | None = None) -> timedelta:
     whole timeout, so a slow handler is never taken over while it runs."""
     extra = trigger.timeout_s if trigger else 0
     return timedelta(seconds=settings.SHARDWATCH_TRIGGER_LEASE_S + extra)
+
+
+def pending_since_next(*, source: StreamSource, position: str | None = None) -> Subquery:
+    """For an UPDATE of cursors of `source`'s triggers: when the first record past `position`
+    (a sequence_key; by default each cursor's stored position) counts from for iterator ages
+    (ApproximateCreationDateTime, or received_at where the source's record times are rounded;
+    streams.lag), NULL when there is none. One probe of the (shard, sequence_key) index per
+    cursor. An UPDATE that moves the position must pass the new one: SET expressions see the
+    row as it was."""
+    column = "received_at" if record_times_rounded(source=source) else "approximate_creation_time"
+    after = OuterRef("position") if position is None else position
+    return Subquery(
+        ChangeRecord.objects.filter(shard_id=OuterRef("shard_id"), sequence_key__gt=after)
+        .order_by("sequence_key")
+        .values(column)[:1]
+    )
+
+
+def cursors_pending_mark(*, shard_id: int, oldest_at) -> int:
+    """A batch of records was saved on shard `shard_id`, the oldest counting from `oldest_at`
+    (an aware datetime; streams.signals.batch_saved): cursors of the shard that were caught up
+    now wait since then. One UPDATE; returns how many cursors it marked. Every lane is marked;
+    a lane with none of the batch's records clears its mark when its runner passes them."""
+    return TriggerCursor.objects.filter(shard_id=shard_id, pending_since__isnull=True).update(pending_since=oldest_at)
 
 
 def cursors_ensure(*, trigger: Trigger) -> int:
@@ -80,6 +110,9 @@ def cursors_ensure(*, trigger: Trigger) -> int:
         ],
         ignore_conflicts=True,
     )
+    TriggerCursor.objects.filter(
+        trigger=trigger, shard_id__in={shard_id for shard_id, _ in missing}, pending_since__isnull=True
+    ).update(pending_since=pending_since_next(source=trigger.source))
     return len(missing)
 
 
@@ -134,7 +167,9 @@ def cursors_reset(*, trigger: Trigger, position: str) -> None:
             target = newest.values_list("sequence_key", flat=True).first() or ""
         else:
             target = ""
-        TriggerCursor.objects.filter(pk=cursor.pk).update(position=target, **_RESET)
+        TriggerCursor.objects.filter(pk=cursor.pk).update(
+            position=target, pending_since=pending_since_next(source=trigger.source, position=target), **_RESET
+        )
 
 
 def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") -> None:
@@ -148,4 +183,6 @@ def cursors_reset_to(*, trigger: Trigger, at=None, sequence_number: str = "") ->
         else:
             earlier = earlier.filter(approximate_creation_time__lt=at)
         position = earlier.order_by("-sequence_key").values_list("sequence_key", flat=True).first() or ""
-        TriggerCursor.objects.filter(pk=cursor.pk).update(position=position, **_RESET)
+        TriggerCursor.objects.filter(pk=cursor.pk).update(
+            position=position, pending_since=pending_since_next(source=trigger.source, position=position), **_RESET
+        )

@@ -111,11 +111,23 @@ class TriggerCursor(models.Model):
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the oldest stored record past `position` counts from (its ApproximateCreationDateTime,
+    # or its received_at where the source rounds record times; streams.lag), NULL when the
+    # cursor is caught up: kept on write (workers.cursors) so that a trigger's iterator age is
+    # read without scanning records.
+    pending_since = models.DateTimeField(null=True, blank=True)
 
     objects = LeaseQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["trigger", "shard", "lane"], name="unique_trigger_cursor")]
+        # Only cursors that are behind: a scrape reads the oldest per trigger from these.
+        indexes = [
+            models.Index(
+                fields=["trigger", "pending_since"], name="cursor_pending_idx",
+                condition=models.Q(pending_since__isnull=False),
+            )
+        ]
 
 
 class Outcome(models.TextChoices):

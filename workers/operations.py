@@ -1,12 +1,13 @@
 """What an operator does to a trigger from the admin: replay records, retry a dead letter, try
-the filter patterns.
+the filter patterns; and, from a poison-record alert, skip or bisect the batch a cursor retries.
 
-None of these moves a cursor: a replay or a retry sends stored records again beside the
-trigger's own runs, and what fails is given up on at once, into the dead-letter list.
+A replay or a retry moves no cursor: it sends stored records again beside the trigger's own
+runs, and what fails is given up on at once, into the dead-letter list. Skipping or bisecting
+a batch does move its cursor, under the cursor's lease, as a runner would.
 """
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,9 +15,11 @@ from django.utils import timezone
 from streams.lambda_event import event_payload, lambda_record, record_event_json
 from streams.models import ChangeRecord
 from workers.batches import patterns_compile
+from workers.cursors import pending_since_next
 from workers.invocations import dead_letter_save, invocation_save
 from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
+from workers.selectors import cursor_failing_batch
 from workers.targets import target_invoke
 
 
@@ -87,3 +90,68 @@ def pattern_try(*, trigger: Trigger, last: int = 100) -> tuple[int, list[ChangeR
     if not patterns:
         return len(records), records
     return len(records), [record for record in records if any(p.matches(lambda_record(record)) for p in patterns)]
+
+
+class CursorActionRefused(Exception):
+    """An operator action on a cursor that cannot be done now; the message says why."""
+
+
+def _cursor_hold(*, cursor_id: int, now) -> tuple[TriggerCursor, str]:
+    # A runner holds the cursor while it sends a batch; an operator's move must not race it,
+    # so it takes the lease like a runner and gives it back after.
+    owner = TriggerCursor.objects.lease_take(cursor_id, now=now, until=now + timedelta(seconds=30))
+    if owner is None:
+        raise CursorActionRefused("A runner is sending this cursor's batch right now; try again in a few seconds.")
+    return TriggerCursor.objects.select_related("trigger__source").get(pk=cursor_id), owner
+
+
+def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
+    """Give up on the batch a cursor is retrying: its records go to the dead-letter list (and
+    the trigger's SQS/SNS destination), and the cursor moves past them with its retries
+    cleared, as when MaximumRetryAttempts runs out. CursorActionRefused when a runner holds the
+    cursor or it has no failed batch ahead of it."""
+    now = now or timezone.now()
+    cursor, owner = _cursor_hold(cursor_id=cursor_id, now=now)
+    try:
+        invocation, records = cursor_failing_batch(cursor=cursor)
+        if not records:
+            raise CursorActionRefused("This cursor has no failed batch waiting: nothing to skip.")
+        last = records[-1].sequence_key
+        end = cursor.bisect_end if cursor.bisect_end > last else ""
+        with transaction.atomic():
+            letter = dead_letter_save(
+                cursor=cursor, records=records, invocation=invocation,
+                reason=f"Skipped by {who} after {cursor.attempt} retries: "
+                       f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip(),
+            )
+            TriggerCursor.objects.lease_write(
+                cursor_id, owner=owner, position=last, attempt=0, next_attempt_at=None,
+                batch_limit=cursor.batch_limit if end else 0, bisect_end=end,
+                pending_since=pending_since_next(source=cursor.trigger.source, position=last),
+            )
+        return letter
+    finally:
+        TriggerCursor.objects.lease_release(cursor_id, owner=owner)
+
+
+def cursor_batch_bisect(*, cursor_id: int, now=None) -> int:
+    """Split the batch a cursor is retrying in two, as BisectBatchOnFunctionError does: the
+    next batch is its first half, then its second, each retried on its own; the retry count
+    starts again. Returns the size of the next batch. CursorActionRefused when a runner holds
+    the cursor, it has no failed batch, or the batch is one record (skip it instead)."""
+    now = now or timezone.now()
+    cursor, owner = _cursor_hold(cursor_id=cursor_id, now=now)
+    try:
+        _, records = cursor_failing_batch(cursor=cursor)
+        if not records:
+            raise CursorActionRefused("This cursor has no failed batch waiting: nothing to bisect.")
+        if len(records) == 1:
+            raise CursorActionRefused("The batch is a single record: it cannot be split; skip it instead.")
+        half = len(records) // 2
+        TriggerCursor.objects.lease_write(
+            cursor_id, owner=owner, batch_limit=half, bisect_end=records[-1].sequence_key, attempt=0,
+            next_attempt_at=None,
+        )
+        return half
+    finally:
+        TriggerCursor.objects.lease_release(cursor_id, owner=owner)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from meters.logcontext import log_context
 from streams.backoff import backoff_delay
 from workers.batches import ReadAhead, batch_take, patterns_compile
-from workers.cursors import lease_duration
+from workers.cursors import lease_duration, pending_since_next
 from workers.invocations import dead_letter_save, invocation_save
 from workers.models import Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
@@ -94,7 +94,10 @@ class CursorRunner:
         """Change the cursor, only while we still hold it, and extend the lease for the next
         invocation in the same write."""
         fields.setdefault("lease_expires_at", timezone.now() + lease_duration(self.trigger))
-        if not TriggerCursor.objects.lease_write(self.cursor.pk, owner=self.owner, **fields):
+        written = dict(fields)
+        if "position" in fields:
+            written["pending_since"] = pending_since_next(source=self.trigger.source, position=fields["position"])
+        if not TriggerCursor.objects.lease_write(self.cursor.pk, owner=self.owner, **written):
             self.lost = True
             return False
         for name, value in fields.items():

@@ -7,7 +7,7 @@ querysets named for what the page shows.
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
@@ -31,6 +31,29 @@ def trigger_lag(*, trigger: Trigger) -> int:
         ChangeRecord.objects.filter(shard_id=shard_id, sequence_key__gt=position).count()
         for shard_id, position in slowest.items()
     )
+
+
+def triggers_iterator_age(*, now, trigger_ids=None) -> dict[int, float]:
+    """Per trigger (every trigger, or those in `trigger_ids`), Lambda's IteratorAge for a
+    consumer that is behind: the age in seconds at `now` of the oldest stored record that it
+    has not processed yet (sent, filtered out or dead-lettered), over all its cursors; 0.0 when
+    it is caught up. Where the source's record times are rounded to the minute, a record's age
+    counts from when it was received (streams.lag).
+
+    Read from TriggerCursor.pending_since, kept on write (workers.cursors), through an index
+    of only the cursors that are behind: one query, however many cursors there are.
+    """
+    triggers = Trigger.objects.all() if trigger_ids is None else Trigger.objects.filter(pk__in=trigger_ids)
+    ages = {pk: 0.0 for pk in triggers.values_list("pk", flat=True)}
+    behind = (
+        TriggerCursor.objects.filter(pending_since__isnull=False, trigger_id__in=list(ages))
+        .values("trigger_id")
+        .annotate(oldest=Min("pending_since"))
+        .order_by()
+    )
+    for row in behind:
+        ages[row["trigger_id"]] = round(max(0.0, (now - row["oldest"]).total_seconds()), 3)
+    return ages
 
 
 def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:
@@ -136,3 +159,78 @@ def invocations_for_record(*, record_id: int, limit: int = 50) -> list[Invocatio
             if len(found) == limit:
                 break
     return found
+
+
+# What the alert rules ask of triggers (alerts.conditions).
+
+
+def trigger_outcomes_since(*, trigger_ids, since) -> dict[int, tuple[int, int]]:
+    """Per trigger: (invocations that did not succeed, invocations) started at or after
+    `since`. Triggers with no invocation then are left out. One query."""
+    counts: dict[int, list[int]] = {}
+    rows = (
+        Invocation.objects.filter(trigger_id__in=trigger_ids, started_at__gte=since)
+        .values_list("trigger_id", "outcome")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for trigger_id, outcome, n in rows:
+        failed_total = counts.setdefault(trigger_id, [0, 0])
+        failed_total[1] += n
+        if outcome != Outcome.SUCCESS:
+            failed_total[0] += n
+    return {trigger_id: (failed, total) for trigger_id, (failed, total) in counts.items()}
+
+
+def dead_letters_since(*, trigger_ids, since) -> dict[int, int]:
+    """How many dead letters each trigger added at or after `since`; triggers with none are left out."""
+    return dict(
+        DeadLetter.objects.filter(trigger_id__in=trigger_ids, created_at__gte=since)
+        .values("trigger_id").annotate(n=Count("id")).values_list("trigger_id", "n").order_by()
+    )
+
+
+def cursors_retrying(*, trigger_ids, min_attempt: int) -> list[dict]:
+    """Cursors whose batch has been retried at least `min_attempt` times (TriggerCursor.attempt:
+    the retries of the batch at the cursor's position so far), each with the batch's failure:
+    {"cursor": TriggerCursor (with trigger, shard), "attempt": int, "invocation": the newest
+    Invocation of the cursor's shard and lane or None, "first_record_id": the batch's first
+    record (the first the newest invocation sent, else the first stored after the position;
+    None when there is none)}."""
+    cursors = list(
+        TriggerCursor.objects.filter(trigger_id__in=trigger_ids, attempt__gte=min_attempt)
+        .select_related("trigger", "shard").order_by("trigger_id", "shard_id", "lane")
+    )
+    found = []
+    for cursor in cursors:
+        invocation = (
+            Invocation.objects.filter(trigger_id=cursor.trigger_id, shard_id=cursor.shard_id, lane=cursor.lane)
+            .order_by("-started_at", "-id").first()
+        )
+        first_record_id = None
+        if invocation is not None and invocation.record_ids:
+            first_record_id = invocation.record_ids[0]
+        else:
+            first_record_id = (
+                ChangeRecord.objects.filter(shard_id=cursor.shard_id, sequence_key__gt=cursor.position)
+                .order_by("sequence_key").values_list("pk", flat=True).first()
+            )
+        found.append({"cursor": cursor, "attempt": cursor.attempt, "invocation": invocation,
+                      "first_record_id": first_record_id})
+    return found
+
+
+def cursor_failing_batch(*, cursor: TriggerCursor) -> tuple[Invocation | None, list[ChangeRecord]]:
+    """The batch a cursor is retrying: the newest invocation of its shard and lane, if that
+    batch is still ahead of the cursor's position, and its records in the order sent; else
+    (None, [])."""
+    invocation = (
+        Invocation.objects.filter(trigger_id=cursor.trigger_id, shard_id=cursor.shard_id, lane=cursor.lane)
+        .order_by("-started_at", "-id").first()
+    )
+    if invocation is None:
+        return None, []
+    records = invocation_records(invocation=invocation)
+    if not records or records[0].sequence_key <= cursor.position:
+        return None, []
+    return invocation, records

@@ -11,7 +11,7 @@ from celery import shared_task
 from django.db import close_old_connections, transaction
 
 from workers import retention as invocation_retention
-from workers.cursors import cursors_claim, cursors_ensure
+from workers.cursors import cursors_claim, cursors_ensure, cursors_pending_mark
 from workers.models import DeadLetter, Trigger
 from workers.operations import dead_letter_retry, records_replay_between
 from workers.runner import cursor_run
@@ -26,6 +26,12 @@ def kick_triggers(sender, *, source_id: int, **kwargs) -> None:
     the next periodic dispatch."""
     if Trigger.objects.filter(source_id=source_id, enabled=True).exists():
         dispatch_triggers.delay(source_id)
+
+
+def mark_cursors_pending(sender, *, shard_id: int, oldest_at, **kwargs) -> None:
+    """streams.signals.batch_saved: the shard's caught-up cursors wait for the batch (one
+    UPDATE, for the triggers' iterator age)."""
+    cursors_pending_mark(shard_id=shard_id, oldest_at=oldest_at)
 
 
 def expire_invocations(sender, **kwargs) -> None:

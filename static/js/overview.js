@@ -214,6 +214,9 @@
       status: { text: source.status_display, class: `badge status-${source.status}` },
       disabled: !source.enabled,
       lag: lagText(source.lag_seconds),
+      lag_note: source.lag_rounded
+        ? "record times rounded to the minute by DynamoDB Local; lag is from poll times"
+        : "age of the newest record read, and the time since the poll",
       last_received_at: timeSlot(source.last_received_at),
       last_received_never: !source.last_received_at,
       last_polled_at: timeSlot(source.last_polled_at),

@@ -28,7 +28,7 @@ API = "/api/sources"
 
 def source_create(name="orders", **fields) -> StreamSource:
     fields = {"region": "eu-west-1", "view_type": "NEW_AND_OLD_IMAGES", "status": StreamSource.Status.ACTIVE, **fields}
-    arn = f"arn:aws:dynamodb:eu-west-1:123456789012:table/{name}/stream/1"
+    arn = fields.pop("stream_arn", f"arn:aws:dynamodb:eu-west-1:123456789012:table/{name}/stream/1")
     return StreamSource.objects.create(table_name=name, stream_arn=arn, **fields)
 
 
@@ -203,22 +203,44 @@ def test_it_shows_gaps_and_the_last_error_on_the_page_and_in_the_api(owner):
     ]
 
 
-def test_it_computes_lag_from_the_newest_record(owner):
+def test_it_computes_lag_from_each_shards_last_poll(owner):
     source = source_create()
-    shard = shard_create(stream_create(source), "shardId-1", last_polled_at=NOW - timedelta(seconds=2))
-    other = shard_create(Stream.objects.get(source=source), "shardId-2", last_polled_at=NOW - timedelta(seconds=9))
-    # Created 90 s and 40 s before now, received 5 s after they were created.
+    # Polled 2 s ago and caught up; polled 9 s ago, when its newest record was 30 s old.
+    shard = shard_create(
+        stream_create(source), "shardId-1", last_polled_at=NOW - timedelta(seconds=2),
+        iterator_age_s=0, iterator_age_at=NOW - timedelta(seconds=2), discovered_at=NOW - timedelta(hours=1),
+    )
+    shard_create(
+        Stream.objects.get(source=source), "shardId-2", last_polled_at=NOW - timedelta(seconds=9),
+        iterator_age_s=30, iterator_age_at=NOW - timedelta(seconds=9), discovered_at=NOW - timedelta(hours=1),
+    )
+    # Created 90 s and 40 s before now: long idle tables must not read as lagging by it.
     records_create(
         shard, received=[NOW - timedelta(seconds=85), NOW - timedelta(seconds=35)], created=timedelta(seconds=5)
     )
-    records_create(other, received=[NOW - timedelta(seconds=60)], created=timedelta(seconds=5))
 
     entry = only(source_health(now=NOW), source)
 
-    assert entry["lag_seconds"] == 40.0
+    assert entry["lag_seconds"] == 39.0
+    assert entry["lag_since"] == NOW - timedelta(seconds=39)
+    assert entry["lag_rounded"] is False
     assert entry["newest_record_at"] == NOW - timedelta(seconds=40)
     assert entry["last_received_at"] == NOW - timedelta(seconds=35)
     assert entry["last_polled_at"] == NOW - timedelta(seconds=2)
+    assert "age of the newest record read" in owner.get("/").content.decode()
+
+
+def test_it_says_when_record_times_are_rounded_to_the_minute(owner):
+    source = source_create(stream_arn="arn:aws:dynamodb:ddblocal:000000000000:table/orders/stream/1")
+    shard_create(
+        stream_create(source), "shardId-1", iterator_age_s=0, iterator_age_at=NOW - timedelta(seconds=1),
+        discovered_at=NOW - timedelta(hours=1),
+    )
+
+    entry = only(source_health(now=NOW), source)
+
+    assert entry["lag_rounded"] is True and entry["lag_seconds"] == 1.0
+    assert "record times rounded to the minute by DynamoDB Local; lag is from poll times" in owner.get("/").content.decode()
 
 
 def test_it_has_no_lag_before_the_first_record(owner):
@@ -277,7 +299,7 @@ def test_it_uses_a_fixed_number_of_queries(django_assert_max_num_queries):
     with CaptureQueriesContext(connection) as one:
         assert len(source_health(now=NOW)) == 1
     populate(4)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(8):
         assert len(source_health(now=NOW)) == 5
     with CaptureQueriesContext(connection) as five:
         source_health(now=NOW)

@@ -10,10 +10,24 @@ import threading
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from demo.provision import DEFAULT_TABLE, DEMO_TRIGGER, dynamodb_wait, source_ensure, table_ensure, trigger_ensure
+from demo.provision import (
+    DEFAULT_TABLE,
+    DEMO_ALERT_RULE,
+    DEMO_TRIGGER,
+    alert_ensure,
+    dynamodb_wait,
+    source_ensure,
+    table_ensure,
+    trigger_ensure,
+)
 from demo.traffic import counts_summary, demo_run, state_load
 from streams import aws
 from streams.sources import SourceError
+
+
+def alert_receiver_url() -> str:
+    """Where `manage.py demo_alert_receiver` listens (DEMO_ALERT_PORT, as demo.sh sets it)."""
+    return f"http://127.0.0.1:{os.environ.get('DEMO_ALERT_PORT', '8766')}/alerts"
 
 
 class Command(BaseCommand):
@@ -87,3 +101,5 @@ class Command(BaseCommand):
             self.stdout.write(f"Watching {source.table_name} ({source.region}) as a source.")
         if trigger_ensure(source=source):
             self.stdout.write(f"Added the example trigger {DEMO_TRIGGER} (see Triggers in the dashboard).")
+        if alert_ensure(receiver_url=alert_receiver_url()):
+            self.stdout.write(f"Added the alert rule {DEMO_ALERT_RULE!r}; the alerts process prints what it sends.")

@@ -1,0 +1,147 @@
+"""Evaluating the rules: what each rule's condition finds, turned into alert transitions,
+each claimed by one conditional UPDATE, and the deliveries they call for.
+
+What must stay true (alerts.models states the invariants):
+- A transition is acted on by the evaluator whose UPDATE on the state's `version` changed
+  exactly one row; any other evaluator that read the same version changes nothing and sends
+  nothing. So two beat processes, or a slow tick overlapping the next, never notify twice.
+- The transition, its history row and its deliveries commit together; the deliveries' ids go
+  back to the caller, which queues their sends once that has committed.
+- One rule whose check fails is logged and skipped; the other rules are still evaluated.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from alerts.conditions import Finding, condition_findings, hold_s
+from alerts.models import AlertState, AlertTransition, Delivery, Rule
+
+log = logging.getLogger(__name__)
+
+Status = AlertState.Status
+Kind = AlertTransition.Kind
+# A delivery whose send was queued but has not been claimed this long after it was due is
+# taken to be lost (a worker died with it) and is queued again by the next evaluation.
+SWEEP_GRACE_S = 10.0
+
+
+@dataclass
+class Evaluation:
+    transitions: list[int] = field(default_factory=list)  # AlertTransition ids, in order made
+    deliveries: list[int] = field(default_factory=list)  # Delivery ids made now, to send
+    due: list[int] = field(default_factory=list)  # older Delivery ids due (retries, lost sends)
+    failed_rules: list[int] = field(default_factory=list)
+
+
+def alerts_evaluate(*, now) -> Evaluation:
+    """Evaluate every enabled rule at `now` (an aware datetime): fire, repeat and resolve
+    alerts, store their transitions and make their deliveries. Returns what it did; the
+    caller sends `deliveries` and `due` (alerts.tasks does, one task each)."""
+    result = Evaluation()
+    for rule in Rule.objects.filter(enabled=True).select_related("trigger", "source").prefetch_related("channels"):
+        try:
+            findings = condition_findings(rule=rule, now=now)
+            _rule_apply(rule=rule, findings=findings, now=now, result=result)
+        except Exception:
+            log.exception("alerts: evaluating rule %s (%s) failed", rule.pk, rule.name)
+            result.failed_rules.append(rule.pk)
+    made = set(result.deliveries)
+    result.due = [pk for pk in deliveries_due(now=now) if pk not in made]
+    return result
+
+
+def deliveries_due(*, now) -> list[int]:
+    """Deliveries still to send whose attempt was due SWEEP_GRACE_S ago or more."""
+    return list(
+        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now - timedelta(seconds=SWEEP_GRACE_S))
+        .order_by("next_attempt_at").values_list("pk", flat=True)[:500]
+    )
+
+
+def _states_for(*, rule: Rule, findings: dict[str, Finding]) -> list[AlertState]:
+    states = {state.subject: state for state in AlertState.objects.filter(rule=rule)}
+    missing = [subject for subject in findings if subject not in states]
+    if missing:
+        # Two evaluators may make the same state at once: the unique (rule, subject) key keeps one.
+        AlertState.objects.bulk_create(
+            [AlertState(rule=rule, subject=subject, subject_label=findings[subject].label[:255]) for subject in missing],
+            ignore_conflicts=True,
+        )
+        states = {state.subject: state for state in AlertState.objects.filter(rule=rule)}
+    return list(states.values())
+
+
+def _rule_apply(*, rule: Rule, findings: dict[str, Finding], now, result: Evaluation) -> None:
+    for state in _states_for(rule=rule, findings=findings):
+        finding = findings.get(state.subject)
+        change, kind = _next(rule=rule, state=state, finding=finding, now=now)
+        if change is None:
+            continue
+        try:
+            with transaction.atomic():
+                # The claim: exactly one evaluator moves this version on.
+                claimed = AlertState.objects.filter(pk=state.pk, version=state.version).update(
+                    version=F("version") + 1, evaluated_at=now, **change
+                )
+                if claimed != 1:
+                    continue
+                if kind is not None:
+                    _transition_record(rule=rule, state=state, change=change, kind=kind, now=now, result=result)
+        except IntegrityError:
+            log.exception("alerts: could not record rule %s's %s", rule.pk, kind)
+
+
+def _next(*, rule: Rule, state: AlertState, finding: Finding | None, now) -> tuple[dict | None, str | None]:
+    """The fields to change on `state` and the transition it makes (a Kind, or None), or
+    (None, None) when nothing changes."""
+    if finding is None:
+        if state.status == Status.FIRING:
+            return {"status": Status.RESOLVED, "resolved_at": now, "holding_since": None}, Kind.RESOLVED
+        if state.status == Status.PENDING:
+            return {"status": Status.OK, "holding_since": None}, None
+        return None, None
+    seen = {"summary": finding.summary, "details": finding.details, "subject_label": finding.label[:255]}
+    if state.status == Status.FIRING:
+        repeat = rule.repeat_interval_s
+        if (repeat and not state.silenced(now=now) and state.last_notified_at is not None
+                and now - state.last_notified_at >= timedelta(seconds=repeat)):
+            return {**seen, "last_notified_at": now}, Kind.REPEATED
+        if finding.summary != state.summary:
+            return seen, None
+        return None, None
+    since = state.holding_since or now
+    if (now - since).total_seconds() >= hold_s(rule):
+        return {**seen, "status": Status.FIRING, "fired_at": now, "resolved_at": None, "holding_since": since,
+                "last_notified_at": now}, Kind.FIRED
+    if state.status != Status.PENDING or state.holding_since is None:
+        return {**seen, "status": Status.PENDING, "holding_since": since}, None
+    return (seen, None) if finding.summary != state.summary else (None, None)
+
+
+def _transition_record(*, rule, state, change, kind, now, result: Evaluation) -> None:
+    silenced = state.silenced(now=now)
+    summary = change.get("summary", state.summary)
+    if kind == Kind.RESOLVED:
+        summary = f"Resolved: {state.summary}" if state.summary else "Resolved."
+    transition = AlertTransition.objects.create(
+        state=state, rule=rule, kind=kind, at=now, summary=summary,
+        details=change.get("details", state.details), silenced=silenced,
+    )
+    result.transitions.append(transition.pk)
+    if silenced:
+        return
+    deliveries = Delivery.objects.bulk_create(
+        [Delivery(transition=transition, channel=channel, next_attempt_at=now)
+         for channel in rule.channels.all() if channel.enabled]
+    )
+    result.deliveries.extend(delivery.pk for delivery in deliveries)
+
+
+def alert_silence(*, state_id: int, until) -> bool:
+    """Silence the alert until `until` (None lifts the silence). Its transitions are still
+    recorded while silenced, but nobody is notified. Returns whether the alert exists."""
+    return AlertState.objects.filter(pk=state_id).update(silenced_until=until) == 1

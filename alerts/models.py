@@ -1,0 +1,218 @@
+"""Alerts built in: rules that watch sources, shards, triggers and workers, the state of each
+alert, and the notifications sent to channels.
+
+Invariants:
+- An AlertState is one (rule, subject) pair: `subject` is "source:<id>", "shard:<id>",
+  "trigger:<id>", "cursor:<id>" or "" (a rule with no subject, such as "no worker alive").
+  It moves OK -> PENDING (the condition holds, not yet for the rule's duration) -> FIRING ->
+  RESOLVED, and from RESOLVED back to PENDING or OK. Every change of `status`, and every
+  reminder of a firing alert, is claimed by one conditional UPDATE on `version` that must
+  change exactly one row (alerts.evaluation), so two evaluators never both act on one.
+- A firing or resolving transition, and each reminder after the rule's repeat interval, is
+  stored as an AlertTransition in the same transaction as the claim, with one Delivery per
+  enabled channel of the rule, unless the alert is silenced then: a silenced alert still
+  records its transitions, with `silenced` set and no deliveries.
+- A Delivery is sent by whoever claims it (a conditional UPDATE that moves `next_attempt_at`
+  past the send's timeout); a failed send stores its error and the time of the next attempt,
+  with exponential backoff, until MAX_ATTEMPTS. One channel's failure never touches another's
+  delivery or the evaluation.
+- A webhook channel's secret is stored encrypted exactly as a webhook trigger's
+  (workers.targets.webhook), and signs the body the same way.
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+from django.utils import timezone
+
+from streams.models import StreamSource
+from workers.models import Trigger
+
+
+class Channel(models.Model):
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook (JSON, signed like trigger webhooks)"
+        SLACK = "slack", "Slack-compatible incoming webhook"
+        EMAIL = "email", "Email"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    url = models.URLField(blank=True, help_text="Webhook and Slack: the URL the alert is POSTed to.")
+    # Recoverable to sign requests, so encrypted with a key derived from SECRET_KEY (the trigger
+    # webhooks' scheme), and shown to the user once.
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    email_to = models.TextField(blank=True, help_text="Email: addresses, separated by commas or new lines.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def addresses(self) -> list[str]:
+        return [part.strip() for part in self.email_to.replace("\n", ",").split(",") if part.strip()]
+
+    def clean(self):
+        if self.kind in (self.Kind.WEBHOOK, self.Kind.SLACK) and not self.url:
+            raise ValidationError({"url": f"A {self.get_kind_display().lower()} channel needs a URL."})
+        if self.kind == self.Kind.EMAIL:
+            if not self.addresses:
+                raise ValidationError({"email_to": "An email channel needs at least one address."})
+            for address in self.addresses:
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    raise ValidationError({"email_to": f"{address!r} is not an email address."}) from None
+
+
+class Rule(models.Model):
+    class Condition(models.TextChoices):
+        SOURCE_INACTIVE = "source_inactive", "Source not active for N minutes"
+        SOURCE_LAG = "source_lag", "Source lag above N seconds"
+        GAP = "gap", "Gaps recorded: more than N in the window"
+        SHARD_STUCK = "shard_stuck", "Stuck shard: leased, records waiting, checkpoint still for N minutes"
+        TRIGGER_AGE = "trigger_age", "Trigger's oldest unprocessed record older than N seconds"
+        TRIGGER_ERROR_RATE = "trigger_error_rate", "Trigger error rate above N % over the window"
+        DEAD_LETTERS = "dead_letters", "Dead letters added: more than N in the window"
+        POISON_RECORD = "poison_record", "Poison record: the same batch retried N times"
+        NO_WORKER = "no_worker", "No worker alive: no heartbeat for N seconds"
+
+    name = models.CharField(max_length=100, unique=True)
+    condition = models.CharField(max_length=32, choices=Condition.choices)
+    source = models.ForeignKey(
+        StreamSource, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules",
+        help_text="Source conditions: the source watched; empty watches every enabled source.",
+    )
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules",
+        help_text="Trigger conditions: the trigger watched (required).",
+    )
+    threshold = models.FloatField(
+        default=0, help_text="N in the condition: minutes, seconds, a count, a percentage or retries, as it says."
+    )
+    duration_s = models.PositiveIntegerField(
+        "Duration (seconds)", default=0, help_text="How long the condition must hold before the alert fires."
+    )
+    window_s = models.PositiveIntegerField(
+        "Window (seconds)", default=300, help_text="Error rate, gaps and dead letters: the time looked back over."
+    )
+    repeat_interval_s = models.PositiveIntegerField(
+        "Repeat interval (seconds)", default=3600, help_text="A firing alert notifies again after this; 0 never."
+    )
+    channels = models.ManyToManyField(Channel, blank=True, related_name="rules")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    SOURCE_CONDITIONS = {Condition.SOURCE_INACTIVE, Condition.SOURCE_LAG, Condition.GAP, Condition.SHARD_STUCK}
+    TRIGGER_CONDITIONS = {
+        Condition.TRIGGER_AGE, Condition.TRIGGER_ERROR_RATE, Condition.DEAD_LETTERS, Condition.POISON_RECORD
+    }
+
+    def clean(self):
+        errors = {}
+        if self.condition in self.TRIGGER_CONDITIONS:
+            if self.trigger_id is None:
+                errors["trigger"] = f"“{self.get_condition_display()}” watches a trigger: choose one."
+            if self.source_id is not None:
+                errors["source"] = "A trigger condition watches its trigger's source already; leave this empty."
+        elif self.condition in self.SOURCE_CONDITIONS:
+            if self.trigger_id is not None:
+                errors["trigger"] = "A source condition watches sources, not triggers; leave this empty."
+        elif self.condition == self.Condition.NO_WORKER and (self.source_id or self.trigger_id):
+            errors["source"] = "“No worker alive” watches every worker; leave source and trigger empty."
+        if self.threshold is not None and self.threshold < 0:
+            errors["threshold"] = "The threshold cannot be negative."
+        elif self.condition == self.Condition.TRIGGER_ERROR_RATE and self.threshold is not None and self.threshold >= 100:
+            errors["threshold"] = "An error rate is above N % for N from 0 to 99.9; 100 could never be exceeded."
+        elif self.condition == self.Condition.POISON_RECORD and self.threshold is not None and self.threshold < 1:
+            errors["threshold"] = "A poison record is a batch retried N times, N at least 1."
+        if self.condition in (self.Condition.TRIGGER_ERROR_RATE, self.Condition.GAP, self.Condition.DEAD_LETTERS):
+            if not self.window_s:
+                errors["window_s"] = "This condition looks back over a window; give it in seconds (at least 1)."
+        if errors:
+            raise ValidationError(errors)
+
+
+class AlertState(models.Model):
+    class Status(models.TextChoices):
+        OK = "ok", "OK"
+        PENDING = "pending", "Pending (holding, not yet for the duration)"
+        FIRING = "firing", "Firing"
+        RESOLVED = "resolved", "Resolved"
+
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="states")
+    subject = models.CharField(max_length=64, blank=True)
+    subject_label = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK)
+    # Bumped by every claimed change: the conditional UPDATEs compare it.
+    version = models.PositiveBigIntegerField(default=0)
+    # When the condition was first seen holding in the current run of it; None while it does not.
+    holding_since = models.DateTimeField(null=True, blank=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    silenced_until = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True, help_text="What the last evaluation found, in words.")
+    details = models.JSONField(default=dict, blank=True, help_text="Figures and links of the last evaluation.")
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "subject"], name="unique_alert_state")]
+        indexes = [models.Index(fields=["status"], name="alert_state_status")]
+
+    def __str__(self):
+        return f"{self.rule} {self.subject_label or self.subject}".strip()
+
+    def silenced(self, *, now) -> bool:
+        return self.silenced_until is not None and self.silenced_until > now
+
+
+class AlertTransition(models.Model):
+    class Kind(models.TextChoices):
+        FIRED = "fired", "Fired"
+        REPEATED = "repeated", "Still firing (repeat)"
+        RESOLVED = "resolved", "Resolved"
+
+    state = models.ForeignKey(AlertState, on_delete=models.CASCADE, related_name="transitions")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="transitions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    summary = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    silenced = models.BooleanField(default=False, help_text="Recorded while silenced: nobody was notified.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["-at"], name="alert_transition_at")]
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (gave up)"
+
+    MAX_ATTEMPTS = 8
+
+    transition = models.ForeignKey(AlertTransition, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due")]

@@ -1,0 +1,99 @@
+"""The Alerts page, silencing an alert, and the operator's actions on a batch that a trigger
+keeps retrying (the links a poison-record alert gives). Thin views over alerts' and workers'
+functions; every POST is CSRF-checked by the middleware and needs a login."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from alerts.evaluation import alert_silence
+from alerts.models import AlertState
+from alerts.selectors import alerts_firing, alerts_history, alerts_silenced, deliveries_recent
+from workers.models import TriggerCursor
+from workers.operations import CursorActionRefused, cursor_batch_bisect, cursor_batch_skip
+from workers.selectors import cursor_failing_batch
+
+
+class SilenceForm(forms.Form):
+    until = forms.DateTimeField(label="Silence until (UTC)", required=False,
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    hours = forms.FloatField(required=False, min_value=0.01, max_value=24 * 365)
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("until") and not cleaned.get("hours"):
+            raise forms.ValidationError("Give a time to silence the alert until, or a number of hours.")
+        return cleaned
+
+    def until_at(self, *, now):
+        if self.cleaned_data.get("until"):
+            return self.cleaned_data["until"]
+        return now + timedelta(hours=self.cleaned_data["hours"])
+
+
+@login_required
+def alerts(request):
+    now = timezone.now()
+    return render(request, "dashboard/alerts.html", {
+        "firing": alerts_firing(now=now),
+        "silenced": alerts_silenced(now=now),
+        "history": alerts_history(),
+        "deliveries": deliveries_recent(),
+        "silence_form": SilenceForm(auto_id=False),
+        "now": now,
+    })
+
+
+@login_required
+@require_POST
+def alert_silence_view(request, pk: int):
+    state = get_object_or_404(AlertState, pk=pk)
+    if "lift" in request.POST:
+        alert_silence(state_id=state.pk, until=None)
+        messages.success(request, f"{state}: silence lifted.")
+        return redirect("dashboard:alerts")
+    form = SilenceForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
+        return redirect("dashboard:alerts")
+    until = form.until_at(now=timezone.now())
+    alert_silence(state_id=state.pk, until=until)
+    messages.success(request, f"{state}: silenced until {until:%Y-%m-%d %H:%M} UTC.")
+    return redirect("dashboard:alerts")
+
+
+@login_required
+def cursor(request, pk: int):
+    cursor = get_object_or_404(TriggerCursor.objects.select_related("trigger", "shard"), pk=pk)
+    invocation, records = cursor_failing_batch(cursor=cursor)
+    return render(request, "dashboard/cursor.html", {"cursor": cursor, "invocation": invocation, "records": records[:50],
+                                                     "record_count": len(records)})
+
+
+@login_required
+@require_POST
+def cursor_skip(request, pk: int):
+    get_object_or_404(TriggerCursor, pk=pk)
+    try:
+        letter = cursor_batch_skip(cursor_id=pk, who=request.user.get_username())
+        messages.success(request, f"Skipped: {len(letter.record_ids)} record(s) are in the dead-letter list; the trigger goes on.")
+    except CursorActionRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("dashboard:cursor", pk=pk)
+
+
+@login_required
+@require_POST
+def cursor_bisect(request, pk: int):
+    get_object_or_404(TriggerCursor, pk=pk)
+    try:
+        half = cursor_batch_bisect(cursor_id=pk)
+        messages.success(request, f"Bisected: the next batch is the first {half} record(s), then the rest.")
+    except CursorActionRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("dashboard:cursor", pk=pk)

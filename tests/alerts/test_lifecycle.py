@@ -1,0 +1,166 @@
+"""An alert's life end to end: DynamoDB Local, the readers, a Python handler that fails, the
+evaluation, and what each channel really receives (an HTTP receiver and an SMTP server that the
+tests start)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from alerts.evaluation import alert_silence, alerts_evaluate
+from alerts.models import AlertState, AlertTransition, Delivery, Rule
+from tests.support.alert_receivers import signature_valid
+from tests.support.alerting import evaluate_and_send
+from tests.support.triggering import run_until_idle, trigger_for
+
+pytestmark = pytest.mark.django_db
+
+
+def failing_trigger(orders_table, **settings):
+    orders_table.put("a")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_always", **{"maximum_retry_attempts": 0, **settings})
+    run_until_idle(trigger)
+    return trigger
+
+
+def error_rule(trigger, channels, **fields):
+    rule = Rule.objects.create(name="errors", condition=Rule.Condition.TRIGGER_ERROR_RATE, trigger=trigger,
+                               threshold=0, **{"window_s": 300, **fields})
+    rule.channels.set(channels)
+    return rule
+
+
+def test_it_fires_to_every_channel_then_resolves_and_never_sends_twice(orders_table, channels, receiver, inbox):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, channels.all)
+    now = timezone.now()
+
+    evaluate_and_send(now=now)
+    evaluate_and_send(now=now + timedelta(seconds=15))
+
+    hooks = [r for r in receiver.received if r["path"] == "/hook"]
+    slacks = [r for r in receiver.received if r["path"] == "/slack"]
+    assert len(hooks) == 1 and len(slacks) == 1 and len(inbox.messages) == 1
+    assert signature_valid(secret=channels.secret, request=hooks[0])
+    fired = hooks[0]["json"]
+    assert (fired["alert"], fired["kind"], fired["status"], fired["subject"]) == ("errors", "fired", "firing", f"trigger:{trigger.pk}")
+    assert "1 of 1 invocations failed" in fired["summary"]
+    assert "FIRING: errors" in slacks[0]["json"]["text"]
+    assert sorted(inbox.messages[0]["to"]) == ["lead@example.com", "oncall@example.com"]
+    assert "FIRING: errors" in inbox.messages[0]["message"]["Subject"]
+    state = AlertState.objects.get(rule=rule)
+    assert state.status == AlertState.Status.FIRING
+
+    # The failed invocation leaves the 5-minute window: the alert resolves, once.
+    later = now + timedelta(seconds=301)
+    evaluate_and_send(now=later)
+    evaluate_and_send(now=later + timedelta(seconds=15))
+
+    hooks = [r for r in receiver.received if r["path"] == "/hook"]
+    assert [h["json"]["kind"] for h in hooks] == ["fired", "resolved"]
+    assert hooks[1]["json"]["status"] == "resolved" and signature_valid(secret=channels.secret, request=hooks[1])
+    assert len(inbox.messages) == 2 and "RESOLVED: errors" in inbox.messages[1]["message"]["Subject"]
+    assert [t.kind for t in AlertTransition.objects.filter(rule=rule).order_by("at")] == ["fired", "resolved"]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+    state.refresh_from_db()
+    assert state.status == AlertState.Status.RESOLVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_claims_a_transition_once_when_two_evaluations_run_at_once(orders_table, channels):
+    trigger = failing_trigger(orders_table)
+    error_rule(trigger, channels.all)
+    now = timezone.now()
+    barrier = threading.Barrier(2)
+    results = []
+
+    def evaluate():
+        barrier.wait()
+        try:
+            results.append(alerts_evaluate(now=now))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(len(result.transitions) for result in results) == [0, 1]
+    assert AlertTransition.objects.count() == 1
+    assert sorted(Delivery.objects.values_list("channel__name", flat=True)) == ["hook", "mail", "slack"]
+
+
+def test_it_waits_for_the_duration_before_firing(orders_table, channels, receiver):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook], duration_s=60)
+    now = timezone.now()
+
+    evaluate_and_send(now=now)
+    assert AlertState.objects.get(rule=rule).status == AlertState.Status.PENDING
+    evaluate_and_send(now=now + timedelta(seconds=45))
+    assert receiver.received == []
+
+    evaluate_and_send(now=now + timedelta(seconds=60))
+
+    assert AlertState.objects.get(rule=rule).status == AlertState.Status.FIRING
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired"]
+
+
+def test_it_reminds_after_the_repeat_interval(orders_table, channels, receiver):
+    trigger = failing_trigger(orders_table)
+    error_rule(trigger, [channels.webhook], repeat_interval_s=120, window_s=3600)
+    now = timezone.now()
+
+    for seconds in (0, 60, 119):
+        evaluate_and_send(now=now + timedelta(seconds=seconds))
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired"]
+    evaluate_and_send(now=now + timedelta(seconds=120))
+    evaluate_and_send(now=now + timedelta(seconds=135))
+
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired", "repeated"]
+
+
+def test_it_records_a_silenced_alerts_transitions_without_notifying(orders_table, channels, receiver):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook])
+    now = timezone.now()
+    evaluate_and_send(now=now)
+    state = AlertState.objects.get(rule=rule)
+
+    alert_silence(state_id=state.pk, until=now + timedelta(hours=1))
+    evaluate_and_send(now=now + timedelta(seconds=301))
+
+    resolved = AlertTransition.objects.get(rule=rule, kind=AlertTransition.Kind.RESOLVED)
+    assert resolved.silenced and not resolved.deliveries.exists()
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired"]
+
+
+def test_it_retries_a_failing_channel_with_backoff_without_holding_up_the_others(orders_table, channels, receiver, inbox):
+    trigger = failing_trigger(orders_table)
+    error_rule(trigger, [channels.webhook, channels.email])
+    receiver.status = 503
+    now = timezone.now()
+
+    result = evaluate_and_send(now=now)
+
+    assert len(result.transitions) == 1
+    hook = Delivery.objects.get(channel=channels.webhook)
+    assert hook.status == Delivery.Status.PENDING and hook.attempts == 1
+    assert hook.last_error == "HTTP 503 Service Unavailable"
+    assert hook.next_attempt_at > now
+    assert Delivery.objects.get(channel=channels.email).status == Delivery.Status.SENT
+    assert len(inbox.messages) == 1
+
+    # The receiver is back; the evaluation's sweep finds the retry due (its task may be lost).
+    receiver.status = 200
+    evaluate_and_send(now=hook.next_attempt_at + timedelta(seconds=11))
+
+    hook.refresh_from_db()
+    assert hook.status == Delivery.Status.SENT and hook.attempts == 2
+    assert [r["json"]["kind"] for r in receiver.received if r["path"] == "/hook"] == ["fired", "fired"]
+    assert len(inbox.messages) == 1

@@ -1,0 +1,120 @@
+"""The Alerts page, the banner on every page, silencing from the page, and the admin's rules
+and channels: validation and the test notification."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from alerts.models import AlertState, Channel, Delivery, Rule
+from tests.support.alert_receivers import signature_valid
+from tests.support.alerting import evaluate_and_send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def firing(channels, receiver):
+    """A "no worker alive" alert, fired (no worker runs in the test process), with a webhook
+    delivery that failed."""
+    rule = Rule.objects.create(name="workers-down", condition=Rule.Condition.NO_WORKER, threshold=30)
+    rule.channels.set([channels.webhook])
+    receiver.status = 500
+    evaluate_and_send(now=timezone.now())
+    return AlertState.objects.get(rule=rule)
+
+
+def test_it_shows_firing_alerts_their_history_and_failed_deliveries(owner, firing):
+    page = owner.get("/alerts/")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'id="alerts-firing"' in text and "workers-down" in text
+    assert "No Celery worker has sent a heartbeat" in text
+    assert "HTTP 500 Internal Server Error" in text  # the delivery's error
+    assert 'class="alert-fired"' in text
+
+
+def test_it_shows_the_banner_on_every_page_with_one_query(owner, firing):
+    with CaptureQueriesContext(connection) as queries:
+        page = owner.get("/triggers/")
+    text = page.content.decode()
+    assert 'id="alert-banner"' in text and "1 alert firing" in text and 'href="/alerts/"' in text
+    assert sum("alerts_alertstate" in query["sql"] for query in queries.captured_queries) == 1
+
+
+def test_it_leaves_the_banner_out_when_nothing_fires(owner, db):
+    assert 'id="alert-banner"' not in owner.get("/triggers/").content.decode()
+
+
+def test_it_silences_an_alert_until_a_time_and_lifts_it(owner, firing):
+    owner.post(f"/alerts/{firing.pk}/silence", {"hours": "2"})
+
+    firing.refresh_from_db()
+    assert firing.silenced_until > timezone.now() + timedelta(hours=1, minutes=59)
+    assert 'id="alert-banner"' not in owner.get("/triggers/").content.decode()
+    assert 'id="alerts-silenced"' in owner.get("/alerts/").content.decode()
+
+    owner.post(f"/alerts/{firing.pk}/silence", {"lift": "1"})
+    firing.refresh_from_db()
+    assert firing.silenced_until is None
+
+
+def test_it_refuses_to_silence_without_a_login(client, firing):
+    assert client.post(f"/alerts/{firing.pk}/silence", {"hours": "2"}).status_code == 302
+    firing.refresh_from_db()
+    assert firing.silenced_until is None
+
+
+@pytest.fixture
+def admin_user_client(client):
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "a-long-password-1"))
+    return client
+
+
+def test_it_explains_a_trigger_condition_without_a_trigger(admin_user_client):
+    answer = admin_user_client.post("/admin/alerts/rule/add/", {
+        "name": "age", "condition": "trigger_age", "threshold": "60", "duration_s": "0", "window_s": "300",
+        "repeat_interval_s": "3600", "enabled": "on",
+    })
+
+    assert answer.status_code == 200
+    assert "watches a trigger: choose one." in answer.content.decode()
+    assert not Rule.objects.exists()
+
+
+def test_it_explains_a_channel_without_its_url_or_addresses(admin_user_client):
+    hook = admin_user_client.post("/admin/alerts/channel/add/", {"name": "h", "kind": "webhook", "enabled": "on"})
+    mail = admin_user_client.post("/admin/alerts/channel/add/", {"name": "m", "kind": "email", "email_to": "nobody", "enabled": "on"})
+
+    assert "needs a URL" in hook.content.decode()
+    assert "is not an email address" in mail.content.decode()
+    assert not Channel.objects.exists()
+
+
+def test_it_sends_a_test_notification_from_the_admin(admin_user_client, receiver):
+    admin_user_client.post("/admin/alerts/channel/add/", {"name": "hook", "kind": "webhook", "url": receiver.url + "/hook",
+                                                          "enabled": "on"})
+    channel = Channel.objects.get(name="hook")
+    secret = next(str(m) for m in admin_user_client.get("/admin/").context["messages"]).split("secret for hook: ")[1].split(" ")[0]
+
+    answer = admin_user_client.post("/admin/alerts/channel/", {"action": "send_test", "_selected_action": [channel.pk]},
+                                    follow=True)
+
+    assert [str(m) for m in answer.context["messages"]] == ["hook: test notification sent."]
+    [request] = receiver.received
+    assert request["json"]["kind"] == "test" and signature_valid(secret=secret, request=request)
+    assert not Delivery.objects.exists()
+
+
+def test_it_reports_a_test_notification_that_failed(admin_user_client, receiver):
+    receiver.status = 404
+    channel = Channel.objects.create(name="slack", kind=Channel.Kind.SLACK, url=receiver.url + "/nowhere")
+
+    answer = admin_user_client.post("/admin/alerts/channel/", {"action": "send_test", "_selected_action": [channel.pk]},
+                                    follow=True)
+
+    assert [str(m) for m in answer.context["messages"]] == ["slack: not sent: HTTP 404 Not Found"]
