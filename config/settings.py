@@ -183,6 +183,11 @@ SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=
 # wants one within 30 s.
 SHARDWATCH_HEARTBEAT_S = env_float("SHARDWATCH_HEARTBEAT_S", 10.0, minimum=1)
 SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 300.0, minimum=30)
+# The bearer token Prometheus sends to GET /metrics (Authorization: Bearer <token>). Empty: only
+# a logged-in user may read it.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# How often beat samples the charted gauges (workers.gauges): lag and trigger iterator age.
+SHARDWATCH_GAUGES_SAMPLE_S = env_float("SHARDWATCH_GAUGES_SAMPLE_S", 15.0, minimum=1)
 
 LOGGING = {
     "version": 1,
@@ -212,6 +217,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.dispatch_triggers",
         "schedule": SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S,
         "options": {"expires": SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S},
+    },
+    "sample-gauges": {
+        "task": "workers.tasks.sample_gauges",
+        "schedule": SHARDWATCH_GAUGES_SAMPLE_S,
+        "options": {"expires": SHARDWATCH_GAUGES_SAMPLE_S},
     },
     "enforce-retention": {
         "task": "workers.tasks.enforce_retention",

@@ -14,6 +14,7 @@ urlpatterns = [
     path("triggers/dead-letters/", views.dead_letters, name="dead_letters"),
     path("invocations/<int:pk>/", views.invocation, name="invocation"),
     path("export/records.<str:fmt>", export.export, name="export"),
+    path("metrics", views.metrics, name="metrics"),
     path("api/sources", api.api_sources, name="api_sources"),
     path("api/invocations", api.api_invocations, name="api_invocations"),
     path("api/records", api.api_records, name="api_records"),

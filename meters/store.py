@@ -79,8 +79,10 @@ def meter_count(*, name: str, labels: dict, value: float = 1, at: datetime | Non
 def meter_sample(*, name: str, labels: dict, value: float, at: datetime | None = None) -> None:
     """Keep `value` as charted gauge `name`'s value for the minute of `at` (default now) if it
     is the highest seen in that minute. Written at once, on the caller's connection (gauges are
-    sampled by one periodic task, not in hot paths). Raises ValueError as meter_count does."""
-    _spec(name, GAUGE, labels)
+    sampled by one periodic task, not in hot paths). Raises ValueError as meter_count does, and
+    for a gauge that is not charted."""
+    if not _spec(name, GAUGE, labels).charted:
+        raise ValueError(f"{name} is not charted: it is read at scrape time only")
     greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
     with connection.cursor() as cursor:
         cursor.execute(

@@ -56,6 +56,15 @@ def triggers_iterator_age(*, now, trigger_ids=None) -> dict[int, float]:
     return ages
 
 
+def triggers_cursors_waiting(*, trigger_ids=None) -> dict[int, int]:
+    """Per trigger with any, how many of its cursors have stored records they have not
+    processed yet (TriggerCursor.pending_since set). One query, through the same index."""
+    rows = TriggerCursor.objects.filter(pending_since__isnull=False)
+    if trigger_ids is not None:
+        rows = rows.filter(trigger_id__in=list(trigger_ids))
+    return dict(rows.values_list("trigger_id").annotate(n=Count("pk")).order_by())
+
+
 def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:
     """How many of the last ERROR_RATE_WINDOW (100) invocations did not succeed, and how many
     there were: (failed, looked at)."""
