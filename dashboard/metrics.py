@@ -21,21 +21,21 @@ What must stay true:
 """
 
 import hmac
-import json
 from collections import defaultdict
 from datetime import datetime
 
+import orjson
 from django.conf import settings
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from meters.catalog import COUNTER, HISTOGRAM, SPECS
 from meters.heartbeats import heartbeats_by_role
-from meters.store import meters_read
+from meters.store import labels_key, meters_totals
 from streams.models import StreamSource
 from streams.selectors import readers_alive, shards_by_state, sources_lag
 from workers.models import Trigger
-from workers.selectors import triggers_cursors_waiting, triggers_iterator_age
+from workers.selectors import triggers_backlog
 
 # Prometheus' text format 0.0.4, which every Prometheus 2.x and promtool read.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -117,22 +117,22 @@ def _stored(*, names: _Names):
     buckets: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     sums: dict[str, dict[str, float]] = defaultdict(dict)
     counts: dict[str, dict[str, float]] = defaultdict(dict)
-    for row in meters_read():
-        labels = json.loads(row.labels) if row.labels else {}
-        spec = SPECS.get(row.name)
+    for name, text, value in meters_totals():
+        spec = SPECS.get(name)
         if spec is not None and spec.kind == COUNTER:
-            counters[row.name].append((labels, row.value))
+            counters[name].append((orjson.loads(text) if text else {}, value))
             continue
-        base, _, part = row.name.rpartition("_")
+        base, _, part = name.rpartition("_")
         if SPECS.get(base) is None or SPECS[base].kind != HISTOGRAM:
             continue  # a series no spec names any more
         if part == "bucket":
+            labels = orjson.loads(text)
             le = labels.pop("le", "+Inf")
-            buckets[base][json.dumps(labels, sort_keys=True)][le] = row.value
+            buckets[base][labels_key(labels)][le] = value
         elif part == "sum":
-            sums[base][json.dumps(labels, sort_keys=True)] = row.value
+            sums[base][text] = value
         elif part == "count":
-            counts[base][json.dumps(labels, sort_keys=True)] = row.value
+            counts[base][text] = value
     for name, spec in SPECS.items():
         if spec.kind == COUNTER:
             family = CounterMetricFamily(name, spec.help, labels=names.label_names(spec.labels))
@@ -147,7 +147,7 @@ def _stored(*, names: _Names):
                 cumulative = [(repr(float(bound)), stored.get(repr(float(bound)), 0.0)) for bound in spec.buckets]
                 cumulative.append(("+Inf", stored.get("+Inf", count)))
                 family.add_metric(
-                    names.values(spec.labels, json.loads(key)), cumulative, sum_value=sums[name].get(key, 0.0)
+                    names.values(spec.labels, orjson.loads(key)), cumulative, sum_value=sums[name].get(key, 0.0)
                 )
             yield family
 
@@ -197,14 +197,13 @@ def _source_gauges(*, names: _Names, now: datetime):
 
 
 def _trigger_gauges(*, names: _Names, now: datetime):
-    ages = triggers_iterator_age(now=now, trigger_ids=list(names.triggers))
-    waiting = triggers_cursors_waiting(trigger_ids=list(names.triggers))
+    backlog = triggers_backlog(now=now)
     age = _gauge("shardwatch_trigger_iterator_age_seconds", names)
     cursors = _gauge("shardwatch_trigger_cursors_waiting", names)
-    for trigger_id in sorted(names.triggers):
+    for trigger_id, behind in sorted(backlog.items()):
         labels = names.values(("trigger",), {"trigger": trigger_id})
-        age.add_metric(labels, ages.get(trigger_id, 0.0))
-        cursors.add_metric(labels, waiting.get(trigger_id, 0))
+        age.add_metric(labels, behind["iterator_age_s"])
+        cursors.add_metric(labels, behind["cursors_waiting"])
     yield from (age, cursors)
 
 

@@ -215,6 +215,12 @@ def meters_read(*, names: list[str] | None = None) -> list[Meter]:
     return list(rows)
 
 
+def meters_totals() -> list[tuple[str, str, float]]:
+    """Every stored series as (name, labels_key text, value), in no order: what a scrape reads,
+    without building a model instance a row."""
+    return list(Meter.objects.order_by().values_list("name", "labels", "value"))
+
+
 def series_read(*, name: str, since: datetime, until: datetime | None = None) -> dict[str, list[tuple[datetime, float]]]:
     """Per-minute values of charted meter `name` from `since` to `until` (inclusive, UTC),
     as {labels_key: [(minute, value), ...]} in minute order. Minutes with nothing counted are
