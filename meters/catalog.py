@@ -42,7 +42,8 @@ SPECS = {
         MeterSpec("shardwatch_records_read_total", COUNTER, "Change records read from the stream and stored.", ("source",), charted=True),
         MeterSpec(
             "shardwatch_iterator_age_seconds", GAUGE,
-            "Age of the newest record read, the highest over the source's open shards (Lambda's IteratorAge).",
+            "Lag: each readable shard's iterator age at its last poll (Lambda's IteratorAge) plus the seconds since "
+            "that poll, the highest over the source's shards.",
             ("source",), charted=True,
         ),
         MeterSpec(
@@ -81,7 +82,8 @@ SPECS = {
         # Gauges read at scrape time only.
         MeterSpec(
             "shardwatch_shard_iterator_age_seconds", GAUGE,
-            "Iterator age of the few shards furthest behind in each source (at most 3 a source).", ("source", "shard"),
+            "Lag of the shards furthest behind in each source, as shardwatch_iterator_age_seconds (at most 3 a source).",
+            ("source", "shard"),
         ),
         MeterSpec(
             "shardwatch_record_times_rounded", GAUGE,

@@ -7,6 +7,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from meters.models import MeterMinute
 from streams.sources import source_add
 from tests.support.processes import Processes, wait_for
 from tests.support.promtool import promtool_check_metrics
@@ -89,3 +90,5 @@ def test_it_serves_metrics_that_promtool_accepts_with_the_figures_of_a_running_s
     assert sum(values(text, "shardwatch_leases_held").values()) == 1  # DynamoDB Local: one shard
     assert values(text, "shardwatch_processes_alive")[frozenset({("role", "worker")})] >= 1
     assert b"order-0" not in text  # no item data
+    # Beat samples the charted gauges (every 2 s here) for the charts.
+    assert wait_for(lambda: MeterMinute.objects.filter(name="shardwatch_iterator_age_seconds").exists(), timeout=30)

@@ -6,6 +6,7 @@ DynamoDB Local can be made to throttle or send an unusable record by no request.
 """
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from streams.models import Gap
 from streams.reader import Reader
@@ -46,14 +47,20 @@ def test_it_counts_poll_errors_by_aws_error_code(fake_source, reader):
     fake = FakeStreams([FakeShard("shardId-00000")])
     source = fake_source(fake)
     sync(source)
-    fake.errors["GetRecords"] = [aws_error("LimitExceededException", "GetRecords")] * 2
+    fake.errors["GetRecords"] = [
+        aws_error("LimitExceededException", "GetRecords"),
+        aws_error("LimitExceededException", "GetRecords"),
+        EndpointConnectionError(endpoint_url="http://fake-streams.invalid"),
+    ]
     reader.leases_balance()
 
-    for _ in range(3):
+    for _ in range(4):
         reader.polls_round()
 
     assert meter_value("shardwatch_poll_errors_total", source=source.pk, error="LimitExceededException") == 2
-    assert meter_value("shardwatch_polls_total", source=source.pk) == 3
+    # Not an AWS answer: the endpoint was not reached. Named by botocore's exception class.
+    assert meter_value("shardwatch_poll_errors_total", source=source.pk, error="EndpointConnectionError") == 1
+    assert meter_value("shardwatch_polls_total", source=source.pk) == 4
 
 
 def test_it_counts_a_gap(fake_source, reader):
