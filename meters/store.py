@@ -143,6 +143,14 @@ def meters_flush() -> int:
     return len(totals) + len(minutes)
 
 
+def meters_forget() -> None:
+    """Drop what this process has counted and not yet flushed. For the tests, which run one
+    after another in one process and must each see only their own counts."""
+    with _lock:
+        _totals.clear()
+        _minutes.clear()
+
+
 _METER = Meter._meta.db_table
 _MINUTE = MeterMinute._meta.db_table
 _TOTAL_UPSERT = f"""

@@ -11,7 +11,6 @@ from meters.heartbeats import heartbeat_beat
 from meters.models import Heartbeat
 from meters.store import meter_count, meter_observe, meters_flush
 from streams.models import ChangeRecord, Shard, Stream, StreamSource, sequence_key
-from tests.support.meters import meters_clean
 from tests.support.promtool import promtool_check_metrics
 from workers.models import Trigger, TriggerCursor
 
@@ -30,7 +29,6 @@ def token(settings):
 def system():
     """A source of 5 shards (one far behind, one leased by a reader), a trigger with a cursor
     per shard, and counted meters, as if workers had run."""
-    meters_clean()
     now = timezone.now()
     source = StreamSource.objects.create(
         table_name="orders", region="eu-west-1", status=StreamSource.Status.ACTIVE,

@@ -12,14 +12,13 @@ from streams.models import Gap
 from streams.reader import Reader
 from tests.support.fake_sources import sync
 from tests.support.fake_streams import FakeShard, FakeStreams, aws_error, stream_record
-from tests.support.meters import meter_value, meters_clean
+from tests.support.meters import meter_value
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def reader():
-    meters_clean()
     one = Reader(threads=1)
     yield one
     one.close()

@@ -1,17 +1,11 @@
 """Reading what the code under test counted (meters.store), as /metrics would.
 
 Counts wait in the process's memory until meters_flush() (tests set SHARDWATCH_METERS_FLUSH_S
-to 0, so no thread flushes them). A test process runs many tests: `meters_clean` flushes what
-earlier tests left and forgets it, so that a test sees only its own counts.
+to 0, so no thread flushes them); tests/conftest.py forgets what earlier tests left there.
 """
 
 from meters.models import Meter
 from meters.store import labels_key, meters_flush
-
-
-def meters_clean() -> None:
-    meters_flush()
-    Meter.objects.all().delete()
 
 
 def meter_value(name: str, **labels) -> float:

@@ -4,15 +4,10 @@ Counts are taken as the runner's transaction commits, hence transactional tests.
 
 import pytest
 
-from tests.support.meters import meter_value, meters_clean
+from tests.support.meters import meter_value
 from tests.support.triggering import run_until_idle, trigger_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def clean_meters():
-    meters_clean()
 
 
 def test_it_counts_invocations_records_sent_and_filtered_and_batch_durations(orders_table):
