@@ -162,7 +162,7 @@ def _source_gauges(*, names: _Names, now: datetime):
     lags = sources_lag(now=now)
     age = _gauge("shardwatch_iterator_age_seconds", names)
     shard_age = _gauge("shardwatch_shard_iterator_age_seconds", names)
-    rounded = _gauge("shardwatch_record_times_rounded", names)
+    rounded = _gauge("shardwatch_source_record_times_rounded", names)
     for source_id, lag in lags.items():
         labels = {"source": source_id}
         if lag.lag_s is not None:

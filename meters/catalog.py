@@ -86,7 +86,7 @@ SPECS = {
             ("source", "shard"),
         ),
         MeterSpec(
-            "shardwatch_record_times_rounded", GAUGE,
+            "shardwatch_source_record_times_rounded", GAUGE,
             "1 when the source's record times are rounded to the minute (DynamoDB Local): ages come from poll and receive times.",
             ("source",),
         ),

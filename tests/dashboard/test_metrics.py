@@ -110,7 +110,7 @@ def test_it_exports_counters_histograms_and_gauges_with_names_beside_ids(owner, 
     assert 40 <= value("shardwatch_iterator_age_seconds", **where) < 42  # shard 4: 40 s when polled just now
     shard_ages = {dict(labels)["shard"] for name, labels in found if name == "shardwatch_shard_iterator_age_seconds"}
     assert shard_ages == {"shardId-00004", "shardId-00003", "shardId-00002"}  # the worst 3 of 5 only
-    assert value("shardwatch_record_times_rounded", **where) == 0
+    assert value("shardwatch_source_record_times_rounded", **where) == 0
     assert value("shardwatch_source_up", **where) == 1
     assert value("shardwatch_source_status", **where, status="active") == 1
     assert value("shardwatch_source_status", **where, status="error") == 0

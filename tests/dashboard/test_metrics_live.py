@@ -83,7 +83,7 @@ def test_it_serves_metrics_that_promtool_accepts_with_the_figures_of_a_running_s
     assert values(text, "shardwatch_polls_total")[where] >= 1
     assert values(text, "shardwatch_ingest_latency_seconds_count")[where] >= 1
     assert values(text, "shardwatch_trigger_invocations_total")[named | {("outcome", "success")}] >= 1
-    assert values(text, "shardwatch_record_times_rounded")[where] == 1  # DynamoDB Local
+    assert values(text, "shardwatch_source_record_times_rounded")[where] == 1  # DynamoDB Local
     assert values(text, "shardwatch_iterator_age_seconds")[where] < 30
     assert values(text, "shardwatch_trigger_iterator_age_seconds")[named] == 0
     assert values(text, "shardwatch_source_up")[where] == 1
