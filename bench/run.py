@@ -1,9 +1,11 @@
 """`make bench`: ingestion throughput against a naive pipeline, write-to-database latency
 through real Celery workers, feed and API query times on a million records, websocket fan-out
 to 100 clients, write-to-browser latency in Chromium, and the stream readers at hundreds and
-thousands of shards (bench.readers), and from a failing handler to its alert (bench.alerts). Prints the figures and merges them into bench-results.json.
+thousands of shards (bench.readers), from a failing handler to its alert (bench.alerts), and the
+/metrics scrape at 1,000 shards and 100 triggers (bench.metrics). Prints the figures and merges them
+into bench-results.json.
 
-`python -m bench.run [ingest] [latency] [feed] [fanout] [browser] [filters] [triggers] [readers] [alerts]`
+`python -m bench.run [ingest] [latency] [feed] [fanout] [browser] [filters] [triggers] [readers] [alerts] [metrics]`
 runs the ones named; no name runs them all, in that order.
 
 This module is the runner only. It imports no models at its top: it creates the bench
@@ -39,7 +41,7 @@ def benchmarks() -> dict:
     """Every benchmark by name, in the order they run. Call once Django is set up."""
     # Imported here, not at the top: these modules import models, which need django.setup(),
     # and this module must stay importable without it (see the module docstring).
-    from bench import alerts, browser, fanout, filters, ingest, latency, readers, triggers
+    from bench import alerts, browser, fanout, filters, ingest, latency, metrics, readers, triggers
 
     return {
         "ingest": ingest.bench_ingest,
@@ -51,10 +53,11 @@ def benchmarks() -> dict:
         "triggers": triggers.bench_triggers,
         "readers": readers.bench_readers,
         "alerts": alerts.bench_alert_notify,
+        "metrics": metrics.bench_metrics_scrape,
     }
 
 
-NAMES = ["ingest", "latency", "feed", "fanout", "browser", "filters", "triggers", "readers", "alerts"]
+NAMES = ["ingest", "latency", "feed", "fanout", "browser", "filters", "triggers", "readers", "alerts", "metrics"]
 
 NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser", "triggers", "readers", "alerts"}
 

@@ -192,6 +192,11 @@ SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 3
 # links in notifications give it.
 SHARDWATCH_ALERTS_INTERVAL_S = env_float("SHARDWATCH_ALERTS_INTERVAL_S", 15.0, minimum=1)
 SHARDWATCH_PUBLIC_URL = env_url("SHARDWATCH_PUBLIC_URL", "http://127.0.0.1:8000", schemes={"http", "https"}).rstrip("/")
+# The bearer token Prometheus sends to GET /metrics (Authorization: Bearer <token>). Empty: only
+# a logged-in user may read it.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# How often beat samples the charted gauges (workers.gauges): lag and trigger iterator age.
+SHARDWATCH_GAUGES_SAMPLE_S = env_float("SHARDWATCH_GAUGES_SAMPLE_S", 15.0, minimum=1)
 
 # Email alerts go through Django's email backend (Django 6.1's MAILERS): SMTP at
 # EMAIL_HOST:EMAIL_PORT.
@@ -257,6 +262,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "alerts.tasks.evaluate_alerts",
         "schedule": SHARDWATCH_ALERTS_INTERVAL_S,
         "options": {"expires": SHARDWATCH_ALERTS_INTERVAL_S},
+    },
+    "sample-gauges": {
+        "task": "workers.tasks.sample_gauges",
+        "schedule": SHARDWATCH_GAUGES_SAMPLE_S,
+        "options": {"expires": SHARDWATCH_GAUGES_SAMPLE_S},
     },
     "enforce-retention": {
         "task": "workers.tasks.enforce_retention",

@@ -19,6 +19,7 @@ urlpatterns = [
     path("alerts/", alerts.alerts, name="alerts"),
     path("alerts/<int:pk>/silence", alerts.alert_silence_view, name="alert_silence"),
     path("export/records.<str:fmt>", export.export, name="export"),
+    path("metrics", views.metrics, name="metrics"),
     path("api/sources", api.api_sources, name="api_sources"),
     path("api/series/sources", api.api_source_series, name="api_source_series"),
     path("api/series/triggers", api.api_trigger_series, name="api_trigger_series"),

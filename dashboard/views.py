@@ -5,14 +5,16 @@ import json
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_GET
 
 from dashboard.api import item_history_json, record_detail_json
 from dashboard.charts import RANGE_DEFAULT, RANGES
 from dashboard.http import int_param
+from dashboard.metrics import CONTENT_TYPE, metrics_access, metrics_text
 from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
@@ -218,3 +220,16 @@ def dead_letters(request):
     for letter in letters:
         letter.record_count = len(letter.record_ids)
     return render(request, "dashboard/dead_letters.html", {"dead_letters": letters, "trigger": trigger})
+
+
+@require_GET
+def metrics(request):
+    """Prometheus' scrape: a bearer token (METRICS_TOKEN) or a login; 401 otherwise, with the
+    challenge a scraper expects."""
+    if not metrics_access(request=request):
+        response = HttpResponse(
+            "Send Authorization: Bearer <METRICS_TOKEN>, or log in.\n", status=401, content_type="text/plain"
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="shardwatch"'
+        return response
+    return HttpResponse(metrics_text(now=timezone.now()), content_type=CONTENT_TYPE)

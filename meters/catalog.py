@@ -7,8 +7,9 @@ Names follow https://prometheus.io/docs/practices/naming/: a `shardwatch_` prefi
 
 Counters and histograms are counted where the work happens and added up in the database
 (meters.store). Gauges (iterator age, leases held, ...) are read from the state the database
-already holds, at scrape time, by the layer that owns that state; only those charted over 24
-hours are listed here, sampled once a tick with meter_sample.
+already holds, at scrape time, by the layer that owns that state; those charted over 24 hours
+are also sampled once a tick with meter_sample. Gauges' labels here are the ids they are
+keyed by; a scrape adds names (table, region, trigger_name) beside them.
 """
 
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ SPECS = {
         MeterSpec("shardwatch_records_read_total", COUNTER, "Change records read from the stream and stored.", ("source",), charted=True),
         MeterSpec(
             "shardwatch_iterator_age_seconds", GAUGE,
-            "Age of the newest record read, the highest over the source's open shards (Lambda's IteratorAge).",
+            "Lag: each readable shard's iterator age at its last poll (Lambda's IteratorAge) plus the seconds since "
+            "that poll, the highest over the source's shards.",
             ("source",), charted=True,
         ),
         MeterSpec(
@@ -77,5 +79,25 @@ SPECS = {
         MeterSpec("shardwatch_trigger_retries_total", COUNTER, "Batches retried after a failed invocation.", ("trigger",)),
         MeterSpec("shardwatch_trigger_bisects_total", COUNTER, "Batches split in two (BisectBatchOnFunctionError).", ("trigger",)),
         MeterSpec("shardwatch_trigger_dead_letters_total", COUNTER, "Batches given up on and kept as dead letters.", ("trigger",)),
+        # Gauges read at scrape time only.
+        MeterSpec(
+            "shardwatch_shard_iterator_age_seconds", GAUGE,
+            "Lag of the shards furthest behind in each source, as shardwatch_iterator_age_seconds (at most 3 a source).",
+            ("source", "shard"),
+        ),
+        MeterSpec(
+            "shardwatch_source_record_times_rounded", GAUGE,
+            "1 when the source's record times are rounded to the minute (DynamoDB Local): ages come from poll and receive times.",
+            ("source",),
+        ),
+        MeterSpec("shardwatch_source_up", GAUGE, "1 when the source is enabled and active, else 0.", ("source",)),
+        MeterSpec("shardwatch_source_status", GAUGE, "1 for the source's current status, 0 for the others.", ("source", "status")),
+        MeterSpec("shardwatch_shards", GAUGE, "Shards known, by state.", ("source", "state")),
+        MeterSpec("shardwatch_leases_held", GAUGE, "Shard leases held by each stream reader (host:pid).", ("worker",)),
+        MeterSpec(
+            "shardwatch_trigger_cursors_waiting", GAUGE, "Trigger cursors with stored records not processed yet.", ("trigger",)
+        ),
+        MeterSpec("shardwatch_heartbeat_age_seconds", GAUGE, "Seconds since a process of the role last wrote its heartbeat.", ("role",)),
+        MeterSpec("shardwatch_processes_alive", GAUGE, "Processes of the role whose heartbeat is recent.", ("role",)),
     ]
 }

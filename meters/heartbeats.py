@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from celery import signals
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from meters.models import Heartbeat
@@ -39,6 +40,22 @@ def heartbeats_alive(*, role: str, within_s: float, now: datetime | None = None)
     """The processes of `role` whose heartbeat is at most `within_s` seconds old, newest first."""
     since = (now or timezone.now()) - timedelta(seconds=within_s)
     return list(Heartbeat.objects.filter(role=role, seen_at__gte=since).order_by("-seen_at"))
+
+
+def heartbeats_by_role(*, now: datetime, alive_within_s: float) -> dict[str, dict]:
+    """Per Heartbeat.Role (every role present): {"seen_at": the newest heartbeat of any process
+    of the role (an aware datetime, None when none), "alive": how many processes of the role
+    beat within `alive_within_s` seconds of `now`}. One query."""
+    since = now - timedelta(seconds=alive_within_s)
+    summary = {role: {"seen_at": None, "alive": 0} for role in Heartbeat.Role.values}
+    rows = (
+        Heartbeat.objects.values("role")
+        .annotate(newest=Max("seen_at"), alive=Count("pk", filter=Q(seen_at__gte=since)))
+        .order_by()
+    )
+    for row in rows:
+        summary[row["role"]] = {"seen_at": row["newest"], "alive": row["alive"]}
+    return summary
 
 
 def heartbeats_prune(*, older_than_s: float) -> int:

@@ -82,8 +82,10 @@ def meter_count(*, name: str, labels: dict, value: float = 1, at: datetime | Non
 def meter_sample(*, name: str, labels: dict, value: float, at: datetime | None = None) -> None:
     """Keep `value` as charted gauge `name`'s value for the minute of `at` (default now) if it
     is the highest seen in that minute. Written at once, on the caller's connection (gauges are
-    sampled by one periodic task, not in hot paths). Raises ValueError as meter_count does."""
-    _spec(name, GAUGE, labels)
+    sampled by one periodic task, not in hot paths). Raises ValueError as meter_count does, and
+    for a gauge that is not charted."""
+    if not _spec(name, GAUGE, labels).charted:
+        raise ValueError(f"{name} is not charted: it is read at scrape time only")
     greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
     with connection.cursor() as cursor:
         cursor.execute(
@@ -142,6 +144,14 @@ def meters_flush() -> int:
                 _minutes[minute_key] += value
         raise
     return len(totals) + len(minutes)
+
+
+def meters_forget() -> None:
+    """Drop what this process has counted and not yet flushed. For the tests, which run one
+    after another in one process and must each see only their own counts."""
+    with _lock:
+        _totals.clear()
+        _minutes.clear()
 
 
 _METER = Meter._meta.db_table
@@ -214,6 +224,12 @@ def meters_read(*, names: list[str] | None = None) -> list[Meter]:
     if names is not None:
         rows = rows.filter(name__in=names)
     return list(rows)
+
+
+def meters_totals() -> list[tuple[str, str, float]]:
+    """Every stored series as (name, labels_key text, value), in no order: what a scrape reads,
+    without building a model instance a row."""
+    return list(Meter.objects.order_by().values_list("name", "labels", "value"))
 
 
 def series_read(*, name: str, since: datetime, until: datetime | None = None) -> dict[str, list[tuple[datetime, float]]]:

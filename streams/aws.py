@@ -154,6 +154,18 @@ def classify(exc: Exception) -> Failure:
 AWS_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 
 
+def error_code(exc: Exception) -> str:
+    """A short, stable name for a failed call, for the poll-errors metric's `error` label: AWS's
+    error code for a ClientError (ThrottlingException, TrimmedDataAccessException, ...), else
+    the exception's class name (EndpointConnectionError, ReadTimeoutError, ...). Both come from
+    small fixed sets, so the label stays bounded."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code:
+            return code[:64]
+    return type(exc).__name__[:64]
+
+
 def describe(exc: Exception) -> str:
     """The AWS error as a user should read it: code and message, no traceback."""
     if isinstance(exc, botocore.exceptions.ClientError):

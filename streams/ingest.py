@@ -17,6 +17,7 @@ import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
+from meters.store import meter_count
 from streams import codec, shapes
 from streams.diff import record_diff
 from streams.lag import MINUTE_STEP_S, iterator_age_s, record_time_step_s, record_times_look_rounded
@@ -410,11 +411,14 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
             transaction.set_rollback(True)
             return None
         Gap.objects.bulk_create(gaps)
+        if gaps:
+            meter_count(name="shardwatch_gaps_total", labels={"source": source.pk}, value=len(gaps))
         for field, value in updates.items():
             setattr(shard, field, value)
         if fresh:
             rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             record_ids = [row["id"] for row in fresh]
+            meter_count(name="shardwatch_records_read_total", labels={"source": source.pk}, value=len(fresh), at=received_at)
             # Where record times are rounded to the minute, a record counts from when it was received.
             oldest_at = received_at if step_s >= MINUTE_STEP_S else min(row["approximate_creation_time"] for row in fresh)
             # Robust: the batch is committed by then, and a push or a trigger kick that fails (a

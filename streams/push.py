@@ -8,9 +8,11 @@ nothing: the records are in the database, and the page fetches what it missed on
 import asyncio
 import logging
 import os
+import time
 
 from channels.layers import get_channel_layer
 
+from meters.store import meter_observe
 from streams.rows import feed_row
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,15 @@ def batch_publish(*, source, rows: list[dict]) -> bool:
     """Send one message describing a saved batch to the source's group. Returns whether it went."""
     if not rows:
         return True
+    # Called as the batch commits (transaction.on_commit), so this is from commit to sent.
+    started = time.monotonic()
     message = {
         "type": MESSAGE_TYPE,
         "source_id": source.pk,
         "records": [feed_row(row, source=source) for row in rows],
         "last_id": max(row["id"] for row in rows),
     }
-    return group_publish(group=source.group_name, message=message)
+    sent = group_publish(group=source.group_name, message=message)
+    if sent:
+        meter_observe(name="shardwatch_push_latency_seconds", labels={"source": source.pk}, value=time.monotonic() - started)
+    return sent

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from meters.store import meter_count, meter_observe
 from streams import aws
 from streams.backoff import backoff_delay
 from streams.ingest import records_save
@@ -248,6 +249,7 @@ class Fetched:
 
     started: float  # time.monotonic() when the call began
     response: dict | None = None
+    answered: float | None = None  # time.monotonic() when GetRecords answered
     error: Exception | None = None
     # A LATEST shard whose kept position had expired: reading restarted at the newest record,
     # and the records written in between may be missing (the caller records a gap).
@@ -272,7 +274,7 @@ def shard_fetch(*, shard: Shard, iterator: str | None, now) -> Fetched:
         response = client.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT) if iterator else {}
     except aws.AWS_ERRORS as exc:
         return Fetched(started=started, error=exc)
-    return Fetched(started=started, response=response, restarted_latest=restarted_latest)
+    return Fetched(started=started, response=response, restarted_latest=restarted_latest, answered=time.monotonic())
 
 
 # A LATEST shard that has never returned a record keeps its newest iterator in the database, so
@@ -293,7 +295,10 @@ def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> 
     shard = reading.shard
     source = shard.stream.source
     reading.caught_up_at = None
+    labels = {"source": source.pk}
+    meter_count(name="shardwatch_polls_total", labels=labels)
     if fetched.error is not None:
+        meter_count(name="shardwatch_poll_errors_total", labels={**labels, "error": aws.error_code(fetched.error)})
         poll = _after_error(shard=shard, owner=owner, exc=fetched.error, error_count=reading.error_count)
         reading.iterator, reading.error_count = poll.iterator, poll.error_count
         return poll
@@ -312,11 +317,14 @@ def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> 
                     "its position expired; reading resumed at the newest record. Changes in between may be missing."
                 ),
             )
+        meter_count(name="shardwatch_gaps_total", labels={"source": source.pk})
     records = response.get("Records", [])
     next_iterator = response.get("NextShardIterator")
     saved = records_save(shard=shard, owner=owner, records=records, finished=next_iterator is None)
     if saved is None:
         return STOP  # the lease moved to another reader while we were reading
+    if saved and fetched.answered is not None:
+        meter_observe(name="shardwatch_ingest_latency_seconds", labels=labels, value=time.monotonic() - fetched.answered)
     if reading.error_count:
         Shard.objects.filter(pk=shard.pk).update(error_count=0, last_error="")
         source_set_status(source_id=source.pk, status=StreamSource.Status.ACTIVE)
@@ -414,6 +422,7 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
                 after_sequence_number=loss.after_sequence_number,
                 reason=loss.reason,
             )
+            meter_count(name="shardwatch_gaps_total", labels={"source": shard.stream.source_id})
     if loss is not None:
         # The loss is recorded and the next read starts at what is left: no reason to wait
         # longer than DynamoDB's rate allows.

@@ -234,6 +234,42 @@ def reader_missing_after() -> timedelta:
     return timedelta(seconds=2 * settings.SHARDWATCH_LEASE_S + settings.SHARDWATCH_DISPATCH_INTERVAL_S)
 
 
+def readers_alive(*, now) -> list[dict]:
+    """The stream readers holding an unexpired lease on a shard that is not finished at `now`,
+    as readers_summary's "alive" lists them: [{"owner", "name", "shards", "renewed_at"}],
+    sorted by name, then owner. One query."""
+    held = (
+        Shard.objects.exclude(state=Shard.State.FINISHED)
+        .exclude(unleased_condition(now=now))  # live leases, as Reader.leases_balance counts readers
+        .values("lease_owner")
+        .annotate(name=Max("last_polled_by"), shards=Count("pk"), renewed_at=Max("last_polled_at"))
+        .order_by()
+    )
+    readers = [
+        {"owner": row["lease_owner"], "name": row["name"] or row["lease_owner"], "shards": row["shards"],
+         "renewed_at": row["renewed_at"]}
+        for row in held
+    ]
+    readers.sort(key=lambda reader: (reader["name"], reader["owner"]))
+    return readers
+
+
+def shards_by_state(*, source_ids=None) -> dict[int, dict[str, int]]:
+    """Per source (all, or those in `source_ids`): how many of its shards are in each
+    Shard.State, every state present (0 when none). One query."""
+    sources = StreamSource.objects.all() if source_ids is None else StreamSource.objects.filter(pk__in=source_ids)
+    counts = {pk: dict.fromkeys(Shard.State.values, 0) for pk in sources.values_list("pk", flat=True)}
+    rows = (
+        Shard.objects.filter(stream__source_id__in=list(counts))
+        .values_list("stream__source_id", "state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for source_id, state, n in rows:
+        counts[source_id][state] = n
+    return counts
+
+
 def readers_summary(*, now) -> dict:
     """The stream readers (streams.reader.Reader) alive at `now`, and the readable shards none
     of them holds, for the Streams page's Readers panel. Two queries however many shards.
@@ -258,19 +294,7 @@ def readers_summary(*, now) -> dict:
     that applies: a child shard found long before its parent was read to its end has waited
     only since then.
     """
-    held = (
-        Shard.objects.exclude(state=Shard.State.FINISHED)
-        .exclude(unleased_condition(now=now))  # live leases, as Reader.leases_balance counts readers
-        .values("lease_owner")
-        .annotate(name=Max("last_polled_by"), shards=Count("pk"), renewed_at=Max("last_polled_at"))
-        .order_by()
-    )
-    readers = [
-        {"owner": row["lease_owner"], "name": row["name"] or row["lease_owner"], "shards": row["shards"],
-         "renewed_at": row["renewed_at"]}
-        for row in held
-    ]
-    readers.sort(key=lambda reader: (reader["name"], reader["owner"]))
+    readers = readers_alive(now=now)
 
     parent_finished_at = Subquery(
         Shard.objects.filter(stream=OuterRef("stream"), shard_id=OuterRef("parent_shard_id"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from meters.store import meter_count
 from streams import aws
 from streams.consumers import stream_consumers_refresh
 from streams.models import Gap, Shard, Stream, StreamSource
@@ -322,6 +323,7 @@ def stream_mark_gone(*, stream_id: int, reason: str) -> None:
             Gap.objects.create(
                 source=stream.source, shard=shard, after_sequence_number=shard.checkpoint, reason=reason
             )
+            meter_count(name="shardwatch_gaps_total", labels={"source": stream.source_id})
         Shard.objects.filter(stream=stream).exclude(state=Shard.State.FINISHED).update(
             state=Shard.State.FINISHED, finished_at=now, lease_owner="", lease_expires_at=None
         )

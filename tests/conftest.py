@@ -11,6 +11,16 @@ from tests.support import dynamodb_local
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+@pytest.fixture(autouse=True)
+def meters_unflushed_forgotten():
+    """Each test counts from nothing: what earlier tests counted in this process and never
+    flushed would otherwise land in this test's database at its first meters_flush()."""
+    from meters.store import meters_forget
+
+    meters_forget()
+    yield
+
+
 @pytest.fixture
 def owner(client):
     """The operator of the dashboard, logged in (staff, not superuser)."""

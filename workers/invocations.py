@@ -7,8 +7,9 @@ and the trigger's SQS/SNS destination of a dead letter, only once it is really t
 
 from django.db import transaction
 
+from meters.store import meter_count, meter_observe
 from workers.destinations import destination_notify
-from workers.models import DeadLetter, Invocation
+from workers.models import DeadLetter, Invocation, Outcome
 from workers.timeline import invocation_row, invocations_publish
 
 
@@ -38,7 +39,20 @@ def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, at
     )
     row = invocation_row(invocation)
     transaction.on_commit(lambda: announce(row) if announce else invocations_publish([row]))
+    transaction.on_commit(lambda: _invocation_count(invocation=invocation, result=result))
     return invocation
+
+
+def _invocation_count(*, invocation: Invocation, result) -> None:
+    labels = {"trigger": invocation.trigger_id}
+    # A throttled call is stored as a function error; the metric keeps what Lambda answered.
+    outcome = result.outcome if result is not None and result.outcome == Outcome.THROTTLED else invocation.outcome
+    meter_count(name="shardwatch_trigger_invocations_total", labels={**labels, "outcome": outcome})
+    if invocation.filtered_count:
+        meter_count(name="shardwatch_trigger_records_filtered_total", labels=labels, value=invocation.filtered_count)
+    if result is not None:
+        meter_count(name="shardwatch_trigger_records_sent_total", labels=labels, value=invocation.record_count)
+        meter_observe(name="shardwatch_trigger_batch_duration_seconds", labels=labels, value=result.duration_ms / 1000)
 
 
 def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:
@@ -54,4 +68,5 @@ def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:
         reason=reason,
     )
     transaction.on_commit(lambda: destination_notify(letter_id=letter.pk))
+    transaction.on_commit(lambda: meter_count(name="shardwatch_trigger_dead_letters_total", labels={"trigger": cursor.trigger_id}))
     return letter

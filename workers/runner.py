@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from meters.logcontext import log_context
+from meters.store import meter_count
 from streams.backoff import backoff_delay
 from workers.batches import ReadAhead, batch_take, patterns_compile
 from workers.cursors import lease_duration, pending_since_next
@@ -166,7 +167,8 @@ class CursorRunner:
             if result.outcome == Outcome.THROTTLED:
                 # Never reached the function: retried regardless of MaximumRetryAttempts.
                 invocation_save(outcome=Outcome.FUNCTION_ERROR, **common)
-                self.settle(next_attempt_at=timezone.now() + retry_delay(1))
+                if self.settle(next_attempt_at=timezone.now() + retry_delay(1)):
+                    self._count("shardwatch_trigger_retries_total")
                 return False
             failed_from = None
             outcome = result.outcome
@@ -194,8 +196,11 @@ class CursorRunner:
             )
             if trigger.bisect_batch_on_function_error and len(records) > 1:
                 # Splitting does not count towards the retry quota.
-                return self.settle(batch_limit=max(1, len(records) // 2), bisect_end=records[-1].sequence_key,
-                                   next_attempt_at=None)
+                settled = self.settle(batch_limit=max(1, len(records) // 2), bisect_end=records[-1].sequence_key,
+                                      next_attempt_at=None)
+                if settled:
+                    self._count("shardwatch_trigger_bisects_total")
+                return settled
             return self._retry_or_give_up(invocation=invocation, records=records, position=cursor.position,
                                           filtered_total=cursor.filtered_total)
 
@@ -210,9 +215,15 @@ class CursorRunner:
             end = cursor.bisect_end if cursor.bisect_end > records[-1].sequence_key else ""
             return self.settle(position=records[-1].sequence_key, attempt=0, filtered_total=filtered_total,
                                next_attempt_at=None, batch_limit=cursor.batch_limit if end else 0, bisect_end=end)
-        self.settle(position=position, attempt=attempt, filtered_total=filtered_total,
-                    next_attempt_at=timezone.now() + retry_delay(attempt))
+        if self.settle(position=position, attempt=attempt, filtered_total=filtered_total,
+                       next_attempt_at=timezone.now() + retry_delay(attempt)):
+            self._count("shardwatch_trigger_retries_total")
         return False
+
+    def _count(self, name: str) -> None:
+        """Count one of the trigger's meters once the transaction at hand commits."""
+        trigger_id = self.trigger.pk
+        transaction.on_commit(lambda: meter_count(name=name, labels={"trigger": trigger_id}))
 
 
 def cursor_process(*, cursor_id: int, owner: str) -> bool:

@@ -41,19 +41,29 @@ def triggers_iterator_age(*, now, trigger_ids=None) -> dict[int, float]:
     counts from when it was received (streams.lag).
 
     Read from TriggerCursor.pending_since, kept on write (workers.cursors), through an index
-    of only the cursors that are behind: one query, however many cursors there are.
+    of only the cursors that are behind: two queries, however many cursors there are.
     """
+    return {pk: backlog["iterator_age_s"] for pk, backlog in triggers_backlog(now=now, trigger_ids=trigger_ids).items()}
+
+
+def triggers_backlog(*, now, trigger_ids=None) -> dict[int, dict]:
+    """Per trigger (every trigger, or those in `trigger_ids`): {"iterator_age_s" (as
+    triggers_iterator_age), "cursors_waiting" (how many of its cursors have stored records
+    they have not processed yet)}. Two queries."""
     triggers = Trigger.objects.all() if trigger_ids is None else Trigger.objects.filter(pk__in=trigger_ids)
-    ages = {pk: 0.0 for pk in triggers.values_list("pk", flat=True)}
+    backlog = {pk: {"iterator_age_s": 0.0, "cursors_waiting": 0} for pk in triggers.values_list("pk", flat=True)}
     behind = (
-        TriggerCursor.objects.filter(pending_since__isnull=False, trigger_id__in=list(ages))
+        TriggerCursor.objects.filter(pending_since__isnull=False, trigger_id__in=list(backlog))
         .values("trigger_id")
-        .annotate(oldest=Min("pending_since"))
+        .annotate(oldest=Min("pending_since"), waiting=Count("pk"))
         .order_by()
     )
     for row in behind:
-        ages[row["trigger_id"]] = round(max(0.0, (now - row["oldest"]).total_seconds()), 3)
-    return ages
+        backlog[row["trigger_id"]] = {
+            "iterator_age_s": round(max(0.0, (now - row["oldest"]).total_seconds()), 3),
+            "cursors_waiting": row["waiting"],
+        }
+    return backlog
 
 
 def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:

@@ -9,9 +9,11 @@ from datetime import datetime
 
 from celery import shared_task
 from django.db import close_old_connections, transaction
+from django.utils import timezone
 
 from workers import retention as invocation_retention
 from workers.cursors import cursors_claim, cursors_ensure, cursors_pending_mark
+from workers.gauges import gauges_sample, meters_prune
 from workers.models import DeadLetter, Trigger
 from workers.operations import dead_letter_retry, records_replay_between
 from workers.runner import cursor_run
@@ -58,6 +60,14 @@ def run_trigger_cursor(cursor_id: int, owner: str) -> None:
     one busy trigger never holds a worker for long."""
     close_old_connections()
     cursor_run(cursor_id=cursor_id, owner=owner, budget_s=TRIGGER_RUN_BUDGET_S)
+
+
+@shared_task(ignore_result=True)
+def sample_gauges() -> None:
+    """The charted gauges' minute, and the pruning of what the charts no longer show."""
+    now = timezone.now()
+    gauges_sample(now=now)
+    meters_prune(now=now)
 
 
 @shared_task(ignore_result=True)

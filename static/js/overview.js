@@ -224,7 +224,7 @@
       last_hour: source.records_last_hour,
       chart_records: { "data-id": source.id },
       chart_lag: { "data-id": source.id },
-      lag_rounded: Boolean(source.rounded),
+      lag_rounded: Boolean(source.lag_rounded),
       view_type: source.view_type || "unknown",
       start_position: source.start_position,
       retention_days: source.retention_days,
