@@ -136,8 +136,11 @@ def _stored(*, names: _Names):
     for name, spec in SPECS.items():
         if spec.kind == COUNTER:
             family = CounterMetricFamily(name, spec.help, labels=names.label_names(spec.labels))
-            for labels, value in counters.get(name, []):
+            rows = counters.get(name, [])
+            for labels, value in rows:
                 family.add_metric(names.values(spec.labels, labels), value)
+            for labels in _unseen(spec_labels=spec.labels, rows=rows, names=names):
+                family.add_metric(names.values(spec.labels, labels), 0.0)
             yield family
         elif spec.kind == HISTOGRAM:
             family = HistogramMetricFamily(name, spec.help, labels=names.label_names(spec.labels))
@@ -150,6 +153,19 @@ def _stored(*, names: _Names):
                     names.values(spec.labels, orjson.loads(key)), cumulative, sum_value=sums[name].get(key, 0.0)
                 )
             yield family
+
+
+def _unseen(*, spec_labels: tuple[str, ...], rows: list, names: _Names) -> list[dict]:
+    """Zero series for the sources (or triggers) a counter labelled by that id alone has no row
+    for yet. Prometheus' increase() and rate() need a sample before the first count: a gaps
+    counter that first appears at 1 would never show an increase, and its alert never fire
+    (https://prometheus.io/docs/practices/instrumentation/#avoid-missing-metrics)."""
+    if spec_labels not in (("source",), ("trigger",)):
+        return []
+    name = spec_labels[0]
+    seen = {labels.get(name) for labels, _ in rows}
+    ids = names.sources if name == "source" else names.triggers
+    return [{name: str(pk)} for pk in ids if str(pk) not in seen]
 
 
 def _gauge(name: str, names: _Names | None = None) -> GaugeMetricFamily:

@@ -1,7 +1,9 @@
 """GET /metrics (dashboard.metrics): who may read it, what it holds, and that Prometheus'
 own checker accepts it. The end to end run with real workers is in test_metrics_live.py."""
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -151,3 +153,28 @@ def test_it_reads_a_fixed_number_of_queries(owner, system, django_assert_max_num
 
     with django_assert_max_num_queries(16):
         assert owner.get("/metrics").status_code == 200
+
+
+def test_it_starts_counters_of_each_source_and_trigger_at_zero(owner, system):
+    # increase() needs a sample before the first count: without a zero series the first gap of
+    # a source, or its trigger's first dead letter, would never fire the rules that watch them.
+    source, trigger = system
+    quiet = StreamSource.objects.create(table_name="quiet", region="eu-west-1")
+
+    found = samples(owner.get("/metrics").content.decode())
+
+    def value(name, **labels):
+        return found.get((name, frozenset({key: str(v) for key, v in labels.items()}.items())))
+
+    assert value("shardwatch_gaps_total", source=quiet.pk, table="quiet", region="eu-west-1") == 0
+    assert value("shardwatch_records_read_total", source=quiet.pk, table="quiet", region="eu-west-1") == 0
+    assert value("shardwatch_records_read_total", source=source.pk, table="orders", region="eu-west-1") == 42
+    assert value("shardwatch_trigger_dead_letters_total", trigger=trigger.pk, trigger_name="notify") == 0
+
+
+def test_it_exports_every_metric_the_shipped_alerting_rules_read(owner, system):
+    rules = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml").read_text()
+    wanted = set(re.findall(r"\bshardwatch_[a-z_]+", rules))
+    exported = {name for name, _ in samples(owner.get("/metrics").content.decode())}
+
+    assert wanted and wanted <= exported, f"rules.yml reads metrics /metrics does not export: {wanted - exported}"
