@@ -25,7 +25,6 @@ from streams.models import (
     PARTITION_KEY_INDEXED,
     ChangeRecord,
     Gap,
-    RecordRate,
     Shard,
     StreamSource,
     digest_item_key,
@@ -363,19 +362,6 @@ def records_insert(rows: list[dict]) -> list[dict]:
     return fresh
 
 
-_RATE_TABLE = RecordRate._meta.db_table
-# Concurrent readers of one source's shards add to the same minute; the upsert makes that safe.
-_RATE_UPSERT = f"""
-    INSERT INTO {_RATE_TABLE} (source_id, minute, count) VALUES (%s, %s, %s)
-    ON CONFLICT (source_id, minute) DO UPDATE SET count = {_RATE_TABLE}.count + excluded.count
-"""
-
-
-def rate_count(*, source_id: int, at, count: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(_RATE_UPSERT, [source_id, at.replace(second=0, microsecond=0), count])
-
-
 def records_save(*, shard: Shard, owner: str, records: list[dict], finished: bool) -> int | None:
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
@@ -416,7 +402,6 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
         for field, value in updates.items():
             setattr(shard, field, value)
         if fresh:
-            rate_count(source_id=shard.stream.source_id, at=received_at, count=len(fresh))
             record_ids = [row["id"] for row in fresh]
             meter_count(name="shardwatch_records_read_total", labels={"source": source.pk}, value=len(fresh), at=received_at)
             # Where record times are rounded to the minute, a record counts from when it was received.

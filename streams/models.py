@@ -338,14 +338,3 @@ class ChangeRecord(models.Model):
     def __str__(self):
         return f"{self.event_name} {self.item_key} @{self.sequence_number}"
 
-
-class RecordRate(models.Model):
-    """Records saved per source per minute, counted as batches are saved, so that the
-    overview's rates never count rows in a table of millions."""
-
-    source = models.ForeignKey(StreamSource, on_delete=models.CASCADE, related_name="rates")
-    minute = models.DateTimeField()
-    count = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["source", "minute"], name="unique_rate_minute")]

@@ -7,10 +7,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from streams.models import ChangeRecord, RecordRate, StreamSource
+from streams.models import ChangeRecord, StreamSource
 
 BATCH_SIZE = 2000
-RATES_KEPT = timedelta(days=1)
 
 
 def records_expire(*, batch_size: int = BATCH_SIZE, time_budget_s: float = 30.0, now=None) -> int:
@@ -21,8 +20,6 @@ def records_expire(*, batch_size: int = BATCH_SIZE, time_budget_s: float = 30.0,
     now = now or timezone.now()
     deadline = time.monotonic() + time_budget_s
     deleted = 0
-    # The overview shows the last hour; a day of per-minute counts is plenty to keep.
-    RecordRate.objects.filter(minute__lt=now - RATES_KEPT).delete()
     for source_id, days in StreamSource.objects.values_list("pk", "retention_days"):
         cutoff = now - timedelta(days=days)
         while time.monotonic() < deadline:

@@ -11,7 +11,8 @@ from django.utils import timezone
 from streams.consumers import stream_consumers
 from streams.lag import record_times_rounded
 from streams.leases import unleased_condition
-from streams.models import ChangeRecord, Gap, RecordRate, Shard, Stream, StreamSource, sequence_key
+from meters.store import labels_key, series_steps
+from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource, sequence_key
 
 PER_MINUTE_BUCKETS = 60
 GAPS_SHOWN = 20
@@ -83,17 +84,17 @@ def source_health(*, now, source_ids=None) -> list[dict]:
 
 
 def records_per_minute(*, now, source_ids) -> dict[int, list[int]]:
-    """Records saved per minute over the last hour, oldest minute first; the last bucket is
-    the minute now is in. Read from the per-minute counts kept at ingest."""
+    """Records read per minute over the last hour, oldest minute first, for each of
+    `source_ids`; the last bucket is the minute `now` is in. Read from the meter
+    shardwatch_records_read_total, the figure /metrics and the charts show (so a process's
+    last SHARDWATCH_METERS_FLUSH_S of counts arrive late, never twice)."""
     this_minute = now.replace(second=0, microsecond=0)
     start = this_minute - timedelta(minutes=PER_MINUTE_BUCKETS - 1)
-    counts = {source_id: [0] * PER_MINUTE_BUCKETS for source_id in source_ids}
-    rows = RecordRate.objects.filter(source_id__in=source_ids, minute__gte=start, minute__lte=this_minute)
-    for source_id, minute, count in rows.values_list("source_id", "minute", "count"):
-        bucket = (minute - start) // timedelta(minutes=1)
-        if 0 <= bucket < PER_MINUTE_BUCKETS:
-            counts[source_id][bucket] += count
-    return counts
+    _, series = series_steps(name="shardwatch_records_read_total", since=start, until=this_minute, step=timedelta(minutes=1))
+    return {
+        source_id: [int(count) for count in series.get(labels_key({"source": source_id}), [0] * PER_MINUTE_BUCKETS)]
+        for source_id in source_ids
+    }
 
 
 def _shard_stats(*, source_ids) -> dict[int, dict]:

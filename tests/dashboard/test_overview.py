@@ -14,7 +14,7 @@ from django.test.html import parse_html
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from streams.ingest import rate_count
+from meters.store import meter_count, meters_flush
 from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource, digest_item_key, sequence_key
 from streams.selectors import source_health
 from streams.sources import source_add
@@ -69,7 +69,8 @@ def records_create(shard, *, received, created=None) -> None:
     ChangeRecord.objects.bulk_create(rows)
     # What records_save does alongside each batch: count it, and stamp the shard.
     for received_at in received:
-        rate_count(source_id=shard.stream.source_id, at=received_at, count=1)
+        meter_count(name="shardwatch_records_read_total", labels={"source": shard.stream.source_id}, at=received_at)
+    meters_flush()
     newest = max(received)
     Shard.objects.filter(pk=shard.pk).exclude(last_record_at__gt=newest).update(last_record_at=newest)
 

@@ -5,7 +5,7 @@ import pytest
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from streams.models import ChangeRecord, RecordRate, Shard
+from streams.models import ChangeRecord, Shard
 from streams.reading import shard_poll
 from tests.support.readers import read_until_idle, shards_claim
 from streams.retention import records_expire
@@ -104,12 +104,9 @@ def test_it_deletes_records_past_retention_in_batches(watched):
     read_until_idle(source_id=source.pk)
     old = list(ChangeRecord.objects.order_by("id").values_list("id", flat=True)[:3])
     ChangeRecord.objects.filter(pk__in=old).update(approximate_creation_time=timezone.now() - timedelta(days=8))
-    stale_rate = RecordRate.objects.create(source=source, minute=timezone.now() - timedelta(days=2), count=5)
 
     deleted = records_expire(batch_size=2)
 
     assert deleted == 3
     assert ChangeRecord.objects.filter(source=source).count() == 2
     assert not ChangeRecord.objects.filter(pk__in=old).exists()
-    assert not RecordRate.objects.filter(pk=stale_rate.pk).exists()
-    assert RecordRate.objects.filter(source=source).exists()  # this minute's count stays

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from meters.store import meters_flush
 from streams.models import Shard
 from streams.reader import Reader
 from streams.sources import shard_children_discover, source_discover
@@ -50,12 +51,14 @@ class Readers:
 
 def read_until_idle(*, source_id: int, max_rounds: int = 40, idle_rounds: int = 2) -> int:
     """Discover, take and poll every readable shard until a few rounds in a row save nothing,
-    then release the leases. Returns how many records the polls saved."""
+    then release the leases and add the meters the polls counted into the database, as a
+    reader process's flushing thread would. Returns how many records the polls saved."""
     readers = Readers(source_ids=[source_id])
     try:
         return readers.until_idle(max_rounds=max_rounds, idle_rounds=idle_rounds)
     finally:
         readers.stop()
+        meters_flush()
 
 
 def shards_claim() -> list[tuple[int, str]]:
