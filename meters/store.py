@@ -232,22 +232,6 @@ def meters_totals() -> list[tuple[str, str, float]]:
     return list(Meter.objects.order_by().values_list("name", "labels", "value"))
 
 
-def series_read(*, name: str, since: datetime, until: datetime | None = None) -> dict[str, list[tuple[datetime, float]]]:
-    """Per-minute values of charted meter `name` from `since` to `until` (inclusive, UTC),
-    as {labels_key: [(minute, value), ...]} in minute order. Minutes with nothing counted are
-    absent. Raises ValueError for a meter that is not charted."""
-    spec = SPECS.get(name)
-    if spec is None or not spec.charted:
-        raise ValueError(f"{name} is not a charted meter")
-    rows = MeterMinute.objects.filter(name=name, minute__gte=_minute(since))
-    if until is not None:
-        rows = rows.filter(minute__lte=until)
-    series: dict[str, list] = defaultdict(list)
-    for labels, minute, value in rows.order_by("labels", "minute").values_list("labels", "minute", "value"):
-        series[labels].append((minute, value))
-    return dict(series)
-
-
 def series_steps(*, name: str, since: datetime, until: datetime, step: timedelta) -> tuple[list[datetime], dict[str, list]]:
     """Charted meter `name` cut into steps of `step` (whole minutes that divide an hour: 1, 5,
     15, ...) from the step `since` is in to the step `until` is in, both included, UTC.

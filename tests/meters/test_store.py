@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from meters.models import Meter, MeterMinute
-from meters.store import meter_count, meter_observe, meter_sample, meters_flush, series_read
+from meters.store import meter_count, meter_observe, meter_sample, meters_flush, series_steps
 
 pytestmark = pytest.mark.django_db
 
@@ -55,5 +55,7 @@ def test_it_keeps_the_highest_gauge_sample_of_each_minute():
     meter_sample(name="shardwatch_iterator_age_seconds", labels={"source": 1}, value=9, at=now)
     meter_sample(name="shardwatch_iterator_age_seconds", labels={"source": 1}, value=2, at=now)
     meter_sample(name="shardwatch_iterator_age_seconds", labels={"source": 1}, value=1, at=now - timedelta(minutes=2))
-    series = series_read(name="shardwatch_iterator_age_seconds", since=now - timedelta(hours=1))
-    assert [v for _, v in series['{"source": "1"}']] == [1, 9]
+    _, series = series_steps(
+        name="shardwatch_iterator_age_seconds", since=now - timedelta(minutes=2), until=now, step=timedelta(minutes=1)
+    )
+    assert series['{"source": "1"}'] == [1, None, 9]  # a minute with no sample is a gap, not a zero

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from meters.heartbeats import heartbeat_beat
 from meters.models import Heartbeat, MeterMinute
-from meters.store import labels_key, meter_sample, series_read
+from meters.store import labels_key, meter_sample, series_steps
 from streams.models import Shard, Stream, StreamSource
 from workers.models import Trigger, TriggerCursor
 from workers.tasks import sample_gauges
@@ -33,9 +33,14 @@ def test_it_samples_source_lag_and_trigger_iterator_age_into_the_minute(behind):
 
     sample_gauges()
 
-    since = timezone.now() - timedelta(minutes=2)
-    [(_, lag)] = series_read(name="shardwatch_iterator_age_seconds", since=since)[labels_key({"source": source.pk})]
-    [(_, age)] = series_read(name="shardwatch_trigger_iterator_age_seconds", since=since)[labels_key({"trigger": trigger.pk})]
+    def sampled(name, labels):
+        now = timezone.now()
+        _, series = series_steps(name=name, since=now - timedelta(minutes=2), until=now, step=timedelta(minutes=1))
+        [value] = [value for value in series[labels_key(labels)] if value is not None]
+        return value
+
+    lag = sampled("shardwatch_iterator_age_seconds", {"source": source.pk})
+    age = sampled("shardwatch_trigger_iterator_age_seconds", {"trigger": trigger.pk})
     assert 20 <= lag < 22 and 45 <= age < 47
 
 
