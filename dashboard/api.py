@@ -70,6 +70,17 @@ def api_sources(request):
     return JsonResponse({"sources": source_health(now=now), "readers": readers_summary(now=now), "now": now})
 
 
+def _series_answer(*, request, series) -> JsonResponse:
+    """The answer of a chart's series endpoint: `series(range_name=, now=)` (a function of
+    dashboard.charts) for the request's ?range= (RANGE_DEFAULT when absent), or 400 for a range
+    it does not know (its ValueError)."""
+    try:
+        body = series(range_name=request.GET.get("range") or RANGE_DEFAULT, now=timezone.now())
+    except ValueError as exc:
+        return bad_request(str(exc))
+    return JsonResponse(body)
+
+
 @never_cache
 @require_GET
 @api_login_required
@@ -77,11 +88,7 @@ def api_source_series(request):
     """`GET /api/series/sources?range=1h|6h|24h` (default 24h): each source's records read,
     poll errors and lag per step, as dashboard.charts.source_series gives them; the overview's
     charts fetch it. 400 for another range."""
-    try:
-        body = source_series(range_name=request.GET.get("range") or RANGE_DEFAULT, now=timezone.now())
-    except ValueError as exc:
-        return bad_request(str(exc))
-    return JsonResponse(body)
+    return _series_answer(request=request, series=source_series)
 
 
 @never_cache
@@ -91,11 +98,7 @@ def api_trigger_series(request):
     """`GET /api/series/triggers?range=1h|6h|24h` (default 24h): each trigger's invocations by
     outcome and error rate per step, as dashboard.charts.trigger_series gives them; the Triggers
     page's charts fetch it. 400 for another range."""
-    try:
-        body = trigger_series(range_name=request.GET.get("range") or RANGE_DEFAULT, now=timezone.now())
-    except ValueError as exc:
-        return bad_request(str(exc))
-    return JsonResponse(body)
+    return _series_answer(request=request, series=trigger_series)
 
 
 @never_cache

@@ -366,8 +366,9 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
     Returns how many records the batch held, or None when the lease is no longer ours (then
-    nothing is written). Once the batch has committed, its new records are pushed to the
-    source's Channels group and announced with streams.signals.batch_saved, and `shard` (the
+    nothing is written). Once the batch has committed, its new records and gaps are counted
+    (meters), pushed to the source's Channels group and announced with
+    streams.signals.batch_saved, and `shard` (the
     reader's copy of the row) carries the checkpoint and state that were written.
     """
     received_at = timezone.now()
@@ -397,13 +398,23 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
             transaction.set_rollback(True)
             return None
         Gap.objects.bulk_create(gaps)
+        # Counted once committed: a COMMIT that fails is followed by reading the batch again
+        # from the checkpoint, which must not count it twice.
         if gaps:
-            meter_count(name="shardwatch_gaps_total", labels={"source": source.pk}, value=len(gaps))
+            transaction.on_commit(
+                lambda: meter_count(name="shardwatch_gaps_total", labels={"source": source.pk}, value=len(gaps)),
+                robust=True,
+            )
         for field, value in updates.items():
             setattr(shard, field, value)
         if fresh:
             record_ids = [row["id"] for row in fresh]
-            meter_count(name="shardwatch_records_read_total", labels={"source": source.pk}, value=len(fresh), at=received_at)
+            transaction.on_commit(
+                lambda: meter_count(
+                    name="shardwatch_records_read_total", labels={"source": source.pk}, value=len(fresh), at=received_at
+                ),
+                robust=True,
+            )
             # Where record times are rounded to the minute, a record counts from when it was received.
             oldest_at = received_at if step_s >= MINUTE_STEP_S else min(row["approximate_creation_time"] for row in fresh)
             # Robust: the batch is committed by then, and a push or a trigger kick that fails (a

@@ -15,10 +15,13 @@ What must stay true:
   poll times say, which is the point: an idle table read within a second shows no lag.
 - A reader writes nothing per empty poll (streams/reader.py). The age and time of a poll that
   saved records go in the batch's own UPDATE (streams.ingest.records_save); that a shard was
-  caught up (age 0) is written for all the shards a reader holds at its next lease renewal, in
-  the renewal's UPDATE, with the earliest of their poll times. So a caught-up shard's figure
-  is at most one renewal interval (SHARDWATCH_LEASE_S / 3) plus one poll interval behind the
-  truth, and always on the high side, never the low.
+  caught up (age 0) is written for the shards a reader holds at its next lease renewal, in
+  the renewal's UPDATE, each with its own poll time rounded down to the second. A shard whose
+  next call is still in flight is left out, so a GetRecords that hangs (up to the client's
+  read timeout times its attempts) grows that shard's lag only, never that of the other
+  shards and sources on the same reader. So a caught-up shard's figure is at most one renewal
+  interval (SHARDWATCH_LEASE_S / 3) plus one poll interval plus one second behind the truth,
+  and always on the high side, never the low.
 """
 
 from datetime import datetime

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, models
@@ -114,17 +114,25 @@ class Reader:
 
     def _caught_up_fields(self) -> dict:
         """The renewal's writes of an iterator age of 0 for the shards whose latest poll returned
-        nothing, as of the earliest of those polls (streams.lag: never a lag too low)."""
-        caught_up = {pk: reading.caught_up_at for pk, reading in self.readings.items() if reading.caught_up_at}
-        if not caught_up:
+        nothing, each as of its own poll time rounded down to the second (streams.lag: never a
+        lag too low). One CASE branch per second, so the UPDATE stays small however many shards
+        are held. A shard whose next call is in flight is left out: that call may hang for the
+        client's whole timeout, and the shard's figure must grow meanwhile, from its last write,
+        without its older time standing for the shards polled since."""
+        by_second: dict[datetime, list[int]] = {}
+        for pk, reading in self.readings.items():
+            if reading.caught_up_at and pk not in self._in_flight:
+                by_second.setdefault(reading.caught_up_at.replace(microsecond=0), []).append(pk)
+        if not by_second:
             return {}
-        ids = list(caught_up)
+        ids = [pk for pks in by_second.values() for pk in pks]
         return {
             "iterator_age_s": models.Case(
                 models.When(pk__in=ids, then=models.Value(0.0)), default=models.F("iterator_age_s")
             ),
             "iterator_age_at": models.Case(
-                models.When(pk__in=ids, then=models.Value(min(caught_up.values()))), default=models.F("iterator_age_at")
+                *(models.When(pk__in=pks, then=models.Value(at)) for at, pks in by_second.items()),
+                default=models.F("iterator_age_at"),
             ),
         }
 

@@ -317,14 +317,21 @@ def shard_apply(*, reading: ShardReading, owner: str, fetched: Fetched, now) -> 
                     "its position expired; reading resumed at the newest record. Changes in between may be missing."
                 ),
             )
-        meter_count(name="shardwatch_gaps_total", labels={"source": source.pk})
+            # Counted once committed, as every gap is (streams.ingest.records_save).
+            transaction.on_commit(lambda: meter_count(name="shardwatch_gaps_total", labels={"source": source.pk}), robust=True)
     records = response.get("Records", [])
     next_iterator = response.get("NextShardIterator")
     saved = records_save(shard=shard, owner=owner, records=records, finished=next_iterator is None)
     if saved is None:
         return STOP  # the lease moved to another reader while we were reading
     if saved and fetched.answered is not None:
-        meter_observe(name="shardwatch_ingest_latency_seconds", labels=labels, value=time.monotonic() - fetched.answered)
+        # From GetRecords' answer to the batch's commit, observed once it has committed (at
+        # once here, outside any transaction; later, or never, inside a caller's).
+        answered = fetched.answered
+        transaction.on_commit(
+            lambda: meter_observe(name="shardwatch_ingest_latency_seconds", labels=labels, value=time.monotonic() - answered),
+            robust=True,
+        )
     if reading.error_count:
         Shard.objects.filter(pk=shard.pk).update(error_count=0, last_error="")
         source_set_status(source_id=source.pk, status=StreamSource.Status.ACTIVE)
@@ -422,7 +429,8 @@ def _after_trimmed(*, shard: Shard, owner: str, message: str, error_count: int) 
                 after_sequence_number=loss.after_sequence_number,
                 reason=loss.reason,
             )
-            meter_count(name="shardwatch_gaps_total", labels={"source": shard.stream.source_id})
+            source_id = shard.stream.source_id
+            transaction.on_commit(lambda: meter_count(name="shardwatch_gaps_total", labels={"source": source_id}), robust=True)
     if loss is not None:
         # The loss is recorded and the next read starts at what is left: no reason to wait
         # longer than DynamoDB's rate allows.

@@ -323,7 +323,10 @@ def stream_mark_gone(*, stream_id: int, reason: str) -> None:
             Gap.objects.create(
                 source=stream.source, shard=shard, after_sequence_number=shard.checkpoint, reason=reason
             )
-            meter_count(name="shardwatch_gaps_total", labels={"source": stream.source_id})
+            # Counted once committed, as every gap is (streams.ingest.records_save).
+            transaction.on_commit(
+                lambda: meter_count(name="shardwatch_gaps_total", labels={"source": stream.source_id}), robust=True
+            )
         Shard.objects.filter(stream=stream).exclude(state=Shard.State.FINISHED).update(
             state=Shard.State.FINISHED, finished_at=now, lease_owner="", lease_expires_at=None
         )

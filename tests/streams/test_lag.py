@@ -6,6 +6,7 @@ ApproximateCreationDateTime a test chooses; one reads a real DynamoDB Local tabl
 rounds it down to the minute.
 """
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +82,34 @@ def test_it_writes_a_caught_up_shard_at_its_next_lease_renewal_and_nothing_per_e
     assert set(Shard.objects.values_list("iterator_age_s", flat=True)) == {0.0}
     lag = sources_lag(now=timezone.now())[source.pk]
     assert lag.lag_s < 2 and lag.polled_ago_s < 2
+
+
+def test_it_gives_a_hung_call_s_lag_to_its_own_shard_only(fake_source, reader):
+    # A GetRecords that hangs (botocore's 10 s read timeout, twice) is played by the fake
+    # Streams API: neither DynamoDB Local nor a test can make a real endpoint hang one shard.
+    fake = two_shards()
+    source = fake_source(fake)
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    one.polls_round()
+    one.leases_renew()
+    hung = threading.Event()
+    fake.before[("GetRecords", "shardId-00000")] = [lambda: hung.wait(30)]
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 4:
+            one.polls_wait(timeout_s=0.1)
+        one.leases_renew()
+
+        lags = dict(sources_lag(now=timezone.now())[source.pk].worst_shards)
+    finally:
+        hung.set()
+
+    # shardId-00001 was polled every second meanwhile: its figure is its own last poll, not the
+    # hung shard's older one.
+    assert lags["shardId-00001"] <= 2.5
+    assert lags["shardId-00000"] >= 4
 
 
 def test_it_grows_the_lag_of_a_shard_nobody_polls(fake_source, reader):

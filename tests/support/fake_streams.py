@@ -135,8 +135,9 @@ class FakeStreams:
         # id) for one shard's GetShardIterator and GetRecords calls only.
         self.errors: dict[str | tuple[str, str], list[ClientError]] = {}
         # What happens in the service just before an operation runs, by operation name, first
-        # in first out: retention trimming a shard between GetShardIterator and GetRecords.
-        self.before: dict[str, list[Callable[[], None]]] = {}
+        # in first out: retention trimming a shard between GetShardIterator and GetRecords; or
+        # by (operation name, shard id) for one shard's calls only: a GetRecords that hangs.
+        self.before: dict[str | tuple[str, str], list[Callable[[], None]]] = {}
         self.throttled = 0
         self._reads: dict[str, collections.deque[float]] = {}
         self._serial = itertools.count(len(self.shards) + 1)
@@ -167,9 +168,10 @@ class FakeStreams:
         return fake
 
     def _maybe_fail(self, operation, shard_id: str | None = None):
-        events = self.before.get(operation)
-        if events:
-            events.pop(0)()
+        for key in (operation, (operation, shard_id)):
+            events = self.before.get(key)
+            if events:
+                events.pop(0)()
         for key in (operation, (operation, shard_id)):
             queue = self.errors.get(key)
             if queue:
