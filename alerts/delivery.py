@@ -48,7 +48,7 @@ class Sent:
     retry_in_s: float | None = None  # when the caller should try again; None: done or not ours
 
 
-def retry_delay_s(attempts: int) -> float:
+def retry_delay_s(*, attempts: int) -> float:
     """Seconds before the next attempt after `attempts` failed ones: exponential, jittered."""
     return backoff_delay(attempt=attempts, base_s=RETRY_BASE_S, cap_s=RETRY_CAP_S, doublings=10, low_s=1.0)
 
@@ -141,7 +141,7 @@ def delivery_send(*, delivery_id: int, now=None) -> Sent:
             Delivery.objects.filter(pk=delivery_id).update(status=Delivery.Status.FAILED, next_attempt_at=None,
                                                            last_error=str(exc)[:4000])
             return Sent(sent=False)
-        delay = retry_delay_s(delivery.attempts)
+        delay = retry_delay_s(attempts=delivery.attempts)
         Delivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() + timedelta(seconds=delay),
                                                        last_error=str(exc)[:4000])
         return Sent(sent=False, retry_in_s=delay)

@@ -114,7 +114,7 @@ def _next(*, rule: Rule, state: AlertState, finding: Finding | None, now) -> tup
             return seen, None
         return None, None
     since = state.holding_since or now
-    if (now - since).total_seconds() >= hold_s(rule):
+    if (now - since).total_seconds() >= hold_s(rule=rule):
         return {**seen, "status": Status.FIRING, "fired_at": now, "resolved_at": None, "holding_since": since,
                 "last_notified_at": now}, Kind.FIRED
     if state.status != Status.PENDING or state.holding_since is None:
