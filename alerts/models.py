@@ -10,8 +10,10 @@ Invariants:
   change exactly one row (alerts.evaluation), so two evaluators never both act on one.
 - A firing or resolving transition, and each reminder after the rule's repeat interval, is
   stored as an AlertTransition in the same transaction as the claim, with one Delivery per
-  enabled channel of the rule, unless the alert is silenced then: a silenced alert still
-  records its transitions, with `silenced` set and no deliveries.
+  enabled channel of the rule, unless nobody is to be told: a silenced alert still records
+  its transitions, with `silenced` set and no deliveries. `last_notified_at` is set only by a
+  notified firing or reminder, so one that fired while silenced notifies "fired" once the
+  silence ends, and a resolve is notified exactly when its firing was (even while silenced).
 - A Delivery is sent by whoever claims it (a conditional UPDATE that moves `next_attempt_at`
   past the send's timeout); a failed send stores its error and the time of the next attempt,
   with exponential backoff, until MAX_ATTEMPTS. One channel's failure never touches another's
