@@ -5,7 +5,8 @@ What must stay true (alerts.models states the invariants):
 - A transition is acted on by the evaluator whose UPDATE on the state's `version` changed
   exactly one row; any other evaluator that read the same version changes nothing and sends
   nothing. So two beat processes, or a slow tick overlapping the next, never notify twice.
-- The transition, its history row and its deliveries commit together; the deliveries' ids go
+- The transition, its history row, its deliveries and the superseding of the alert's older
+  pending deliveries to the same channels commit together; the deliveries' ids go
   back to the caller, which queues their sends once that has committed.
 - A silenced alert's firing leaves `last_notified_at` empty: the first evaluation after the
   silence ends that finds it still firing notifies "fired". A resolve is notified exactly
@@ -148,9 +149,14 @@ def _transition_record(*, rule, state, change, kind, now, result: Evaluation) ->
     result.transitions.append(transition.pk)
     if silenced:
         return
+    channels = [channel for channel in rule.channels.all() if channel.enabled]
+    # This transition is now the alert's word to these channels: an older notice still waiting
+    # (say, "fired" in backoff) must not land after it.
+    Delivery.objects.filter(transition__state=state, channel__in=channels, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SUPERSEDED, next_attempt_at=None
+    )
     deliveries = Delivery.objects.bulk_create(
-        [Delivery(transition=transition, channel=channel, next_attempt_at=now)
-         for channel in rule.channels.all() if channel.enabled]
+        [Delivery(transition=transition, channel=channel, next_attempt_at=now) for channel in channels]
     )
     result.deliveries.extend(delivery.pk for delivery in deliveries)
 

@@ -18,6 +18,10 @@ Invariants:
   past the send's timeout); a failed send stores its error and the time of the next attempt,
   with exponential backoff, until MAX_ATTEMPTS. One channel's failure never touches another's
   delivery or the evaluation.
+- A channel's last word on an alert is its newest transition: a transition's deliveries are
+  made in the same transaction that marks the alert's older deliveries still pending to the
+  same channel SUPERSEDED (never sent), so a fired notice in backoff cannot land after the
+  resolve that followed it.
 - A webhook channel's secret is stored encrypted exactly as a webhook trigger's
   (workers.targets.webhook), and signs the body the same way.
 """
@@ -202,6 +206,7 @@ class Delivery(models.Model):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed (gave up)"
+        SUPERSEDED = "superseded", "Superseded (a newer notification of the alert replaced it)"
 
     MAX_ATTEMPTS = 8
 

@@ -206,3 +206,28 @@ def test_it_retries_a_failing_channel_with_backoff_without_holding_up_the_others
     assert [r["json"]["kind"] for r in receiver.received if r["path"] == "/hook"] == ["fired", "fired"]
     assert len(inbox.messages) == 1
 
+
+def test_it_supersedes_a_pending_fired_delivery_with_the_resolve_so_the_channel_ends_resolved(
+        orders_table, channels, receiver, owner):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook])
+    receiver.status = 503
+    now = timezone.now()
+    evaluate_and_send(now=now)
+    fired = Delivery.objects.get(transition__kind=AlertTransition.Kind.FIRED)
+    assert fired.status == Delivery.Status.PENDING and fired.attempts == 1
+
+    # The alert resolves while the fired delivery waits out its backoff; then the channel is back.
+    later = now + timedelta(seconds=301)
+    receiver.status = 200
+    receiver.received.clear()  # the refused attempt
+    evaluate_and_send(now=later)
+    evaluate_and_send(now=later + timedelta(seconds=3600))
+
+    assert [r["json"]["kind"] for r in receiver.received] == ["resolved"]
+    fired.refresh_from_db()
+    assert fired.status == Delivery.Status.SUPERSEDED and fired.attempts == 1 and fired.next_attempt_at is None
+    resolved = Delivery.objects.get(transition__kind=AlertTransition.Kind.RESOLVED)
+    assert resolved.status == Delivery.Status.SENT
+    assert AlertState.objects.get(rule=rule).status == AlertState.Status.RESOLVED
+    assert "Superseded" in owner.get("/alerts/").content.decode()
