@@ -12,6 +12,7 @@ from django.utils import timezone
 from alerts.models import AlertState, Channel, Delivery, Rule
 from tests.support.alert_receivers import signature_valid
 from tests.support.alerting import evaluate_and_send
+from tests.support.triggering import trigger_for
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +85,48 @@ def test_it_explains_a_trigger_condition_without_a_trigger(admin_user_client):
     assert answer.status_code == 200
     assert "watches a trigger: choose one." in answer.content.decode()
     assert not Rule.objects.exists()
+
+
+def rule_form(**fields):
+    return {"name": "r", "threshold": "0", "duration_s": "0", "window_s": "300", "repeat_interval_s": "3600",
+            "enabled": "on", **fields}
+
+
+@pytest.mark.parametrize("condition, threshold, refused, explained", [
+    # Heartbeats every 10 s (SHARDWATCH_HEARTBEAT_S): "no heartbeat for 0 s" is always true.
+    ("no_worker", "0", True, "give at least 30 s (three heartbeats)"),
+    ("no_worker", "29", True, "give at least 30 s"),
+    ("no_worker", "30", False, ""),
+    # An idle reader shows up to 15 / 3 + 1 = 6 s of lag.
+    ("source_lag", "0", True, "give more than 6 s"),
+    ("source_lag", "6", True, "give more than 6 s"),
+    ("source_lag", "7", False, ""),
+    # A poll's backoff (30 s) and a lease handover (15 s).
+    ("shard_stuck", "0", True, "give more than 0.75 minutes"),
+    ("shard_stuck", "1", False, ""),
+    # These fire on events, not on a healthy system at rest: 0 means "any".
+    ("gap", "0", False, ""),
+    ("source_inactive", "0", False, ""),
+])
+def test_it_refuses_a_threshold_that_a_healthy_system_always_crosses(admin_user_client, condition, threshold,
+                                                                     refused, explained):
+    answer = admin_user_client.post("/admin/alerts/rule/add/", rule_form(condition=condition, threshold=threshold))
+
+    assert Rule.objects.exists() is not refused
+    if refused:
+        assert answer.status_code == 200 and explained in answer.content.decode()
+
+
+def test_it_refuses_a_trigger_age_within_the_triggers_batching_window(admin_user_client, orders_table):
+    trigger = trigger_for(orders_table, "fail_always", maximum_batching_window_s=20)
+
+    refused = admin_user_client.post("/admin/alerts/rule/add/", rule_form(
+        condition="trigger_age", trigger=str(trigger.pk), threshold="22"))
+    assert "give more than 22 s" in refused.content.decode() and not Rule.objects.exists()
+
+    admin_user_client.post("/admin/alerts/rule/add/", rule_form(
+        condition="trigger_age", trigger=str(trigger.pk), threshold="23"))
+    assert Rule.objects.get().threshold == 23
 
 
 def test_it_explains_a_channel_without_its_url_or_addresses(admin_user_client):
