@@ -47,6 +47,27 @@ def test_it_shows_the_banner_on_every_page_with_one_query(owner, firing):
     assert sum("alerts_alertstate" in query["sql"] for query in queries.captured_queries) == 1
 
 
+def test_it_shows_the_banner_on_the_admins_pages_with_its_refreshing_script(admin_user_client, firing):
+    for url in ("/admin/", "/admin/alerts/rule/"):
+        text = admin_user_client.get(url).content.decode()
+        assert 'id="alert-banner"' in text and "1 alert firing" in text and "workers-down" in text
+        assert 'data-api-url="/api/alerts/firing"' in text
+        assert '<script type="module" src="/static/js/alert_banner.js">' in text
+
+
+def test_it_answers_the_firing_alerts_as_json_for_the_banner(owner, firing):
+    assert owner.get("/api/alerts/firing").json() == {
+        "count": 1, "alerts": [{"id": firing.pk, "rule": "workers-down", "subject_label": "workers"}],
+        "url": "/alerts/",
+    }
+    owner.logout()
+    assert owner.get("/api/alerts/firing").status_code == 401
+    owner.force_login(User.objects.get(username="owner"))
+
+    AlertState.objects.filter(pk=firing.pk).update(silenced_until=timezone.now() + timedelta(hours=1))
+    assert owner.get("/api/alerts/firing").json()["count"] == 0
+
+
 def test_it_leaves_the_banner_out_when_nothing_fires(owner, db):
     assert 'id="alert-banner"' not in owner.get("/triggers/").content.decode()
 
