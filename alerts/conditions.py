@@ -42,12 +42,12 @@ class Finding:
     details: dict = field(default_factory=dict)  # figures and links ({"links": {name: url}})
 
 
-def link(path: str) -> str:
+def link(*, path: str) -> str:
     """An absolute URL of a dashboard path, for notifications read outside the dashboard."""
     return settings.SHARDWATCH_PUBLIC_URL + path
 
 
-def hold_s(rule: Rule) -> float:
+def hold_s(*, rule: Rule) -> float:
     """How long the condition must be seen holding before the alert fires."""
     extra = rule.threshold * 60 if rule.condition == Condition.SOURCE_INACTIVE else 0
     return rule.duration_s + extra
@@ -67,7 +67,7 @@ def _source_inactive(rule, now):
                 summary=f"{source} is not active: {source.get_status_display()}{error}",
                 details={"status": source.status, "last_error": source.last_error[:2000],
                          "last_error_at": source.last_error_at.isoformat() if source.last_error_at else None,
-                         "links": {"streams": link(reverse("dashboard:overview"))}},
+                         "links": {"streams": link(path=reverse("dashboard:overview"))}},
             )
     return found
 
@@ -88,7 +88,7 @@ def _source_lag(rule, now):
             label=str(source),
             summary=f"{source} lags {lag.lag_s:.0f} s behind its stream (threshold {rule.threshold:g} s).{rounded}",
             details={"lag_s": lag.lag_s, "rounded": bool(lag.rounded), "polled_ago_s": lag.polled_ago_s,
-                     "links": {"streams": link(reverse("dashboard:overview"))}},
+                     "links": {"streams": link(path=reverse("dashboard:overview"))}},
         )
     return found
 
@@ -105,7 +105,7 @@ def _gap(rule, now):
             summary=f"{gaps['count']} gap(s) recorded on {sources[source_id]} in the last {rule.window_s} s; "
                     f"the latest, on shard {latest.shard or '?'}: {latest.reason[:500]}",
             details={"gaps": gaps["count"], "latest_reason": latest.reason[:2000],
-                     "links": {"streams": link(reverse("dashboard:overview"))}},
+                     "links": {"streams": link(path=reverse("dashboard:overview"))}},
         )
     return found
 
@@ -125,7 +125,7 @@ def _shard_stuck(rule, now):
                     f"{item['checkpoint_still_since']:%Y-%m-%d %H:%M:%S} UTC.",
             details={"shard_id": shard.shard_id, "checkpoint": shard.checkpoint, "waiting": item["waiting"],
                      "reader": shard.last_polled_by,
-                     "links": {"streams": link(reverse("dashboard:overview"))}},
+                     "links": {"streams": link(path=reverse("dashboard:overview"))}},
         )
     return found
 
@@ -137,7 +137,7 @@ def _trigger_age(rule, now):
     return {f"trigger:{rule.trigger_id}": Finding(
         label=f"trigger {rule.trigger}",
         summary=f"Trigger {rule.trigger}'s oldest unprocessed record is {age:.0f} s old (threshold {rule.threshold:g} s).",
-        details={"iterator_age_s": age, "links": {"triggers": link(reverse("dashboard:triggers"))}},
+        details={"iterator_age_s": age, "links": {"triggers": link(path=reverse("dashboard:triggers"))}},
     )}
 
 
@@ -152,7 +152,7 @@ def _trigger_error_rate(rule, now):
         summary=f"Trigger {rule.trigger}: {failed} of {total} invocations failed in the last {rule.window_s} s "
                 f"({percent:.0f} %, threshold {rule.threshold:g} %).",
         details={"failed": failed, "invocations": total, "error_percent": round(percent, 1),
-                 "links": {"timeline": link(reverse("dashboard:timeline") + f"?trigger={rule.trigger_id}")}},
+                 "links": {"timeline": link(path=reverse("dashboard:timeline") + f"?trigger={rule.trigger_id}")}},
     )}
 
 
@@ -165,7 +165,7 @@ def _dead_letters(rule, now):
         label=f"trigger {rule.trigger}",
         summary=f"Trigger {rule.trigger} added {count} dead letter(s) in the last {rule.window_s} s.",
         details={"dead_letters": count,
-                 "links": {"dead_letters": link(reverse("dashboard:dead_letters") + f"?trigger={rule.trigger_id}")}},
+                 "links": {"dead_letters": link(path=reverse("dashboard:dead_letters") + f"?trigger={rule.trigger_id}")}},
     )}
 
 
@@ -173,12 +173,12 @@ def _poison_record(rule, now):
     found = {}
     for item in cursors_retrying(trigger_ids=[rule.trigger_id], min_attempt=max(1, int(rule.threshold))):
         cursor, invocation, record_id = item["cursor"], item["invocation"], item["first_record_id"]
-        links = {"batch": link(reverse("dashboard:cursor", args=[cursor.pk]))}
+        links = {"batch": link(path=reverse("dashboard:cursor", args=[cursor.pk]))}
         if record_id is not None:
-            links["record"] = link(reverse("dashboard:record", args=[record_id]))
+            links["record"] = link(path=reverse("dashboard:record", args=[record_id]))
         error = ""
         if invocation is not None:
-            links["invocation"] = link(reverse("dashboard:invocation", args=[invocation.pk]))
+            links["invocation"] = link(path=reverse("dashboard:invocation", args=[invocation.pk]))
             error = f" The last invocation ({invocation.pk}) failed: {invocation.error_type} {invocation.error_message[:300]}".rstrip()
         found[f"cursor:{cursor.pk}"] = Finding(
             label=f"trigger {cursor.trigger} shard {cursor.shard.shard_id}"

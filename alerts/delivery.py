@@ -48,7 +48,7 @@ class Sent:
     retry_in_s: float | None = None  # when the caller should try again; None: done or not ours
 
 
-def retry_delay_s(attempts: int) -> float:
+def retry_delay_s(*, attempts: int) -> float:
     """Seconds before the next attempt after `attempts` failed ones: exponential, jittered."""
     return backoff_delay(attempt=attempts, base_s=RETRY_BASE_S, cap_s=RETRY_CAP_S, doublings=10, low_s=1.0)
 
@@ -125,7 +125,8 @@ def delivery_send(*, delivery_id: int, now=None) -> Sent:
     """Send a pending delivery that is due, if this caller claims it (a conditional UPDATE
     that moves next_attempt_at CLAIM_S on, so nobody else sends it meanwhile). A failure is
     stored with the time of the next attempt (exponential backoff), until MAX_ATTEMPTS, when
-    the delivery is given up as failed. Returns whether it was sent and when to retry."""
+    the delivery is given up as failed. A delivery superseded by a newer transition of its
+    alert is never claimed, so never sent. Returns whether it was sent and when to retry."""
     now = now or timezone.now()
     claimed = Delivery.objects.filter(
         pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now
@@ -137,13 +138,16 @@ def delivery_send(*, delivery_id: int, now=None) -> Sent:
         channel_send(channel=delivery.channel, document=alert_document(transition=delivery.transition),
                      delivery_id=str(delivery.pk))
     except SendFailed as exc:
+        # Only while still pending: a newer transition may have superseded it meanwhile.
+        still_pending = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
         if delivery.attempts >= Delivery.MAX_ATTEMPTS:
-            Delivery.objects.filter(pk=delivery_id).update(status=Delivery.Status.FAILED, next_attempt_at=None,
-                                                           last_error=str(exc)[:4000])
+            still_pending.update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=str(exc)[:4000])
             return Sent(sent=False)
-        delay = retry_delay_s(delivery.attempts)
-        Delivery.objects.filter(pk=delivery_id).update(next_attempt_at=timezone.now() + timedelta(seconds=delay),
-                                                       last_error=str(exc)[:4000])
+        delay = retry_delay_s(attempts=delivery.attempts)
+        if not still_pending.update(next_attempt_at=timezone.now() + timedelta(seconds=delay),
+                                    last_error=str(exc)[:4000]):
+            Delivery.objects.filter(pk=delivery_id).update(last_error=str(exc)[:4000])
+            return Sent(sent=False)
         return Sent(sent=False, retry_in_s=delay)
     Delivery.objects.filter(pk=delivery_id).update(status=Delivery.Status.SENT, sent_at=timezone.now(),
                                                    next_attempt_at=None)

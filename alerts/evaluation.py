@@ -5,8 +5,12 @@ What must stay true (alerts.models states the invariants):
 - A transition is acted on by the evaluator whose UPDATE on the state's `version` changed
   exactly one row; any other evaluator that read the same version changes nothing and sends
   nothing. So two beat processes, or a slow tick overlapping the next, never notify twice.
-- The transition, its history row and its deliveries commit together; the deliveries' ids go
+- The transition, its history row, its deliveries and the superseding of the alert's older
+  pending deliveries to the same channels commit together; the deliveries' ids go
   back to the caller, which queues their sends once that has committed.
+- A silenced alert's firing leaves `last_notified_at` empty: the first evaluation after the
+  silence ends that finds it still firing notifies "fired". A resolve is notified exactly
+  when its firing was (silenced or not), so no receiver is left at FIRING.
 - One rule whose check fails is logged and skipped; the other rules are still evaluated.
 """
 
@@ -106,24 +110,35 @@ def _next(*, rule: Rule, state: AlertState, finding: Finding | None, now) -> tup
         return None, None
     seen = {"summary": finding.summary, "details": finding.details, "subject_label": finding.label[:255]}
     if state.status == Status.FIRING:
+        silenced = state.silenced(now=now)
+        if not silenced and state.last_notified_at is None:
+            # It fired while silenced and still fires now the silence is over: nobody has
+            # been told yet, so this is its first notification, whatever the repeat interval.
+            return {**seen, "last_notified_at": now}, Kind.FIRED
         repeat = rule.repeat_interval_s
-        if (repeat and not state.silenced(now=now) and state.last_notified_at is not None
-                and now - state.last_notified_at >= timedelta(seconds=repeat)):
+        if repeat and not silenced and now - state.last_notified_at >= timedelta(seconds=repeat):
             return {**seen, "last_notified_at": now}, Kind.REPEATED
         if finding.summary != state.summary:
             return seen, None
         return None, None
     since = state.holding_since or now
-    if (now - since).total_seconds() >= hold_s(rule):
+    if (now - since).total_seconds() >= hold_s(rule=rule):
+        # A firing recorded while silenced notifies nobody, so it leaves last_notified_at empty.
         return {**seen, "status": Status.FIRING, "fired_at": now, "resolved_at": None, "holding_since": since,
-                "last_notified_at": now}, Kind.FIRED
+                "last_notified_at": None if state.silenced(now=now) else now}, Kind.FIRED
     if state.status != Status.PENDING or state.holding_since is None:
         return {**seen, "status": Status.PENDING, "holding_since": since}, None
     return (seen, None) if finding.summary != state.summary else (None, None)
 
 
 def _transition_record(*, rule, state, change, kind, now, result: Evaluation) -> None:
-    silenced = state.silenced(now=now)
+    if kind == Kind.RESOLVED:
+        # A resolve follows its firing's notification: told if and only if the firing was
+        # told (last_notified_at is set by the notified FIRED of this run), silenced or not,
+        # so receivers never stay at FIRING and never hear of an end without a start.
+        silenced = state.last_notified_at is None
+    else:
+        silenced = state.silenced(now=now)
     summary = change.get("summary", state.summary)
     if kind == Kind.RESOLVED:
         summary = f"Resolved: {state.summary}" if state.summary else "Resolved."
@@ -134,14 +149,21 @@ def _transition_record(*, rule, state, change, kind, now, result: Evaluation) ->
     result.transitions.append(transition.pk)
     if silenced:
         return
+    channels = [channel for channel in rule.channels.all() if channel.enabled]
+    # This transition is now the alert's word to these channels: an older notice still waiting
+    # (say, "fired" in backoff) must not land after it.
+    Delivery.objects.filter(transition__state=state, channel__in=channels, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SUPERSEDED, next_attempt_at=None
+    )
     deliveries = Delivery.objects.bulk_create(
-        [Delivery(transition=transition, channel=channel, next_attempt_at=now)
-         for channel in rule.channels.all() if channel.enabled]
+        [Delivery(transition=transition, channel=channel, next_attempt_at=now) for channel in channels]
     )
     result.deliveries.extend(delivery.pk for delivery in deliveries)
 
 
 def alert_silence(*, state_id: int, until) -> bool:
     """Silence the alert until `until` (None lifts the silence). Its transitions are still
-    recorded while silenced, but nobody is notified. Returns whether the alert exists."""
+    recorded while silenced, but nobody is notified of its firing or reminders; one that
+    still fires when the silence ends notifies "fired" at the next evaluation. The resolve
+    of a firing that was notified is always notified. Returns whether the alert exists."""
     return AlertState.objects.filter(pk=state_id).update(silenced_until=until) == 1

@@ -10,16 +10,27 @@ Invariants:
   change exactly one row (alerts.evaluation), so two evaluators never both act on one.
 - A firing or resolving transition, and each reminder after the rule's repeat interval, is
   stored as an AlertTransition in the same transaction as the claim, with one Delivery per
-  enabled channel of the rule, unless the alert is silenced then: a silenced alert still
-  records its transitions, with `silenced` set and no deliveries.
+  enabled channel of the rule, unless nobody is to be told: a silenced alert still records
+  its transitions, with `silenced` set and no deliveries. `last_notified_at` is set only by a
+  notified firing or reminder, so one that fired while silenced notifies "fired" once the
+  silence ends, and a resolve is notified exactly when its firing was (even while silenced).
 - A Delivery is sent by whoever claims it (a conditional UPDATE that moves `next_attempt_at`
   past the send's timeout); a failed send stores its error and the time of the next attempt,
   with exponential backoff, until MAX_ATTEMPTS. One channel's failure never touches another's
   delivery or the evaluation.
+- A channel's last word on an alert is its newest transition: a transition's deliveries are
+  made in the same transaction that marks the alert's older deliveries still pending to the
+  same channel SUPERSEDED (never sent), so a fired notice in backoff cannot land after the
+  resolve that followed it.
+- Rule.clean refuses a threshold that a healthy system at rest crosses (no worker alive
+  under three heartbeats, source lag within an idle reader's, a stuck shard within a poll's
+  backoff and a lease handover, a trigger age within its batching window and dispatch), as
+  such a rule would fire for good or flap. Rules made in code skip clean; keep them above.
 - A webhook channel's secret is stored encrypted exactly as a webhook trigger's
   (workers.targets.webhook), and signs the body the same way.
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
@@ -135,11 +146,51 @@ class Rule(models.Model):
             errors["threshold"] = "An error rate is above N % for N from 0 to 99.9; 100 could never be exceeded."
         elif self.condition == self.Condition.POISON_RECORD and self.threshold is not None and self.threshold < 1:
             errors["threshold"] = "A poison record is a batch retried N times, N at least 1."
+        elif self.threshold is not None and (floor := self._threshold_floor()) is not None:
+            errors["threshold"] = floor
         if self.condition in (self.Condition.TRIGGER_ERROR_RATE, self.Condition.GAP, self.Condition.DEAD_LETTERS):
             if not self.window_s:
                 errors["window_s"] = "This condition looks back over a window; give it in seconds (at least 1)."
         if errors:
             raise ValidationError(errors)
+
+
+    def _threshold_floor(self) -> str | None:
+        """Why the threshold is at or below what a healthy system shows at rest, which would
+        make the rule fire for good or flap; None when it is above. The floors follow the
+        settings that pace the readers, triggers and heartbeats."""
+        threshold, c = self.threshold, self.Condition
+        if self.condition == c.NO_WORKER:
+            floor = 3 * settings.SHARDWATCH_HEARTBEAT_S
+            if threshold < floor:
+                return (f"A worker heartbeats every {settings.SHARDWATCH_HEARTBEAT_S:g} s "
+                        f"(SHARDWATCH_HEARTBEAT_S), so a shorter silence is no sign of death: give at least "
+                        f"{floor:g} s (three heartbeats).")
+        elif self.condition == c.SOURCE_LAG:
+            # An idle, healthy reader stamps its shards' age when it renews its lease (every
+            # third of SHARDWATCH_LEASE_S), and the lag counts the time since, plus a poll.
+            floor = settings.SHARDWATCH_LEASE_S / 3 + settings.SHARDWATCH_IDLE_POLL_INTERVAL_S
+            if threshold <= floor:
+                return (f"An idle, healthy reader shows up to {floor:g} s of lag (a lease renewal every "
+                        f"SHARDWATCH_LEASE_S / 3 plus SHARDWATCH_IDLE_POLL_INTERVAL_S), so this would always "
+                        f"fire: give more than {floor:g} s.")
+        elif self.condition == c.SHARD_STUCK:
+            # One failed poll backs off up to SHARDWATCH_MAX_BACKOFF_S, and a shard whose reader
+            # died is taken over after SHARDWATCH_LEASE_S: neither is stuck.
+            floor_s = settings.SHARDWATCH_MAX_BACKOFF_S + settings.SHARDWATCH_LEASE_S
+            if threshold * 60 <= floor_s:
+                return (f"A healthy reader may leave a checkpoint still for {floor_s:g} s (a poll's backoff, "
+                        f"SHARDWATCH_MAX_BACKOFF_S, and a lease handover, SHARDWATCH_LEASE_S): give more than "
+                        f"{floor_s / 60:.2g} minutes.")
+        elif self.condition == c.TRIGGER_AGE and self.trigger is not None:
+            # A trigger holds records for its batching window on purpose, and dispatch looks for
+            # work every SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S.
+            floor = self.trigger.maximum_batching_window_s + settings.SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S
+            if threshold <= floor:
+                return (f"A healthy trigger keeps records waiting up to {floor:g} s (its "
+                        f"MaximumBatchingWindowInSeconds plus SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S), so this "
+                        f"would fire on every batch: give more than {floor:g} s.")
+        return None
 
 
 class AlertState(models.Model):
@@ -200,6 +251,7 @@ class Delivery(models.Model):
         PENDING = "pending", "Pending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed (gave up)"
+        SUPERSEDED = "superseded", "Superseded (a newer notification of the alert replaced it)"
 
     MAX_ATTEMPTS = 8
 

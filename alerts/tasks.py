@@ -10,7 +10,7 @@ from alerts.delivery import delivery_send
 from alerts.evaluation import alerts_evaluate
 
 
-def deliveries_queue(delivery_ids) -> None:
+def deliveries_queue(*, delivery_ids: list[int]) -> None:
     """Queue a send of each delivery once the current transaction (if any) has committed."""
     for delivery_id in delivery_ids:
         transaction.on_commit(lambda pk=delivery_id: send_delivery.delay(pk))
@@ -20,7 +20,7 @@ def deliveries_queue(delivery_ids) -> None:
 def evaluate_alerts() -> None:
     close_old_connections()
     result = alerts_evaluate(now=timezone.now())
-    deliveries_queue([*result.deliveries, *result.due])
+    deliveries_queue(delivery_ids=[*result.deliveries, *result.due])
 
 
 @shared_task(ignore_result=True)

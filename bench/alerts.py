@@ -17,8 +17,8 @@ from datetime import timedelta
 import boto3
 from django.db import connection
 
-from bench import workload
 from alerts.models import Channel, Rule
+from bench import workload
 from bench.common import ROOT, percentile, reset_tables
 from streams.models import Shard
 from streams.sources import source_add

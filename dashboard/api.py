@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 
 # One decorator for every JSON endpoint (dashboard/http.py): 401 JSON for anonymous callers,
 # never a redirect to the login page, which a script cannot follow.
+from alerts.selectors import alerts_firing
 from dashboard.charts import RANGE_DEFAULT, source_series, trigger_series
 from dashboard.http import api_login_required, bad_request, feed_filter, int_param
 from streams.feed import FilterError
@@ -199,3 +200,26 @@ def api_item(request, source_id: int):
     except StreamSource.DoesNotExist:
         raise Http404("No such source.") from None
     return JsonResponse(item_history_json(source=source, item_key=item_key))
+
+
+# The banner names this many firing alerts and counts the rest (templates/_alert_banner.html).
+BANNER_NAMED = 5
+
+
+@never_cache
+@require_GET
+@api_login_required
+def api_alerts_firing(request):
+    """`GET /api/alerts/firing`: the firing, unsilenced alerts of the banner on every page;
+    static/js/alert_banner.js polls it every 15 s. One query, as the banner's.
+
+    {"count": <int>, "alerts": [{"id", "rule", "subject_label"}] (the newest BANNER_NAMED),
+     "url": the Alerts page}
+    """
+    firing = alerts_firing(now=timezone.now())
+    return JsonResponse({
+        "count": len(firing),
+        "alerts": [{"id": state.pk, "rule": state.rule.name, "subject_label": state.subject_label}
+                   for state in firing[:BANNER_NAMED]],
+        "url": reverse("dashboard:alerts"),
+    })

@@ -21,6 +21,7 @@ urlpatterns = [
     path("export/records.<str:fmt>", export.export, name="export"),
     path("metrics", views.metrics, name="metrics"),
     path("api/sources", api.api_sources, name="api_sources"),
+    path("api/alerts/firing", api.api_alerts_firing, name="api_alerts_firing"),
     path("api/series/sources", api.api_source_series, name="api_source_series"),
     path("api/series/triggers", api.api_trigger_series, name="api_trigger_series"),
     path("api/invocations", api.api_invocations, name="api_invocations"),

@@ -127,6 +127,24 @@ def test_it_reminds_after_the_repeat_interval(orders_table, channels, receiver):
 
 def test_it_records_a_silenced_alerts_transitions_without_notifying(orders_table, channels, receiver):
     trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook], duration_s=60)
+    now = timezone.now()
+    evaluate_and_send(now=now)
+    state = AlertState.objects.get(rule=rule)
+
+    alert_silence(state_id=state.pk, until=now + timedelta(hours=1))
+    evaluate_and_send(now=now + timedelta(seconds=60))
+    evaluate_and_send(now=now + timedelta(seconds=301))
+
+    transitions = AlertTransition.objects.filter(rule=rule).order_by("at")
+    assert [(t.kind, t.silenced) for t in transitions] == [("fired", True), ("resolved", True)]
+    assert not Delivery.objects.exists()
+    assert receiver.received == []
+
+
+def test_it_tells_the_resolve_of_a_notified_alert_even_while_silenced(orders_table, channels, receiver):
+    # Receivers were told it fires; withholding the resolve would leave them at FIRING for good.
+    trigger = failing_trigger(orders_table)
     rule = error_rule(trigger, [channels.webhook])
     now = timezone.now()
     evaluate_and_send(now=now)
@@ -135,9 +153,32 @@ def test_it_records_a_silenced_alerts_transitions_without_notifying(orders_table
     alert_silence(state_id=state.pk, until=now + timedelta(hours=1))
     evaluate_and_send(now=now + timedelta(seconds=301))
 
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired", "resolved"]
     resolved = AlertTransition.objects.get(rule=rule, kind=AlertTransition.Kind.RESOLVED)
-    assert resolved.silenced and not resolved.deliveries.exists()
+    assert not resolved.silenced and resolved.deliveries.get().status == Delivery.Status.SENT
+
+
+@pytest.mark.parametrize("repeat_interval_s", [0, 3600])
+def test_it_notifies_an_alert_still_firing_when_its_silence_ends(orders_table, channels, receiver, repeat_interval_s):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook], duration_s=60, window_s=3600, repeat_interval_s=repeat_interval_s)
+    now = timezone.now()
+    evaluate_and_send(now=now)
+    state = AlertState.objects.get(rule=rule)
+    alert_silence(state_id=state.pk, until=now + timedelta(seconds=120))
+
+    evaluate_and_send(now=now + timedelta(seconds=60))
+    evaluate_and_send(now=now + timedelta(seconds=105))
+    assert receiver.received == []
+
+    evaluate_and_send(now=now + timedelta(seconds=120))
+    evaluate_and_send(now=now + timedelta(seconds=135))
+
     assert [r["json"]["kind"] for r in receiver.received] == ["fired"]
+    assert [(t.kind, t.silenced) for t in AlertTransition.objects.filter(rule=rule).order_by("at")] == [
+        ("fired", True), ("fired", False)]
+    state.refresh_from_db()
+    assert state.status == AlertState.Status.FIRING and state.last_notified_at == now + timedelta(seconds=120)
 
 
 def test_it_retries_a_failing_channel_with_backoff_without_holding_up_the_others(orders_table, channels, receiver, inbox):
@@ -164,3 +205,29 @@ def test_it_retries_a_failing_channel_with_backoff_without_holding_up_the_others
     assert hook.status == Delivery.Status.SENT and hook.attempts == 2
     assert [r["json"]["kind"] for r in receiver.received if r["path"] == "/hook"] == ["fired", "fired"]
     assert len(inbox.messages) == 1
+
+
+def test_it_supersedes_a_pending_fired_delivery_with_the_resolve_so_the_channel_ends_resolved(
+        orders_table, channels, receiver, owner):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook])
+    receiver.status = 503
+    now = timezone.now()
+    evaluate_and_send(now=now)
+    fired = Delivery.objects.get(transition__kind=AlertTransition.Kind.FIRED)
+    assert fired.status == Delivery.Status.PENDING and fired.attempts == 1
+
+    # The alert resolves while the fired delivery waits out its backoff; then the channel is back.
+    later = now + timedelta(seconds=301)
+    receiver.status = 200
+    receiver.received.clear()  # the refused attempt
+    evaluate_and_send(now=later)
+    evaluate_and_send(now=later + timedelta(seconds=3600))
+
+    assert [r["json"]["kind"] for r in receiver.received] == ["resolved"]
+    fired.refresh_from_db()
+    assert fired.status == Delivery.Status.SUPERSEDED and fired.attempts == 1 and fired.next_attempt_at is None
+    resolved = Delivery.objects.get(transition__kind=AlertTransition.Kind.RESOLVED)
+    assert resolved.status == Delivery.Status.SENT
+    assert AlertState.objects.get(rule=rule).status == AlertState.Status.RESOLVED
+    assert "Superseded" in owner.get("/alerts/").content.decode()

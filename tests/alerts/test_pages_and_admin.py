@@ -12,6 +12,7 @@ from django.utils import timezone
 from alerts.models import AlertState, Channel, Delivery, Rule
 from tests.support.alert_receivers import signature_valid
 from tests.support.alerting import evaluate_and_send
+from tests.support.triggering import trigger_for
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,27 @@ def test_it_shows_the_banner_on_every_page_with_one_query(owner, firing):
     text = page.content.decode()
     assert 'id="alert-banner"' in text and "1 alert firing" in text and 'href="/alerts/"' in text
     assert sum("alerts_alertstate" in query["sql"] for query in queries.captured_queries) == 1
+
+
+def test_it_shows_the_banner_on_the_admins_pages_with_its_refreshing_script(admin_user_client, firing):
+    for url in ("/admin/", "/admin/alerts/rule/"):
+        text = admin_user_client.get(url).content.decode()
+        assert 'id="alert-banner"' in text and "1 alert firing" in text and "workers-down" in text
+        assert 'data-api-url="/api/alerts/firing"' in text
+        assert '<script type="module" src="/static/js/alert_banner.js">' in text
+
+
+def test_it_answers_the_firing_alerts_as_json_for_the_banner(owner, firing):
+    assert owner.get("/api/alerts/firing").json() == {
+        "count": 1, "alerts": [{"id": firing.pk, "rule": "workers-down", "subject_label": "workers"}],
+        "url": "/alerts/",
+    }
+    owner.logout()
+    assert owner.get("/api/alerts/firing").status_code == 401
+    owner.force_login(User.objects.get(username="owner"))
+
+    AlertState.objects.filter(pk=firing.pk).update(silenced_until=timezone.now() + timedelta(hours=1))
+    assert owner.get("/api/alerts/firing").json()["count"] == 0
 
 
 def test_it_leaves_the_banner_out_when_nothing_fires(owner, db):
@@ -84,6 +106,48 @@ def test_it_explains_a_trigger_condition_without_a_trigger(admin_user_client):
     assert answer.status_code == 200
     assert "watches a trigger: choose one." in answer.content.decode()
     assert not Rule.objects.exists()
+
+
+def rule_form(**fields):
+    return {"name": "r", "threshold": "0", "duration_s": "0", "window_s": "300", "repeat_interval_s": "3600",
+            "enabled": "on", **fields}
+
+
+@pytest.mark.parametrize("condition, threshold, refused, explained", [
+    # Heartbeats every 10 s (SHARDWATCH_HEARTBEAT_S): "no heartbeat for 0 s" is always true.
+    ("no_worker", "0", True, "give at least 30 s (three heartbeats)"),
+    ("no_worker", "29", True, "give at least 30 s"),
+    ("no_worker", "30", False, ""),
+    # An idle reader shows up to 15 / 3 + 1 = 6 s of lag.
+    ("source_lag", "0", True, "give more than 6 s"),
+    ("source_lag", "6", True, "give more than 6 s"),
+    ("source_lag", "7", False, ""),
+    # A poll's backoff (30 s) and a lease handover (15 s).
+    ("shard_stuck", "0", True, "give more than 0.75 minutes"),
+    ("shard_stuck", "1", False, ""),
+    # These fire on events, not on a healthy system at rest: 0 means "any".
+    ("gap", "0", False, ""),
+    ("source_inactive", "0", False, ""),
+])
+def test_it_refuses_a_threshold_that_a_healthy_system_always_crosses(admin_user_client, condition, threshold,
+                                                                     refused, explained):
+    answer = admin_user_client.post("/admin/alerts/rule/add/", rule_form(condition=condition, threshold=threshold))
+
+    assert Rule.objects.exists() is not refused
+    if refused:
+        assert answer.status_code == 200 and explained in answer.content.decode()
+
+
+def test_it_refuses_a_trigger_age_within_the_triggers_batching_window(admin_user_client, orders_table):
+    trigger = trigger_for(orders_table, "fail_always", maximum_batching_window_s=20)
+
+    refused = admin_user_client.post("/admin/alerts/rule/add/", rule_form(
+        condition="trigger_age", trigger=str(trigger.pk), threshold="22"))
+    assert "give more than 22 s" in refused.content.decode() and not Rule.objects.exists()
+
+    admin_user_client.post("/admin/alerts/rule/add/", rule_form(
+        condition="trigger_age", trigger=str(trigger.pk), threshold="23"))
+    assert Rule.objects.get().threshold == 23
 
 
 def test_it_explains_a_channel_without_its_url_or_addresses(admin_user_client):

@@ -165,7 +165,8 @@ def test_it_gives_the_page_script_its_urls_and_filter_in_data_attributes(owner, 
     assert feed_data(response, "filter-query") == "event=REMOVE"
     assert feed_data(response, "filter-valid") == "true"
     body = response.content.decode()
-    assert re.findall(r"<script\b[^>]*>", body) == ['<script src="/static/js/feed.js" defer>']
+    assert re.findall(r"<script\b[^>]*>", body) == [
+        '<script type="module" src="/static/js/alert_banner.js">', '<script src="/static/js/feed.js" defer>']
     assert re.findall(r"<[a-z]+\s[^>]*\son[a-z]+=", body) == []  # no inline event handlers
 
 

@@ -341,7 +341,9 @@ def test_it_renders_the_page_without_inline_script_or_style(owner):
     assert '<script src="/static/js/overview.js" defer></script>' in page
     # uPlot draws the charts, from the pinned npm package's file, served as the site's own.
     assert '<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>' in page
-    assert page.count("<script") == 2
+    # and every page's banner of firing alerts refreshes itself (templates/_alert_banner.html).
+    assert '<script type="module" src="/static/js/alert_banner.js"></script>' in page
+    assert page.count("<script") == 3
     assert " style=" not in page
     uplot = owner.get("/static/vendor/uplot/uPlot.iife.min.js")
     assert uplot.status_code == 200 and b"uPlot" in b"".join(uplot.streaming_content)
