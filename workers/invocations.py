@@ -14,11 +14,12 @@ from workers.timeline import invocation_row, invocations_publish
 
 
 def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, attempt, from_bisect, started_at,
-                    error="", announce=None) -> Invocation:
+                    error="", announce=None, replay=False) -> Invocation:
     """Save the invocation of `batch_records` (anything with `pk` and `sequence_number`, in the
     order sent) from `cursor`'s trigger, shard and lane. `result` is the target's InvokeResult,
-    or None for a batch that never went out (then `error` says why). Once committed, its
-    timeline row goes to `announce` (by default, it is published at once)."""
+    or None for a batch that never went out (then `error` says why). `replay` marks a batch an
+    operator sent again beside the cursors (workers.operations), which no cursor's batch is.
+    Once committed, its timeline row goes to `announce` (by default, it is published at once)."""
     invocation = Invocation.objects.create(
         trigger_id=cursor.trigger_id,
         shard_id=cursor.shard_id,
@@ -30,6 +31,7 @@ def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, at
         record_ids=[record.pk for record in batch_records],
         attempt=attempt,
         from_bisect=from_bisect,
+        replay=replay,
         started_at=started_at,
         duration_ms=result.duration_ms if result else 0.0,
         outcome=outcome,

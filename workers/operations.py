@@ -2,8 +2,10 @@
 the filter patterns; and, from a poison-record alert, skip or bisect the batch a cursor retries.
 
 A replay or a retry moves no cursor: it sends stored records again beside the trigger's own
-runs, and what fails is given up on at once, into the dead-letter list. Skipping or bisecting
-a batch does move its cursor, under the cursor's lease, as a runner would.
+runs, and what fails is given up on at once, into the dead-letter list. Its invocations are
+marked `replay`, so that they are never taken for a cursor's batch. Skipping or bisecting a
+batch does move its cursor, under the cursor's lease, as a runner would; the batch is the one
+the cursor's runner sends next (workers.selectors.cursor_batch).
 """
 
 import uuid
@@ -50,7 +52,7 @@ def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Inv
         with transaction.atomic():
             invocation = invocation_save(
                 cursor=cursor, batch_records=batch, filtered=0, outcome=outcome, result=result,
-                attempt=0, from_bisect=False, started_at=started_at,
+                attempt=0, from_bisect=False, started_at=started_at, replay=True,
             )
             if outcome != Outcome.SUCCESS:
                 dead_letter_save(cursor=cursor, records=failed, invocation=invocation, reason=f"Replay failed: {outcome}")
@@ -102,11 +104,12 @@ def _cursor_hold(*, cursor_id: int, now) -> tuple[TriggerCursor, str]:
     owner = TriggerCursor.objects.lease_take(cursor_id, now=now, until=now + timedelta(seconds=30))
     if owner is None:
         raise CursorActionRefused("A runner is sending this cursor's batch right now; try again in a few seconds.")
-    return TriggerCursor.objects.select_related("trigger__source").get(pk=cursor_id), owner
+    return TriggerCursor.objects.select_related("trigger__source", "shard__stream").get(pk=cursor_id), owner
 
 
 def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
-    """Give up on the batch a cursor is retrying: its records go to the dead-letter list (and
+    """Give up on the batch a cursor is retrying (workers.selectors.cursor_failing_batch: the
+    batch its runner sends next, never a replay's): its records go to the dead-letter list (and
     the trigger's SQS/SNS destination), and the cursor moves past them with its retries
     cleared, as when MaximumRetryAttempts runs out. CursorActionRefused when a runner holds the
     cursor or it has no failed batch ahead of it."""
@@ -135,7 +138,8 @@ def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
 
 
 def cursor_batch_bisect(*, cursor_id: int, now=None) -> int:
-    """Split the batch a cursor is retrying in two, as BisectBatchOnFunctionError does: the
+    """Split the batch a cursor is retrying (as cursor_batch_skip) in two, as
+    BisectBatchOnFunctionError does: the
     next batch is its first half, then its second, each retried on its own; the retry count
     starts again. Returns the size of the next batch. CursorActionRefused when a runner holds
     the cursor, it has no failed batch, or the batch is one record (skip it instead)."""

@@ -48,6 +48,15 @@ def report_failure_once(event, context):
     return {"batchItemFailures": []}
 
 
+def report_failure_always(event, context):
+    """Reports the first record marked `fail` as failed, every time."""
+    _called(event)
+    for record in event["Records"]:
+        if "fail" in record["dynamodb"].get("NewImage", {}):
+            return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
+    return {"batchItemFailures": []}
+
+
 def report_malformed_once(event, context):
     _called(event)
     if handler_log.first_time("failed"):
