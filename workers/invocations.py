@@ -57,6 +57,13 @@ def _invocation_count(*, invocation: Invocation, result) -> None:
         meter_observe(name="shardwatch_trigger_batch_duration_seconds", labels=labels, value=result.duration_ms / 1000)
 
 
+def trigger_meter_count(*, trigger_id: int, name: str) -> None:
+    """Count one of a trigger's meters (shardwatch_trigger_retries_total, ..._bisects_total)
+    once the transaction at hand commits, so a move that is rolled back counts nothing; the
+    runner's and an operator's moves count alike."""
+    transaction.on_commit(lambda: meter_count(name=name, labels={"trigger": trigger_id}))
+
+
 def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:
     """Give up on records: keep them in the dead-letter list, and tell the trigger's SQS/SNS
     destination (metadata only, as Lambda does: the records stay here)."""

@@ -20,11 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from meters.logcontext import log_context
-from meters.store import meter_count
 from streams.backoff import backoff_delay
 from workers.batches import ReadAhead, batch_take, patterns_compile
 from workers.cursors import lease_duration, pending_since_next
-from workers.invocations import dead_letter_save, invocation_save
+from workers.invocations import dead_letter_save, invocation_save, trigger_meter_count
 from workers.models import Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
 from workers.targets import target_invoke
@@ -221,9 +220,7 @@ class CursorRunner:
         return False
 
     def _count(self, name: str) -> None:
-        """Count one of the trigger's meters once the transaction at hand commits."""
-        trigger_id = self.trigger.pk
-        transaction.on_commit(lambda: meter_count(name=name, labels={"trigger": trigger_id}))
+        trigger_meter_count(trigger_id=self.trigger.pk, name=name)
 
 
 def cursor_process(*, cursor_id: int, owner: str) -> bool:
