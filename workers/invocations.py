@@ -5,7 +5,9 @@ follows from them waits for that transaction to commit: the timeline hears of an
 and the trigger's SQS/SNS destination of a dead letter, only once it is really there.
 """
 
+from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from meters.store import meter_count, meter_observe
 from workers.destinations import destination_notify
@@ -55,6 +57,19 @@ def _invocation_count(*, invocation: Invocation, result) -> None:
     if result is not None:
         meter_count(name="shardwatch_trigger_records_sent_total", labels=labels, value=invocation.record_count)
         meter_observe(name="shardwatch_trigger_batch_duration_seconds", labels=labels, value=result.duration_ms / 1000)
+
+
+def invocation_failure(invocation: Invocation) -> str:
+    """How an invocation failed, in words fit for logs, notifications and dead-letter reasons:
+    its error type (else its outcome), never its error message, which handlers fill with item
+    data. The message stays on the invocation's page, behind the login (invocation_link)."""
+    return invocation.error_type or invocation.outcome
+
+
+def invocation_link(*, invocation_id: int) -> str:
+    """The absolute URL of an invocation's page (SHARDWATCH_PUBLIC_URL and the URL named
+    dashboard:invocation; a name, not an import, so the layers still point down)."""
+    return settings.SHARDWATCH_PUBLIC_URL + reverse("dashboard:invocation", args=[invocation_id])
 
 
 def trigger_meter_count(*, trigger_id: int, name: str) -> None:

@@ -18,7 +18,7 @@ from streams.lambda_event import event_payload, lambda_record, record_event_json
 from streams.models import ChangeRecord
 from workers.batches import patterns_compile
 from workers.cursors import pending_since_next
-from workers.invocations import dead_letter_save, invocation_save, trigger_meter_count
+from workers.invocations import dead_letter_save, invocation_failure, invocation_save, trigger_meter_count
 from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
 from workers.selectors import cursor_failing_batch
@@ -130,8 +130,7 @@ def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
             # dead_letter_save counts shardwatch_trigger_dead_letters_total on commit, as the runner's do.
             letter = dead_letter_save(
                 cursor=cursor, records=records, invocation=invocation,
-                reason=f"Skipped by {who} after {cursor.attempt} retries: "
-                       f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip(),
+                reason=f"Skipped by {who} after {cursor.attempt} retries: {invocation_failure(invocation)}",
             )
             moved = TriggerCursor.objects.lease_write(
                 cursor_id, owner=owner, position=last, attempt=0, next_attempt_at=None,
