@@ -16,7 +16,9 @@ What N (Rule.threshold) means for each condition:
 - trigger_error_rate: a percentage of the invocations started over the window.
 - dead_letters: a count: more than N added over the window.
 - poison_record: retries, at least 1: a cursor whose batch was retried N times
-  (TriggerCursor.attempt).
+  (TriggerCursor.attempt). The finding names the cursor's batch and its last invocation
+  (workers.selectors.cursors_retrying), by the invocation's error type and a link, never
+  by the handler's error message.
 - no_worker: seconds: no Celery worker heartbeat (meters.heartbeats) for N seconds.
 """
 
@@ -30,6 +32,7 @@ from alerts.models import Rule
 from meters.heartbeats import heartbeats_alive
 from meters.models import Heartbeat
 from streams.selectors import gaps_since, shards_stuck, sources_lag, sources_watched
+from workers.invocations import invocation_failure, invocation_link
 from workers.selectors import cursors_retrying, dead_letters_since, trigger_outcomes_since, triggers_iterator_age
 
 Condition = Rule.Condition
@@ -178,8 +181,10 @@ def _poison_record(rule, now):
             links["record"] = link(path=reverse("dashboard:record", args=[record_id]))
         error = ""
         if invocation is not None:
-            links["invocation"] = link(path=reverse("dashboard:invocation", args=[invocation.pk]))
-            error = f" The last invocation ({invocation.pk}) failed: {invocation.error_type} {invocation.error_message[:300]}".rstrip()
+            # Handlers put item data in their error messages: a notification names the error
+            # type and links to the invocation, whose page (behind the login) has the message.
+            links["invocation"] = invocation_link(invocation_id=invocation.pk)
+            error = f" The last invocation failed with {invocation_failure(invocation)}: {links['invocation']}"
         found[f"cursor:{cursor.pk}"] = Finding(
             label=f"trigger {cursor.trigger} shard {cursor.shard.shard_id}"
                   + (f" lane {cursor.lane}" if cursor.trigger.parallelization_factor > 1 else ""),

@@ -13,9 +13,12 @@ What must stay true (Lambda developer guide, "Using AWS Lambda with Amazon Dynam
   instead of writing its own idea of the position over the reset one.
 - `pending_since` is the time of the oldest record past `position` (NULL when there is none),
   in every write that moves `position` (pending_since_next, evaluated by the database in the
-  same UPDATE) and set by cursors_pending_mark when a batch is saved. A batch that commits
-  while a runner moves its cursor is not missed: the mark waits for the runner's row lock and
-  then finds the column NULL, or the runner's UPDATE already saw the batch.
+  same UPDATE) and set by cursors_pending_mark when a batch is saved. The mark runs after the
+  batch has committed, so a runner may read the batch and catch up first: the mark marks only
+  cursors that the database finds with a record past their position as it writes (a cursor a
+  runner is moving is checked again once the runner's row lock is released), so a caught-up
+  cursor is never left marked; and a cursor that the runner's UPDATE left behind the batch
+  either kept its mark or gets it.
 """
 
 import hashlib
@@ -64,9 +67,12 @@ def pending_since_next(*, source: StreamSource, position: str | None = None) -> 
 def cursors_pending_mark(*, shard_id: int, oldest_at) -> int:
     """A batch of records was saved on shard `shard_id`, the oldest counting from `oldest_at`
     (an aware datetime; streams.signals.batch_saved): cursors of the shard that were caught up
-    now wait since then. One UPDATE; returns how many cursors it marked. Every lane is marked;
-    a lane with none of the batch's records clears its mark when its runner passes them."""
-    return TriggerCursor.objects.filter(shard_id=shard_id, pending_since__isnull=True).update(pending_since=oldest_at)
+    and still have a record past their position, as the database finds it when it writes, now
+    wait since then; one that a runner moved past the batch meanwhile stays caught up. One
+    UPDATE; returns how many cursors it marked. Every lane is marked; a lane with none of the
+    batch's records clears its mark when its runner passes them."""
+    waiting = Exists(ChangeRecord.objects.filter(shard_id=OuterRef("shard_id"), sequence_key__gt=OuterRef("position")))
+    return TriggerCursor.objects.filter(waiting, shard_id=shard_id, pending_since__isnull=True).update(pending_since=oldest_at)
 
 
 def cursors_ensure(*, trigger: Trigger) -> int:

@@ -5,7 +5,9 @@ follows from them waits for that transaction to commit: the timeline hears of an
 and the trigger's SQS/SNS destination of a dead letter, only once it is really there.
 """
 
+from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from meters.store import meter_count, meter_observe
 from workers.destinations import destination_notify
@@ -14,11 +16,12 @@ from workers.timeline import invocation_row, invocations_publish
 
 
 def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, attempt, from_bisect, started_at,
-                    error="", announce=None) -> Invocation:
+                    error="", announce=None, replay=False) -> Invocation:
     """Save the invocation of `batch_records` (anything with `pk` and `sequence_number`, in the
     order sent) from `cursor`'s trigger, shard and lane. `result` is the target's InvokeResult,
-    or None for a batch that never went out (then `error` says why). Once committed, its
-    timeline row goes to `announce` (by default, it is published at once)."""
+    or None for a batch that never went out (then `error` says why). `replay` marks a batch an
+    operator sent again beside the cursors (workers.operations), which no cursor's batch is.
+    Once committed, its timeline row goes to `announce` (by default, it is published at once)."""
     invocation = Invocation.objects.create(
         trigger_id=cursor.trigger_id,
         shard_id=cursor.shard_id,
@@ -30,6 +33,7 @@ def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, at
         record_ids=[record.pk for record in batch_records],
         attempt=attempt,
         from_bisect=from_bisect,
+        replay=replay,
         started_at=started_at,
         duration_ms=result.duration_ms if result else 0.0,
         outcome=outcome,
@@ -53,6 +57,26 @@ def _invocation_count(*, invocation: Invocation, result) -> None:
     if result is not None:
         meter_count(name="shardwatch_trigger_records_sent_total", labels=labels, value=invocation.record_count)
         meter_observe(name="shardwatch_trigger_batch_duration_seconds", labels=labels, value=result.duration_ms / 1000)
+
+
+def invocation_failure(invocation: Invocation) -> str:
+    """How an invocation failed, in words fit for logs, notifications and dead-letter reasons:
+    its error type (else its outcome), never its error message, which handlers fill with item
+    data. The message stays on the invocation's page, behind the login (invocation_link)."""
+    return invocation.error_type or invocation.outcome
+
+
+def invocation_link(*, invocation_id: int) -> str:
+    """The absolute URL of an invocation's page (SHARDWATCH_PUBLIC_URL and the URL named
+    dashboard:invocation; a name, not an import, so the layers still point down)."""
+    return settings.SHARDWATCH_PUBLIC_URL + reverse("dashboard:invocation", args=[invocation_id])
+
+
+def trigger_meter_count(*, trigger_id: int, name: str) -> None:
+    """Count one of a trigger's meters (shardwatch_trigger_retries_total, ..._bisects_total)
+    once the transaction at hand commits, so a move that is rolled back counts nothing; the
+    runner's and an operator's moves count alike."""
+    transaction.on_commit(lambda: meter_count(name=name, labels={"trigger": trigger_id}))
 
 
 def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:

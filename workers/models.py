@@ -160,6 +160,9 @@ class Invocation(models.Model):
     record_ids = models.JSONField(default=list, help_text="The records sent, in order.")
     attempt = models.PositiveIntegerField(default=0)
     from_bisect = models.BooleanField(default=False)
+    # Sent by an operator's replay or dead-letter retry (workers.operations), beside the
+    # cursors: such an invocation is never a cursor's batch, though it has a shard and a lane.
+    replay = models.BooleanField(default=False)
     started_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.FloatField(default=0)
     outcome = models.CharField(max_length=16, choices=INVOCATION_OUTCOMES)

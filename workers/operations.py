@@ -2,8 +2,10 @@
 the filter patterns; and, from a poison-record alert, skip or bisect the batch a cursor retries.
 
 A replay or a retry moves no cursor: it sends stored records again beside the trigger's own
-runs, and what fails is given up on at once, into the dead-letter list. Skipping or bisecting
-a batch does move its cursor, under the cursor's lease, as a runner would.
+runs, and what fails is given up on at once, into the dead-letter list. Its invocations are
+marked `replay`, so that they are never taken for a cursor's batch. Skipping or bisecting a
+batch does move its cursor, under the cursor's lease, as a runner would; the batch is the one
+the cursor's runner sends next (workers.selectors.cursor_batch).
 """
 
 import uuid
@@ -16,7 +18,7 @@ from streams.lambda_event import event_payload, lambda_record, record_event_json
 from streams.models import ChangeRecord
 from workers.batches import patterns_compile
 from workers.cursors import pending_since_next
-from workers.invocations import dead_letter_save, invocation_save
+from workers.invocations import dead_letter_save, invocation_failure, invocation_save, trigger_meter_count
 from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
 from workers.selectors import cursor_failing_batch
@@ -50,7 +52,7 @@ def records_replay(*, trigger: Trigger, records: list[ChangeRecord]) -> list[Inv
         with transaction.atomic():
             invocation = invocation_save(
                 cursor=cursor, batch_records=batch, filtered=0, outcome=outcome, result=result,
-                attempt=0, from_bisect=False, started_at=started_at,
+                attempt=0, from_bisect=False, started_at=started_at, replay=True,
             )
             if outcome != Outcome.SUCCESS:
                 dead_letter_save(cursor=cursor, records=failed, invocation=invocation, reason=f"Replay failed: {outcome}")
@@ -96,17 +98,23 @@ class CursorActionRefused(Exception):
     """An operator action on a cursor that cannot be done now; the message says why."""
 
 
+# The cursor was reset from the admin while the operator held it (a reset ends the lease):
+# what the action wrote is rolled back.
+_LEASE_LOST = "The cursor was reset meanwhile; look at it again."
+
+
 def _cursor_hold(*, cursor_id: int, now) -> tuple[TriggerCursor, str]:
     # A runner holds the cursor while it sends a batch; an operator's move must not race it,
     # so it takes the lease like a runner and gives it back after.
     owner = TriggerCursor.objects.lease_take(cursor_id, now=now, until=now + timedelta(seconds=30))
     if owner is None:
         raise CursorActionRefused("A runner is sending this cursor's batch right now; try again in a few seconds.")
-    return TriggerCursor.objects.select_related("trigger__source").get(pk=cursor_id), owner
+    return TriggerCursor.objects.select_related("trigger__source", "shard__stream").get(pk=cursor_id), owner
 
 
 def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
-    """Give up on the batch a cursor is retrying: its records go to the dead-letter list (and
+    """Give up on the batch a cursor is retrying (workers.selectors.cursor_failing_batch: the
+    batch its runner sends next, never a replay's): its records go to the dead-letter list (and
     the trigger's SQS/SNS destination), and the cursor moves past them with its retries
     cleared, as when MaximumRetryAttempts runs out. CursorActionRefused when a runner holds the
     cursor or it has no failed batch ahead of it."""
@@ -119,26 +127,30 @@ def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
         last = records[-1].sequence_key
         end = cursor.bisect_end if cursor.bisect_end > last else ""
         with transaction.atomic():
+            # dead_letter_save counts shardwatch_trigger_dead_letters_total on commit, as the runner's do.
             letter = dead_letter_save(
                 cursor=cursor, records=records, invocation=invocation,
-                reason=f"Skipped by {who} after {cursor.attempt} retries: "
-                       f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip(),
+                reason=f"Skipped by {who} after {cursor.attempt} retries: {invocation_failure(invocation)}",
             )
-            TriggerCursor.objects.lease_write(
+            moved = TriggerCursor.objects.lease_write(
                 cursor_id, owner=owner, position=last, attempt=0, next_attempt_at=None,
                 batch_limit=cursor.batch_limit if end else 0, bisect_end=end,
                 pending_since=pending_since_next(source=cursor.trigger.source, position=last),
             )
+            if moved != 1:
+                raise CursorActionRefused(_LEASE_LOST)
         return letter
     finally:
         TriggerCursor.objects.lease_release(cursor_id, owner=owner)
 
 
 def cursor_batch_bisect(*, cursor_id: int, now=None) -> int:
-    """Split the batch a cursor is retrying in two, as BisectBatchOnFunctionError does: the
-    next batch is its first half, then its second, each retried on its own; the retry count
-    starts again. Returns the size of the next batch. CursorActionRefused when a runner holds
-    the cursor, it has no failed batch, or the batch is one record (skip it instead)."""
+    """Split the batch a cursor is retrying (as cursor_batch_skip) in two, as
+    BisectBatchOnFunctionError does: the next batch is its first half, then its second, each
+    retried on its own; the retry count starts again, and shardwatch_trigger_bisects_total
+    counts it on commit, as the runner's bisects. Returns the size of the next batch.
+    CursorActionRefused when a runner holds the cursor, it has no failed batch, or the batch
+    is one record (skip it instead)."""
     now = now or timezone.now()
     cursor, owner = _cursor_hold(cursor_id=cursor_id, now=now)
     try:
@@ -148,10 +160,14 @@ def cursor_batch_bisect(*, cursor_id: int, now=None) -> int:
         if len(records) == 1:
             raise CursorActionRefused("The batch is a single record: it cannot be split; skip it instead.")
         half = len(records) // 2
-        TriggerCursor.objects.lease_write(
-            cursor_id, owner=owner, batch_limit=half, bisect_end=records[-1].sequence_key, attempt=0,
-            next_attempt_at=None,
-        )
+        with transaction.atomic():
+            moved = TriggerCursor.objects.lease_write(
+                cursor_id, owner=owner, batch_limit=half, bisect_end=records[-1].sequence_key, attempt=0,
+                next_attempt_at=None,
+            )
+            if moved != 1:
+                raise CursorActionRefused(_LEASE_LOST)
+            trigger_meter_count(trigger_id=cursor.trigger_id, name="shardwatch_trigger_bisects_total")
         return half
     finally:
         TriggerCursor.objects.lease_release(cursor_id, owner=owner)

@@ -20,11 +20,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from meters.logcontext import log_context
-from meters.store import meter_count
 from streams.backoff import backoff_delay
 from workers.batches import ReadAhead, batch_take, patterns_compile
 from workers.cursors import lease_duration, pending_since_next
-from workers.invocations import dead_letter_save, invocation_save
+from workers.invocations import (
+    dead_letter_save,
+    invocation_failure,
+    invocation_link,
+    invocation_save,
+    trigger_meter_count,
+)
 from workers.models import Outcome, Trigger, TriggerCursor
 from workers.responses import batch_item_failures, result_malformed
 from workers.targets import target_invoke
@@ -208,10 +213,11 @@ class CursorRunner:
         cursor, trigger = self.cursor, self.trigger
         attempt = cursor.attempt + 1
         if trigger.maximum_retry_attempts != -1 and attempt > trigger.maximum_retry_attempts:
-            reason = (f"Retries exhausted after {cursor.attempt + 1} attempt(s): "
-                      f"{invocation.error_type or invocation.outcome} {invocation.error_message}".strip())
+            # The reason reaches the SQS/SNS destination and the log: the error type, not the message.
+            reason = f"Retries exhausted after {cursor.attempt + 1} attempt(s): {invocation_failure(invocation)}"
             dead_letter_save(cursor=cursor, records=records, invocation=invocation, reason=reason)
-            log.warning("trigger %s: %d record(s) went to the dead-letter list. %s", trigger.name, len(records), reason)
+            log.warning("trigger %s: %d record(s) went to the dead-letter list. %s. The last invocation: %s",
+                        trigger.name, len(records), reason, invocation_link(invocation_id=invocation.pk))
             end = cursor.bisect_end if cursor.bisect_end > records[-1].sequence_key else ""
             return self.settle(position=records[-1].sequence_key, attempt=0, filtered_total=filtered_total,
                                next_attempt_at=None, batch_limit=cursor.batch_limit if end else 0, bisect_end=end)
@@ -221,9 +227,7 @@ class CursorRunner:
         return False
 
     def _count(self, name: str) -> None:
-        """Count one of the trigger's meters once the transaction at hand commits."""
-        trigger_id = self.trigger.pk
-        transaction.on_commit(lambda: meter_count(name=name, labels={"trigger": trigger_id}))
+        trigger_meter_count(trigger_id=self.trigger.pk, name=name)
 
 
 def cursor_process(*, cursor_id: int, owner: str) -> bool:

@@ -4,6 +4,7 @@ Nothing here writes. Each function takes keyword arguments and returns plain val
 querysets named for what the page shows.
 """
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection
@@ -11,6 +12,7 @@ from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
+from workers.batches import ReadAhead, batch_take, patterns_compile
 from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 from workers.timeline import InvocationFilter
 
@@ -200,47 +202,66 @@ def dead_letters_since(*, trigger_ids, since) -> dict[int, int]:
     )
 
 
+@dataclass(frozen=True)
+class CursorBatch:
+    """A cursor's current batch and its last invocation (cursor_batch)."""
+
+    # The records the runner sends next, in the order it sends them (ChangeRecords with
+    # source and shard__stream); empty when the cursor has nothing to send.
+    records: list[ChangeRecord]
+    # The newest invocation the runner made of this batch (one that sent its first record),
+    # or None when it has not sent it yet.
+    invocation: Invocation | None
+
+
+def cursor_batch(*, cursor: TriggerCursor) -> CursorBatch:
+    """The batch a cursor is at, built from the cursor itself as its runner builds it
+    (workers.batches.batch_take): its lane's records after `position`, at most `batch_limit`
+    (else BatchSize) of them and 6 MB of event, none after `bisect_end`, without those its
+    filter patterns leave out; and the cursor's last invocation of that batch. Replays
+    (Invocation.replay) share the cursor's shard and lane but are never its invocation. The
+    cursor comes with trigger__source and shard__stream, or they are read. A few queries."""
+    trigger = cursor.trigger
+    ahead = ReadAhead(shard_id=cursor.shard_id, lane=cursor.lane, lanes=trigger.parallelization_factor,
+                      region=trigger.source.region, stream_arn=cursor.shard.stream.arn)
+    batch = batch_take(ahead=ahead, position=cursor.position, size=cursor.batch_limit or trigger.batch_size,
+                       patterns=patterns_compile(tuple(trigger.filter_patterns)), until=cursor.bisect_end)
+    if not batch.records:
+        return CursorBatch(records=[], invocation=None)
+    found = ChangeRecord.objects.select_related("source", "shard__stream").in_bulk([record.pk for record in batch.records])
+    records = [found[record.pk] for record in batch.records if record.pk in found]
+    invocation = (
+        Invocation.objects.filter(trigger_id=cursor.trigger_id, shard_id=cursor.shard_id, lane=cursor.lane, replay=False)
+        .order_by("-started_at", "-id").first()
+    )
+    if invocation is not None and batch.records[0].pk not in invocation.record_ids:
+        invocation = None  # the runner has not sent this batch yet
+    return CursorBatch(records=records, invocation=invocation)
+
+
 def cursors_retrying(*, trigger_ids, min_attempt: int) -> list[dict]:
     """Cursors whose batch has been retried at least `min_attempt` times (TriggerCursor.attempt:
-    the retries of the batch at the cursor's position so far), each with the batch's failure:
-    {"cursor": TriggerCursor (with trigger, shard), "attempt": int, "invocation": the newest
-    Invocation of the cursor's shard and lane or None, "first_record_id": the batch's first
-    record (the first the newest invocation sent, else the first stored after the position;
-    None when there is none)}."""
+    the retries of the batch at the cursor's position so far), each with its batch
+    (cursor_batch): {"cursor": TriggerCursor (with trigger, shard), "attempt": int,
+    "invocation": the cursor's last invocation of the batch or None, "first_record_id": the
+    batch's first record, None when there is none}. A few queries per cursor found."""
     cursors = list(
         TriggerCursor.objects.filter(trigger_id__in=trigger_ids, attempt__gte=min_attempt)
-        .select_related("trigger", "shard").order_by("trigger_id", "shard_id", "lane")
+        .select_related("trigger__source", "shard__stream").order_by("trigger_id", "shard_id", "lane")
     )
     found = []
     for cursor in cursors:
-        invocation = (
-            Invocation.objects.filter(trigger_id=cursor.trigger_id, shard_id=cursor.shard_id, lane=cursor.lane)
-            .order_by("-started_at", "-id").first()
-        )
-        first_record_id = None
-        if invocation is not None and invocation.record_ids:
-            first_record_id = invocation.record_ids[0]
-        else:
-            first_record_id = (
-                ChangeRecord.objects.filter(shard_id=cursor.shard_id, sequence_key__gt=cursor.position)
-                .order_by("sequence_key").values_list("pk", flat=True).first()
-            )
-        found.append({"cursor": cursor, "attempt": cursor.attempt, "invocation": invocation,
-                      "first_record_id": first_record_id})
+        batch = cursor_batch(cursor=cursor)
+        found.append({"cursor": cursor, "attempt": cursor.attempt, "invocation": batch.invocation,
+                      "first_record_id": batch.records[0].pk if batch.records else None})
     return found
 
 
 def cursor_failing_batch(*, cursor: TriggerCursor) -> tuple[Invocation | None, list[ChangeRecord]]:
-    """The batch a cursor is retrying: the newest invocation of its shard and lane, if that
-    batch is still ahead of the cursor's position, and its records in the order sent; else
+    """The batch a cursor is retrying (cursor_batch) when its last invocation of it did not
+    succeed: (that invocation, the batch's records in the order the runner sends them); else
     (None, [])."""
-    invocation = (
-        Invocation.objects.filter(trigger_id=cursor.trigger_id, shard_id=cursor.shard_id, lane=cursor.lane)
-        .order_by("-started_at", "-id").first()
-    )
-    if invocation is None:
+    batch = cursor_batch(cursor=cursor)
+    if batch.invocation is None or batch.invocation.outcome == Outcome.SUCCESS:
         return None, []
-    records = invocation_records(invocation=invocation)
-    if not records or records[0].sequence_key <= cursor.position:
-        return None, []
-    return invocation, records
+    return batch.invocation, batch.records

@@ -206,6 +206,26 @@ def test_it_names_a_poison_record_and_skips_it_from_the_alerts_link(orders_table
     assert kinds(receiver) == ["fired", "resolved"]
 
 
+def test_it_names_a_poison_records_error_type_never_the_handlers_message(orders_table, channels, receiver, inbox):
+    orders_table.put("a", card="4111-1111-1111-1111")
+    orders_table.ingest()
+    trigger = trigger_for(orders_table, "fail_echoing_items", maximum_retry_attempts=-1)
+    retry_rounds(trigger, 2)
+    rule = rule_for(Rule.Condition.POISON_RECORD, channels.webhook, trigger=trigger, threshold=2)
+    rule.channels.set(channels.all)
+    last = Invocation.objects.filter(trigger=trigger).order_by("-id").first()
+    assert "4111" in last.error_message
+
+    twice(timezone.now())
+
+    sent = [request["body"].decode() for request in receiver.received]
+    sent += [message["message"].get_body(preferencelist=("plain",)).get_content() for message in inbox.messages]
+    assert len(sent) == 3
+    assert all("4111" not in text and "cannot ship" not in text for text in sent)
+    fired = next(request["json"] for request in receiver.received if request["path"] == "/hook")
+    assert "ValueError" in fired["summary"] and f"/invocations/{last.pk}/" in fired["summary"]
+
+
 def test_it_bisects_a_retried_batch_from_the_alerts_link(orders_table, owner):
     trigger = poisoned(orders_table, ["a", "b", "c"])
     cursor = TriggerCursor.objects.get(trigger=trigger)

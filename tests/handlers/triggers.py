@@ -33,6 +33,12 @@ def fail_always(event, context):
     raise ValueError("boom")
 
 
+def fail_echoing_items(event, context):
+    """Fails as handlers often do: with the item's data in the error message."""
+    _called(event)
+    raise ValueError(f"cannot ship {[record['dynamodb'].get('NewImage') for record in event['Records']]}")
+
+
 def fail_on_poison(event, context):
     _called(event)
     if any("poison" in record["dynamodb"].get("NewImage", {}) for record in event["Records"]):
@@ -44,6 +50,15 @@ def report_failure_once(event, context):
     _called(event)
     for record in event["Records"]:
         if "fail" in record["dynamodb"].get("NewImage", {}) and handler_log.first_time("failed"):
+            return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
+    return {"batchItemFailures": []}
+
+
+def report_failure_always(event, context):
+    """Reports the first record marked `fail` as failed, every time."""
+    _called(event)
+    for record in event["Records"]:
+        if "fail" in record["dynamodb"].get("NewImage", {}):
             return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
     return {"batchItemFailures": []}
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from streams import aws
 from streams.models import ChangeRecord
 from streams.reader import Reader
+from streams.signals import batch_saved
 from tests.support.fake_sources import fake_source_create, sync
 from tests.support.fake_streams import FakeShard, FakeStreams
 from tests.support.triggering import run_until_idle, trigger_for
@@ -21,6 +22,7 @@ from workers.models import Trigger, TriggerCursor
 from workers.runner import cursor_process
 from workers.cursors import cursors_claim
 from workers.selectors import triggers_iterator_age
+from workers.tasks import mark_cursors_pending
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -116,3 +118,30 @@ def test_it_reads_every_triggers_age_in_two_queries(stream, django_assert_num_qu
 
     assert set(ages) == {trigger.pk for trigger in triggers}
     assert all(59 <= value <= 63 for value in ages.values())
+
+
+def test_it_stays_caught_up_when_the_batches_mark_comes_after_the_runner_read_it(stream):
+    """The mark runs once the batch has committed (batch_saved); a runner may read the batch and
+    catch up in between. The receiver is held back here to take exactly that order."""
+    trigger = trigger_for(stream.source, "record_batches")
+    cursors_ensure(trigger=trigger)
+    held = []
+
+    def hold(sender, **kwargs):
+        held.append(kwargs)
+
+    batch_saved.disconnect(dispatch_uid="workers.mark_cursors_pending")
+    batch_saved.connect(hold, dispatch_uid="test.hold")
+    try:
+        stream.records_append(shard_id="shardId-00000", count=2, written_at=written(120))
+        assert stream.read() == 2
+        run_until_idle(trigger)
+    finally:
+        batch_saved.disconnect(dispatch_uid="test.hold")
+        batch_saved.connect(mark_cursors_pending, dispatch_uid="workers.mark_cursors_pending")
+    [saved] = held
+
+    mark_cursors_pending(sender=ChangeRecord, **saved)
+
+    assert TriggerCursor.objects.get(trigger=trigger).pending_since is None
+    assert age(trigger) == 0.0
