@@ -128,7 +128,7 @@ def _stored(*, names: _Names):
         if part == "bucket":
             labels = orjson.loads(text)
             le = labels.pop("le", "+Inf")
-            buckets[base][labels_key(labels)][le] = value
+            buckets[base][labels_key(labels=labels)][le] = value
         elif part == "sum":
             sums[base][text] = value
         elif part == "count":
