@@ -39,8 +39,6 @@ from workers.selectors import triggers_backlog
 
 # Prometheus' text format 0.0.4, which every Prometheus 2.x and promtool read.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# A process is alive when its heartbeat is at most three beats old.
-ALIVE_BEATS = 3
 
 
 def metrics_access(*, request) -> bool:
@@ -224,7 +222,7 @@ def _trigger_gauges(*, names: _Names, now: datetime):
 
 
 def _process_gauges(*, now: datetime):
-    roles = heartbeats_by_role(now=now, alive_within_s=ALIVE_BEATS * settings.SHARDWATCH_HEARTBEAT_S)
+    roles = heartbeats_by_role(now=now)
     age = _gauge("shardwatch_heartbeat_age_seconds")
     alive = _gauge("shardwatch_processes_alive")
     for role, seen in sorted(roles.items()):

@@ -24,6 +24,12 @@ from meters.store import meters_flush
 
 log = logging.getLogger(__name__)
 
+# "Alive" is a heartbeat at most this old: the issue's figure for /readyz, used by /readyz
+# (dashboard.health), /metrics' shardwatch_processes_alive (dashboard.metrics), and, as a
+# literal that tests/config/test_prometheus.py checks, deploy/prometheus/rules.yml. Each
+# process writes one every SHARDWATCH_HEARTBEAT_S (10 s), so two may be missed.
+HEARTBEAT_ALIVE_S = 30.0
+
 _stop = threading.Event()
 _process: str | None = None
 
@@ -42,7 +48,7 @@ def heartbeats_alive(*, role: str, within_s: float, now: datetime | None = None)
     return list(Heartbeat.objects.filter(role=role, seen_at__gte=since).order_by("-seen_at"))
 
 
-def heartbeats_by_role(*, now: datetime, alive_within_s: float) -> dict[str, dict]:
+def heartbeats_by_role(*, now: datetime, alive_within_s: float = HEARTBEAT_ALIVE_S) -> dict[str, dict]:
     """Per Heartbeat.Role (every role present): {"seen_at": the newest heartbeat of any process
     of the role (an aware datetime, None when none), "alive": how many processes of the role
     beat within `alive_within_s` seconds of `now`}. One query."""
