@@ -19,8 +19,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from meters.heartbeats import HEARTBEAT_ALIVE_S, heartbeats_by_role
-from meters.models import Heartbeat
+from meters.heartbeats import HEARTBEAT_ALIVE_S, ROLES, heartbeats_by_role
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +58,14 @@ def _heartbeat_check(*, role: str, roles: dict, within_s: float, now: datetime) 
 
 
 def readiness_check(*, redis_url: str | None = None, within_s: float = HEARTBEAT_ALIVE_S) -> dict:
-    """Check the database (one query), Redis (PING on `redis_url`, REDIS_URL when None), that
-    a Celery worker and beat (meters.heartbeats) have each written a heartbeat within
-    `within_s` seconds.
+    """Check the database (one query), Redis (PING on `redis_url`, REDIS_URL when None), and
+    that a process of each role of meters.heartbeats.ROLES (a worker: triggers, discovery,
+    dispatch, alert sends; a reader: the streams; beat: the schedule) has written a heartbeat
+    within `within_s` seconds, each role checked on its own.
 
     Returns {"ready": bool, "checks": {name: check}} with the names "database", "redis",
-    "worker" and "beat"; a check is {"ok": True, ...} or {"ok": False, "reason": str}. A worker
-    check that passes adds "alive" (how many processes) and "newest_age_s". Raises nothing:
+    "worker", "reader" and "beat"; a check is {"ok": True, ...} or {"ok": False, "reason": str}.
+    A role's check that passes adds "alive" (how many processes) and "newest_age_s". Raises nothing:
     a check that raises has failed.
     """
     now = timezone.now()
@@ -82,10 +82,7 @@ def readiness_check(*, redis_url: str | None = None, within_s: float = HEARTBEAT
     for name, check, what in [
         ("database", _database_check, "the database did not answer a query"),
         ("redis", lambda: _redis_check(redis_url=redis_url), "Redis did not answer PING"),
-        ("worker", lambda: heartbeat_check(Heartbeat.Role.WORKER),
-         "the worker heartbeats could not be read"),
-        ("beat", lambda: heartbeat_check(Heartbeat.Role.BEAT),
-         "the beat heartbeats could not be read"),
+        *[(role, lambda role=role: heartbeat_check(role), f"the {role} heartbeats could not be read") for role in ROLES],
     ]:
         try:
             checks[name] = check()

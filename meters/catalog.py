@@ -97,7 +97,7 @@ SPECS = {
         MeterSpec(
             "shardwatch_trigger_cursors_waiting", GAUGE, "Trigger cursors with stored records not processed yet.", ("trigger",)
         ),
-        MeterSpec("shardwatch_heartbeat_age_seconds", GAUGE, "Seconds since a process of the role last wrote its heartbeat.", ("role",)),
-        MeterSpec("shardwatch_processes_alive", GAUGE, "Processes of the role whose heartbeat is recent.", ("role",)),
+        MeterSpec("shardwatch_heartbeat_age_seconds", GAUGE, "Seconds since a process of the role (worker, reader or beat) last wrote its heartbeat.", ("role",)),
+        MeterSpec("shardwatch_processes_alive", GAUGE, "Processes of the role (worker, reader or beat) whose heartbeat is at most 30 s old.", ("role",)),
     ]
 }

@@ -2,6 +2,12 @@
 SHARDWATCH_HEARTBEAT_S from a thread of its main process, so /readyz and the "no worker
 alive" alert can tell a live worker from a dead one without asking the broker.
 
+A Celery worker does one of two jobs, told apart by the queues it consumes (Heartbeat.queues):
+a `reader` consumes SHARDWATCH_READER_QUEUE (the stream readers); a `worker` consumes any
+other queue (triggers, discovery, dispatch, retention, alert sends). A process that consumes
+both is alive for both. Every check and metric reads the roles of ROLES through
+heartbeats_by_role, so a live reader never passes for a live worker, nor the reverse.
+
 The thread runs in the worker's main process, not its pool children: a worker whose pool is
 busy with long tasks is still alive. A clean shutdown deletes the row; a killed process leaves
 it to go stale, which is what the checks look for.
@@ -16,7 +22,6 @@ from datetime import datetime, timedelta
 from celery import signals
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from meters.models import Heartbeat
@@ -30,6 +35,9 @@ log = logging.getLogger(__name__)
 # process writes one every SHARDWATCH_HEARTBEAT_S (10 s), so two may be missed.
 HEARTBEAT_ALIVE_S = 30.0
 
+# What a process can be alive for: the jobs above, and Celery beat.
+ROLES = ("worker", "reader", "beat")
+
 _stop = threading.Event()
 _process: str | None = None
 
@@ -42,25 +50,34 @@ def heartbeat_beat(*, process: str, role: str, queues: str = "") -> None:
         Heartbeat.objects.get_or_create(process=process, defaults={"role": role, "queues": queues, "seen_at": now})
 
 
-def heartbeats_alive(*, role: str, within_s: float, now: datetime | None = None) -> list[Heartbeat]:
-    """The processes of `role` whose heartbeat is at most `within_s` seconds old, newest first."""
-    since = (now or timezone.now()) - timedelta(seconds=within_s)
-    return list(Heartbeat.objects.filter(role=role, seen_at__gte=since).order_by("-seen_at"))
+def heartbeat_roles(*, role: str, queues: str) -> set[str]:
+    """The roles of ROLES that a process serves: beat's row (Heartbeat.Role.BEAT) serves
+    "beat"; a worker's serves "reader" when `queues` (comma-separated) holds
+    SHARDWATCH_READER_QUEUE, and "worker" when it holds any other queue, or none is known."""
+    if role == Heartbeat.Role.BEAT:
+        return {"beat"}
+    consumed = {queue for queue in queues.split(",") if queue}
+    served = set()
+    if settings.SHARDWATCH_READER_QUEUE in consumed:
+        served.add("reader")
+    if not consumed or consumed - {settings.SHARDWATCH_READER_QUEUE}:
+        served.add("worker")
+    return served
 
 
 def heartbeats_by_role(*, now: datetime, alive_within_s: float = HEARTBEAT_ALIVE_S) -> dict[str, dict]:
-    """Per Heartbeat.Role (every role present): {"seen_at": the newest heartbeat of any process
-    of the role (an aware datetime, None when none), "alive": how many processes of the role
-    beat within `alive_within_s` seconds of `now`}. One query."""
+    """Per role of ROLES (every one, see heartbeat_roles): {"seen_at": the newest heartbeat of
+    any process serving the role (an aware datetime, None when none), "alive": how many of
+    them beat within `alive_within_s` seconds of `now`}. One query; the rows are one per
+    running process, a few dozen at most."""
     since = now - timedelta(seconds=alive_within_s)
-    summary = {role: {"seen_at": None, "alive": 0} for role in Heartbeat.Role.values}
-    rows = (
-        Heartbeat.objects.values("role")
-        .annotate(newest=Max("seen_at"), alive=Count("pk", filter=Q(seen_at__gte=since)))
-        .order_by()
-    )
-    for row in rows:
-        summary[row["role"]] = {"seen_at": row["newest"], "alive": row["alive"]}
+    summary = {role: {"seen_at": None, "alive": 0} for role in ROLES}
+    for role, queues, seen_at in Heartbeat.objects.values_list("role", "queues", "seen_at"):
+        for served in heartbeat_roles(role=role, queues=queues):
+            entry = summary[served]
+            if entry["seen_at"] is None or seen_at > entry["seen_at"]:
+                entry["seen_at"] = seen_at
+            entry["alive"] += seen_at >= since
     return summary
 
 

@@ -34,7 +34,7 @@ def test_it_passes_the_alerting_rules_unit_tests():
 def test_it_checks_the_alerting_rules():
     result = promtool("check", "rules", "rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_it_accepts_the_sample_scrape_config_with_its_token_file(tmp_path):
@@ -46,7 +46,7 @@ def test_it_accepts_the_sample_scrape_config_with_its_token_file(tmp_path):
     (tmp_path / "shardwatch-metrics-token").write_text("a-metrics-token\n")
     result = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 10 rules found" in result.stdout
 
 
 def test_it_uses_the_heartbeat_figure_of_meters_in_the_rules():

@@ -121,6 +121,7 @@ def test_it_exports_counters_histograms_and_gauges_with_names_beside_ids(owner, 
     assert 90 <= value("shardwatch_trigger_iterator_age_seconds", **named) < 92
     assert value("shardwatch_trigger_cursors_waiting", **named) == 1
     assert value("shardwatch_processes_alive", role="worker") == 1
+    assert value("shardwatch_processes_alive", role="reader") == 0  # its queues name no reader queue
     assert value("shardwatch_processes_alive", role="beat") == 0
     assert 0 <= value("shardwatch_heartbeat_age_seconds", role="worker") < 2
 
