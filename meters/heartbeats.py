@@ -1,6 +1,12 @@
-"""Heartbeats: each Celery worker and beat process writes its Heartbeat row every
-SHARDWATCH_HEARTBEAT_S from a thread of its main process, so /readyz and the "no worker
-alive" alert can tell a live worker from a dead one without asking the broker.
+"""Heartbeats: each Celery worker writes its Heartbeat row every SHARDWATCH_HEARTBEAT_S from a
+thread of its main process, and beat from its scheduler's loop, so /readyz and the "no worker
+alive" alert can tell a live process from a dead one without asking the broker.
+
+Beat's heartbeat comes from HeartbeatScheduler.tick (settings.CELERY_BEAT_SCHEDULER), on the
+thread that schedules, never from a thread of its own: a beat whose scheduling hangs (a broker
+it cannot publish to, a wedged schedule store) stops beating although its process lives, so a
+fresh beat heartbeat means beat has scheduled, as /readyz's "beat has run" asks. Another
+scheduler class writes none, and /readyz says beat is down.
 
 A Celery worker does one of two jobs, told apart by the queues it consumes (Heartbeat.queues):
 a `reader` consumes SHARDWATCH_READER_QUEUE (the stream readers); a `worker` consumes any
@@ -17,9 +23,11 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 
 from celery import signals
+from celery.beat import PersistentScheduler
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -117,9 +125,33 @@ def _worker_ready(sender=None, **kwargs):
     _start(name=hostname, role=Heartbeat.Role.WORKER, queues=queues)
 
 
-@signals.beat_init.connect
-def _beat_init(sender=None, **kwargs):
-    _start(name=f"beat@{socket.gethostname()}", role=Heartbeat.Role.BEAT)
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery's default scheduler (the shelve file of --schedule), which writes beat's
+    heartbeat after a pass of its loop, at most every SHARDWATCH_HEARTBEAT_S. Celery beat calls
+    tick() (celery.beat.Service.start), runs the entries due, then sleeps for what tick()
+    returned: the loop interval is capped at SHARDWATCH_HEARTBEAT_S so a quiet schedule still
+    ticks, and beats, that often."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_interval = min(self.max_interval, settings.SHARDWATCH_HEARTBEAT_S)
+        self.heartbeat_process = f"beat@{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_at: float | None = None
+
+    def tick(self, *args, **kwargs):
+        interval = super().tick(*args, **kwargs)
+        at = time.monotonic()
+        if self.heartbeat_at is None or at - self.heartbeat_at >= settings.SHARDWATCH_HEARTBEAT_S:
+            self.heartbeat_at = at
+            try:
+                close_old_connections()
+                heartbeat_beat(process=self.heartbeat_process, role=Heartbeat.Role.BEAT)
+            except Exception:
+                # A database that is down must not stop the schedule; /readyz names the database.
+                log.warning("heartbeat: could not write %s's heartbeat", self.heartbeat_process, exc_info=True)
+            finally:
+                connection.close()
+        return interval
 
 
 @signals.worker_shutdown.connect

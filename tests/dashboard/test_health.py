@@ -101,3 +101,21 @@ def test_it_is_ready_while_a_real_worker_reader_and_beat_run_and_checks_the_work
 
     # A worker that stops cleanly removes its row; beat's is left to go stale.
     assert not Heartbeat.objects.filter(role=Heartbeat.Role.WORKER).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sees_a_beat_that_lives_but_cannot_schedule_go_stale(client, tmp_path):
+    # Beat's broker does not answer: the first entry due (dispatch, every second here) blocks
+    # in its publish, retrying the connection, while the process lives on. Only a heartbeat
+    # written by the scheduler's loop can tell.
+    processes = Processes(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", SHARDWATCH_DISPATCH_INTERVAL_S="1")
+    try:
+        beat = processes.beat(tmp_path / "beat-schedule", name="hung-beat")
+        assert wait_for(lambda: Heartbeat.objects.filter(role=Heartbeat.Role.BEAT).exists(), timeout=60)
+
+        # Heartbeats come every 2 s (SHARDWATCH_HEARTBEAT_S of Processes) while beat schedules.
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["beat"]["newest_age_s"] > 8, timeout=30), \
+            client.get("/readyz").json()["checks"]["beat"]
+        assert beat.poll() is None
+    finally:
+        processes.stop_all()
