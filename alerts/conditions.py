@@ -2,7 +2,7 @@
 
 Each check reads streams, workers and meters through their selectors and returns
 {subject: Finding}; a subject left out does not hold (alerts.evaluation resolves it). Subjects
-are "source:<id>", "shard:<id>", "trigger:<id>", "cursor:<id>" or "" (no subject).
+are "source:<id>", "shard:<id>", "trigger:<id>", "cursor:<id>" or "role:<worker|reader>".
 
 What N (Rule.threshold) means for each condition:
 - source_inactive: minutes. The source's status (StreamSource.status, set from the AWS error
@@ -19,7 +19,9 @@ What N (Rule.threshold) means for each condition:
   (TriggerCursor.attempt). The finding names the cursor's batch and its last invocation
   (workers.selectors.cursors_retrying), by the invocation's error type and a link, never
   by the handler's error message.
-- no_worker: seconds: no Celery worker heartbeat (meters.heartbeats) for N seconds.
+- no_worker: seconds: no heartbeat (meters.heartbeats) for N seconds from any worker, or from
+  any reader: each role is its own subject, "role:worker" and "role:reader", since either
+  dying stops half of Shardwatch while the other lives.
 """
 
 from dataclasses import dataclass, field
@@ -29,8 +31,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from alerts.models import Rule
-from meters.heartbeats import heartbeats_alive
-from meters.models import Heartbeat
+from meters.heartbeats import heartbeats_by_role
 from streams.selectors import gaps_since, shards_stuck, sources_lag, sources_watched
 from workers.invocations import invocation_failure, invocation_link
 from workers.selectors import cursors_retrying, dead_letters_since, trigger_outcomes_since, triggers_iterator_age
@@ -197,15 +198,25 @@ def _poison_record(rule, now):
     return found
 
 
+# What stops when no process of a role is alive, for the notification.
+_ROLE_STOPS = {
+    "worker": "no trigger runs, no shard is discovered or handed to a reader, and no alert is sent",
+    "reader": "no stream is read",
+}
+
+
 def _no_worker(rule, now):
-    if heartbeats_alive(role=Heartbeat.Role.WORKER, within_s=rule.threshold, now=now):
-        return {}
-    return {"": Finding(
-        label="workers",
-        summary=f"No Celery worker has sent a heartbeat in the last {rule.threshold:g} s: "
-                f"no trigger runs and no stream is read.",
-        details={},
-    )}
+    roles = heartbeats_by_role(now=now, alive_within_s=rule.threshold)
+    found = {}
+    for role, stops in _ROLE_STOPS.items():
+        if roles[role]["alive"]:
+            continue
+        found[f"role:{role}"] = Finding(
+            label=f"{role}s",
+            summary=f"No Celery {role} has sent a heartbeat in the last {rule.threshold:g} s: {stops}.",
+            details={"role": role, "newest_heartbeat": roles[role]["seen_at"].isoformat() if roles[role]["seen_at"] else None},
+        )
+    return found
 
 
 CHECKS = {

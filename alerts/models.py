@@ -3,7 +3,7 @@ alert, and the notifications sent to channels.
 
 Invariants:
 - An AlertState is one (rule, subject) pair: `subject` is "source:<id>", "shard:<id>",
-  "trigger:<id>", "cursor:<id>" or "" (a rule with no subject, such as "no worker alive").
+  "trigger:<id>", "cursor:<id>" or "role:<worker|reader>" (no worker alive).
   It moves OK -> PENDING (the condition holds, not yet for the rule's duration) -> FIRING ->
   RESOLVED, and from RESOLVED back to PENDING or OK. Every change of `status`, and every
   reminder of a firing alert, is claimed by one conditional UPDATE on `version` that must

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from meters.store import series_steps
 from streams.models import StreamSource
-from workers.models import INVOCATION_OUTCOMES, Outcome, Trigger
+from workers.models import FAILED_OUTCOMES, INVOCATION_OUTCOMES, Trigger
 
 # name: (how far back, step)
 RANGES = {
@@ -100,11 +100,10 @@ def trigger_series(*, range_name: str, now: datetime) -> dict:
      "outcomes": [[value, label], ...]  # workers.models.INVOCATION_OUTCOMES, the order drawn
      "triggers": [{"id", "name",
                    "invocations": {outcome value: [invocations per step, 0 when none]},
-                   "error_rate": [share (0..1) of the step's invocations that did not succeed,
+                   "error_rate": [share (0..1) of the step's invocations that failed,
                                   null in a step without invocations]}]}
 
-    "Did not succeed" is any outcome but success, as the trigger list's error rate counts it
-    (workers.selectors.trigger_errors). Triggers are ordered by name. Raises ValueError for an
+    "Failed" is an outcome of workers.models.FAILED_OUTCOMES, as every error rate counts it. Triggers are ordered by name. Raises ValueError for an
     unknown range."""
     since, step = _steps(range_name=range_name, now=now)
     starts, invocations = series_steps(name=INVOCATIONS, since=since, until=now, step=step)
@@ -118,12 +117,13 @@ def trigger_series(*, range_name: str, now: datetime) -> dict:
         counted = by_trigger.get(str(trigger_id), {})
         # Every outcome counts towards the rate, those not drawn (throttled) too.
         totals = [sum(step_counts) for step_counts in zip(*counted.values(), strict=True)] or [0] * size
-        successes = counted.get(Outcome.SUCCESS, [0] * size)
+        failures = [sum(step_counts) for step_counts in zip(
+            *(values for outcome, values in counted.items() if outcome in FAILED_OUTCOMES), strict=True)] or [0] * size
         triggers.append({
             "id": trigger_id,
             "name": name,
             "invocations": {outcome: counted.get(outcome, [0] * size) for outcome, _ in INVOCATION_OUTCOMES},
-            "error_rate": [(total - ok) / total if total else None for total, ok in zip(totals, successes, strict=True)],
+            "error_rate": [failed / total if total else None for total, failed in zip(totals, failures, strict=True)],
         })
     return {
         **_frame(range_name=range_name, step=step, starts=starts),

@@ -19,14 +19,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from meters.heartbeats import heartbeats_alive
-from meters.models import Heartbeat
+from meters.heartbeats import HEARTBEAT_ALIVE_S, ROLES, heartbeats_by_role
 
 log = logging.getLogger(__name__)
 
-# The issue's figure: a worker, and beat, must have written a heartbeat within the last 30 s.
-# Each writes one every SHARDWATCH_HEARTBEAT_S (10 s), so two may be missed before this fails.
-HEARTBEAT_WITHIN_S = 30.0
 # A probe is typically given 1 s (Kubernetes' default timeoutSeconds); Redis on a closed port
 # refuses at once, one that does not answer would otherwise hang the probe.
 REDIS_TIMEOUT_S = 0.5
@@ -51,37 +47,42 @@ def _redis_check(*, redis_url: str) -> dict:
     return {"ok": True}
 
 
-def _heartbeat_check(*, role: str, within_s: float, now: datetime) -> dict:
-    alive = heartbeats_alive(role=role, within_s=within_s, now=now)
-    if alive:
-        return {"ok": True, "alive": len(alive), "newest_age_s": round((now - alive[0].seen_at).total_seconds(), 1)}
-    newest = Heartbeat.objects.filter(role=role).order_by("-seen_at").first()
+def _heartbeat_check(*, role: str, roles: dict, within_s: float, now: datetime) -> dict:
+    seen = roles[role]
+    if seen["alive"]:
+        return {"ok": True, "alive": seen["alive"], "newest_age_s": round((now - seen["seen_at"]).total_seconds(), 1)}
     reason = f"no {role} process has written a heartbeat in the last {within_s:g} s"
-    if newest is not None:
-        reason += f" (the newest is {(now - newest.seen_at).total_seconds():.0f} s old)"
+    if seen["seen_at"] is not None:
+        reason += f" (the newest is {(now - seen['seen_at']).total_seconds():.0f} s old)"
     return {"ok": False, "reason": reason}
 
 
-def readiness_check(*, redis_url: str | None = None, within_s: float = HEARTBEAT_WITHIN_S) -> dict:
-    """Check the database (one query), Redis (PING on `redis_url`, REDIS_URL when None), that
-    a Celery worker and beat (meters.heartbeats) have each written a heartbeat within
-    `within_s` seconds.
+def readiness_check(*, redis_url: str | None = None, within_s: float = HEARTBEAT_ALIVE_S) -> dict:
+    """Check the database (one query), Redis (PING on `redis_url`, REDIS_URL when None), and
+    that a process of each role of meters.heartbeats.ROLES (a worker: triggers, discovery,
+    dispatch, alert sends; a reader: the streams; beat: the schedule) has written a heartbeat
+    within `within_s` seconds, each role checked on its own.
 
     Returns {"ready": bool, "checks": {name: check}} with the names "database", "redis",
-    "worker" and "beat"; a check is {"ok": True, ...} or {"ok": False, "reason": str}. A worker
-    check that passes adds "alive" (how many processes) and "newest_age_s". Raises nothing:
+    "worker", "reader" and "beat"; a check is {"ok": True, ...} or {"ok": False, "reason": str}.
+    A role's check that passes adds "alive" (how many processes) and "newest_age_s". Raises nothing:
     a check that raises has failed.
     """
     now = timezone.now()
     redis_url = settings.REDIS_URL if redis_url is None else redis_url
     checks = {}
+    roles = {}
+
+    def heartbeat_check(role):
+        # One query answers every role's check; a failed one fails each of them.
+        if not roles:
+            roles.update(heartbeats_by_role(now=now, alive_within_s=within_s))
+        return _heartbeat_check(role=role, roles=roles, within_s=within_s, now=now)
+
     for name, check, what in [
         ("database", _database_check, "the database did not answer a query"),
         ("redis", lambda: _redis_check(redis_url=redis_url), "Redis did not answer PING"),
-        ("worker", lambda: _heartbeat_check(role=Heartbeat.Role.WORKER, within_s=within_s, now=now),
-         "the worker heartbeats could not be read"),
-        ("beat", lambda: _heartbeat_check(role=Heartbeat.Role.BEAT, within_s=within_s, now=now),
-         "the beat heartbeats could not be read"),
+        *[(role, lambda role=role: heartbeat_check(role), f"the {role} heartbeats could not be read") for role in ROLES],
     ]:
         try:
             checks[name] = check()

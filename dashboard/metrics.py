@@ -16,6 +16,8 @@ What must stay true:
   furthest behind in each source (streams.selectors.sources_lag), so a 1,000-shard stream adds
   3 series, not 1,000; the source-level figure is the maximum over all its shards. Poll errors
   are labelled by AWS error code or exception class (streams.aws.error_code), a small fixed set.
+  Stuck shards are a count per source, a poison batch the most retries per trigger; the
+  invocations' zero series are one per trigger and Outcome.
 - No item data: no keys, no images, no sequence numbers; only counts, ages and names of
   tables, shards, triggers and reader processes.
 """
@@ -33,14 +35,15 @@ from meters.catalog import COUNTER, HISTOGRAM, SPECS
 from meters.heartbeats import heartbeats_by_role
 from meters.store import labels_key, meters_totals
 from streams.models import StreamSource
-from streams.selectors import readers_alive, shards_by_state, sources_lag
-from workers.models import Trigger
+from streams.selectors import readers_alive, shards_by_state, shards_stuck, sources_lag
+from workers.models import Outcome, Trigger
 from workers.selectors import triggers_backlog
 
 # Prometheus' text format 0.0.4, which every Prometheus 2.x and promtool read.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# A process is alive when its heartbeat is at most three beats old.
-ALIVE_BEATS = 3
+# shardwatch_shards_stuck counts the shards whose checkpoint has been still this long
+# (streams.selectors.shards_stuck); rules.yml's ShardwatchShardStuck says "5 minutes" with it.
+SHARD_STUCK_S = 5 * 60
 
 
 def metrics_access(*, request) -> bool:
@@ -71,11 +74,11 @@ class _Collector:
 
     def collect(self):
         sources = {pk: (table, region) for pk, table, region in StreamSource.objects.values_list("pk", "table_name", "region")}
-        triggers = dict(Trigger.objects.values_list("pk", "name"))
-        names = _Names(sources=sources, triggers=triggers)
+        triggers = {pk: (name, enabled) for pk, name, enabled in Trigger.objects.values_list("pk", "name", "enabled")}
+        names = _Names(sources=sources, triggers={pk: name for pk, (name, _) in triggers.items()})
         yield from _stored(names=names)
         yield from _source_gauges(names=names, now=self.now)
-        yield from _trigger_gauges(names=names, now=self.now)
+        yield from _trigger_gauges(names=names, now=self.now, enabled={pk: on for pk, (_, on) in triggers.items()})
         yield from _process_gauges(now=self.now)
 
 
@@ -128,7 +131,7 @@ def _stored(*, names: _Names):
         if part == "bucket":
             labels = orjson.loads(text)
             le = labels.pop("le", "+Inf")
-            buckets[base][labels_key(labels)][le] = value
+            buckets[base][labels_key(labels=labels)][le] = value
         elif part == "sum":
             sums[base][text] = value
         elif part == "count":
@@ -156,16 +159,22 @@ def _stored(*, names: _Names):
 
 
 def _unseen(*, spec_labels: tuple[str, ...], rows: list, names: _Names) -> list[dict]:
-    """Zero series for the sources (or triggers) a counter labelled by that id alone has no row
-    for yet. Prometheus' increase() and rate() need a sample before the first count: a gaps
-    counter that first appears at 1 would never show an increase, and its alert never fire
-    (https://prometheus.io/docs/practices/instrumentation/#avoid-missing-metrics)."""
-    if spec_labels not in (("source",), ("trigger",)):
+    """Zero series for what a counter labelled by a source or trigger id (and, for the
+    invocations, each workers.models.Outcome) has no row for yet. Prometheus' increase() and
+    rate() need a sample before the first count: a gaps counter that first appears at 1 would
+    never show an increase, nor a trigger's first function error its error rate, and their
+    alerts never fire (https://prometheus.io/docs/practices/instrumentation/#avoid-missing-metrics).
+    Bounded: sources, or triggers times the 6 outcomes."""
+    if spec_labels in (("source",), ("trigger",)):
+        name = spec_labels[0]
+        ids = names.sources if name == "source" else names.triggers
+        wanted = [{name: str(pk)} for pk in ids]
+    elif spec_labels == ("trigger", "outcome"):
+        wanted = [{"trigger": str(pk), "outcome": outcome} for pk in names.triggers for outcome in Outcome.values]
+    else:
         return []
-    name = spec_labels[0]
-    seen = {labels.get(name) for labels, _ in rows}
-    ids = names.sources if name == "source" else names.triggers
-    return [{name: str(pk)} for pk in ids if str(pk) not in seen]
+    seen = {tuple(str(labels.get(name)) for name in spec_labels) for labels, _ in rows}
+    return [labels for labels in wanted if tuple(labels[name] for name in spec_labels) not in seen]
 
 
 def _gauge(name: str, names: _Names | None = None) -> GaugeMetricFamily:
@@ -197,6 +206,17 @@ def _source_gauges(*, names: _Names, now: datetime):
             status.add_metric(names.values(("source", "status"), {**labels, "status": value}), 1.0 if value == current else 0.0)
     yield from (up, status)
 
+    # Enabled sources only, as the built-in alert (alerts.conditions): a disabled source is
+    # read by nobody on purpose.
+    stuck = _gauge("shardwatch_shards_stuck", names)
+    enabled = set(StreamSource.objects.filter(enabled=True).values_list("pk", flat=True))
+    counted = dict.fromkeys(sorted(enabled), 0)
+    for item in shards_stuck(now=now, still_for_s=SHARD_STUCK_S, source_ids=list(enabled)):
+        counted[item["shard"].stream.source_id] += 1
+    for source_id, count in counted.items():
+        stuck.add_metric(names.values(("source",), {"source": source_id}), count)
+    yield stuck
+
     shards = _gauge("shardwatch_shards", names)
     for source_id, states in shards_by_state().items():
         for state, count in states.items():
@@ -212,19 +232,24 @@ def _source_gauges(*, names: _Names, now: datetime):
     yield held
 
 
-def _trigger_gauges(*, names: _Names, now: datetime):
+def _trigger_gauges(*, names: _Names, now: datetime, enabled: dict[int, bool]):
     backlog = triggers_backlog(now=now)
     age = _gauge("shardwatch_trigger_iterator_age_seconds", names)
     cursors = _gauge("shardwatch_trigger_cursors_waiting", names)
+    attempts = _gauge("shardwatch_trigger_batch_attempts", names)
+    on = _gauge("shardwatch_trigger_enabled", names)
     for trigger_id, behind in sorted(backlog.items()):
         labels = names.values(("trigger",), {"trigger": trigger_id})
         age.add_metric(labels, behind["iterator_age_s"])
         cursors.add_metric(labels, behind["cursors_waiting"])
-    yield from (age, cursors)
+        attempts.add_metric(labels, behind["batch_attempts"])
+        # A disabled trigger's backlog grows by design: rules.yml joins on this to leave it out.
+        on.add_metric(labels, 1.0 if enabled.get(trigger_id) else 0.0)
+    yield from (age, cursors, attempts, on)
 
 
 def _process_gauges(*, now: datetime):
-    roles = heartbeats_by_role(now=now, alive_within_s=ALIVE_BEATS * settings.SHARDWATCH_HEARTBEAT_S)
+    roles = heartbeats_by_role(now=now)
     age = _gauge("shardwatch_heartbeat_age_seconds")
     alive = _gauge("shardwatch_processes_alive")
     for role, seen in sorted(roles.items()):

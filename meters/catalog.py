@@ -97,7 +97,18 @@ SPECS = {
         MeterSpec(
             "shardwatch_trigger_cursors_waiting", GAUGE, "Trigger cursors with stored records not processed yet.", ("trigger",)
         ),
-        MeterSpec("shardwatch_heartbeat_age_seconds", GAUGE, "Seconds since a process of the role last wrote its heartbeat.", ("role",)),
-        MeterSpec("shardwatch_processes_alive", GAUGE, "Processes of the role whose heartbeat is recent.", ("role",)),
+        MeterSpec(
+            "shardwatch_shards_stuck", GAUGE,
+            "Shards of an enabled source held by a reader, with records waiting, whose checkpoint has not moved for 5 minutes.",
+            ("source",),
+        ),
+        MeterSpec(
+            "shardwatch_trigger_batch_attempts", GAUGE,
+            "The most retries of one batch a trigger has under way (TriggerCursor.attempt); 0 when none is retrying.",
+            ("trigger",),
+        ),
+        MeterSpec("shardwatch_trigger_enabled", GAUGE, "1 when the trigger is enabled, else 0.", ("trigger",)),
+        MeterSpec("shardwatch_heartbeat_age_seconds", GAUGE, "Seconds since a process of the role (worker, reader or beat) last wrote its heartbeat.", ("role",)),
+        MeterSpec("shardwatch_processes_alive", GAUGE, "Processes of the role (worker, reader or beat) whose heartbeat is at most 30 s old.", ("role",)),
     ]
 }

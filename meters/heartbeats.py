@@ -1,6 +1,18 @@
-"""Heartbeats: each Celery worker and beat process writes its Heartbeat row every
-SHARDWATCH_HEARTBEAT_S from a thread of its main process, so /readyz and the "no worker
-alive" alert can tell a live worker from a dead one without asking the broker.
+"""Heartbeats: each Celery worker writes its Heartbeat row every SHARDWATCH_HEARTBEAT_S from a
+thread of its main process, and beat from its scheduler's loop, so /readyz and the "no worker
+alive" alert can tell a live process from a dead one without asking the broker.
+
+Beat's heartbeat comes from HeartbeatScheduler.tick (settings.CELERY_BEAT_SCHEDULER), on the
+thread that schedules, never from a thread of its own: a beat whose scheduling hangs (a broker
+it cannot publish to, a wedged schedule store) stops beating although its process lives, so a
+fresh beat heartbeat means beat has scheduled, as /readyz's "beat has run" asks. Another
+scheduler class writes none, and /readyz says beat is down.
+
+A Celery worker does one of two jobs, told apart by the queues it consumes (Heartbeat.queues):
+a `reader` consumes SHARDWATCH_READER_QUEUE (the stream readers); a `worker` consumes any
+other queue (triggers, discovery, dispatch, retention, alert sends). A process that consumes
+both is alive for both. Every check and metric reads the roles of ROLES through
+heartbeats_by_role, so a live reader never passes for a live worker, nor the reverse.
 
 The thread runs in the worker's main process, not its pool children: a worker whose pool is
 busy with long tasks is still alive. A clean shutdown deletes the row; a killed process leaves
@@ -11,18 +23,28 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 
 from celery import signals
+from celery.beat import PersistentScheduler
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from meters.models import Heartbeat
 from meters.store import meters_flush
 
 log = logging.getLogger(__name__)
+
+# "Alive" is a heartbeat at most this old: the issue's figure for /readyz, used by /readyz
+# (dashboard.health), /metrics' shardwatch_processes_alive (dashboard.metrics), and, as a
+# literal that tests/config/test_prometheus.py checks, deploy/prometheus/rules.yml. Each
+# process writes one every SHARDWATCH_HEARTBEAT_S (10 s), so two may be missed.
+HEARTBEAT_ALIVE_S = 30.0
+
+# What a process can be alive for: the jobs above, and Celery beat.
+ROLES = ("worker", "reader", "beat")
 
 _stop = threading.Event()
 _process: str | None = None
@@ -36,25 +58,34 @@ def heartbeat_beat(*, process: str, role: str, queues: str = "") -> None:
         Heartbeat.objects.get_or_create(process=process, defaults={"role": role, "queues": queues, "seen_at": now})
 
 
-def heartbeats_alive(*, role: str, within_s: float, now: datetime | None = None) -> list[Heartbeat]:
-    """The processes of `role` whose heartbeat is at most `within_s` seconds old, newest first."""
-    since = (now or timezone.now()) - timedelta(seconds=within_s)
-    return list(Heartbeat.objects.filter(role=role, seen_at__gte=since).order_by("-seen_at"))
+def heartbeat_roles(*, role: str, queues: str) -> set[str]:
+    """The roles of ROLES that a process serves: beat's row (Heartbeat.Role.BEAT) serves
+    "beat"; a worker's serves "reader" when `queues` (comma-separated) holds
+    SHARDWATCH_READER_QUEUE, and "worker" when it holds any other queue, or none is known."""
+    if role == Heartbeat.Role.BEAT:
+        return {"beat"}
+    consumed = {queue for queue in queues.split(",") if queue}
+    served = set()
+    if settings.SHARDWATCH_READER_QUEUE in consumed:
+        served.add("reader")
+    if not consumed or consumed - {settings.SHARDWATCH_READER_QUEUE}:
+        served.add("worker")
+    return served
 
 
-def heartbeats_by_role(*, now: datetime, alive_within_s: float) -> dict[str, dict]:
-    """Per Heartbeat.Role (every role present): {"seen_at": the newest heartbeat of any process
-    of the role (an aware datetime, None when none), "alive": how many processes of the role
-    beat within `alive_within_s` seconds of `now`}. One query."""
+def heartbeats_by_role(*, now: datetime, alive_within_s: float = HEARTBEAT_ALIVE_S) -> dict[str, dict]:
+    """Per role of ROLES (every one, see heartbeat_roles): {"seen_at": the newest heartbeat of
+    any process serving the role (an aware datetime, None when none), "alive": how many of
+    them beat within `alive_within_s` seconds of `now`}. One query; the rows are one per
+    running process, a few dozen at most."""
     since = now - timedelta(seconds=alive_within_s)
-    summary = {role: {"seen_at": None, "alive": 0} for role in Heartbeat.Role.values}
-    rows = (
-        Heartbeat.objects.values("role")
-        .annotate(newest=Max("seen_at"), alive=Count("pk", filter=Q(seen_at__gte=since)))
-        .order_by()
-    )
-    for row in rows:
-        summary[row["role"]] = {"seen_at": row["newest"], "alive": row["alive"]}
+    summary = {role: {"seen_at": None, "alive": 0} for role in ROLES}
+    for role, queues, seen_at in Heartbeat.objects.values_list("role", "queues", "seen_at"):
+        for served in heartbeat_roles(role=role, queues=queues):
+            entry = summary[served]
+            if entry["seen_at"] is None or seen_at > entry["seen_at"]:
+                entry["seen_at"] = seen_at
+            entry["alive"] += seen_at >= since
     return summary
 
 
@@ -94,9 +125,33 @@ def _worker_ready(sender=None, **kwargs):
     _start(name=hostname, role=Heartbeat.Role.WORKER, queues=queues)
 
 
-@signals.beat_init.connect
-def _beat_init(sender=None, **kwargs):
-    _start(name=f"beat@{socket.gethostname()}", role=Heartbeat.Role.BEAT)
+class HeartbeatScheduler(PersistentScheduler):
+    """Celery's default scheduler (the shelve file of --schedule), which writes beat's
+    heartbeat after a pass of its loop, at most every SHARDWATCH_HEARTBEAT_S. Celery beat calls
+    tick() (celery.beat.Service.start), runs the entries due, then sleeps for what tick()
+    returned: the loop interval is capped at SHARDWATCH_HEARTBEAT_S so a quiet schedule still
+    ticks, and beats, that often."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_interval = min(self.max_interval, settings.SHARDWATCH_HEARTBEAT_S)
+        self.heartbeat_process = f"beat@{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_at: float | None = None
+
+    def tick(self, *args, **kwargs):
+        interval = super().tick(*args, **kwargs)
+        at = time.monotonic()
+        if self.heartbeat_at is None or at - self.heartbeat_at >= settings.SHARDWATCH_HEARTBEAT_S:
+            self.heartbeat_at = at
+            try:
+                close_old_connections()
+                heartbeat_beat(process=self.heartbeat_process, role=Heartbeat.Role.BEAT)
+            except Exception:
+                # A database that is down must not stop the schedule; /readyz names the database.
+                log.warning("heartbeat: could not write %s's heartbeat", self.heartbeat_process, exc_info=True)
+            finally:
+                connection.close()
+        return interval
 
 
 @signals.worker_shutdown.connect

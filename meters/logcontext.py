@@ -41,11 +41,6 @@ def log_context(**fields: int | str | None) -> Iterator[None]:
         _context.reset(token)
 
 
-def log_context_get() -> dict:
-    """The fields set here now, {name: value}; empty outside any log_context."""
-    return dict(_context.get())
-
-
 class LogContextFilter(logging.Filter):
     """Sets the current log_context's fields as attributes of each record it sees, which a
     JSON formatter writes as fields. Put it on a handler, so it sees the records of every

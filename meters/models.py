@@ -8,7 +8,8 @@ Invariants:
   so a renamed trigger keeps its series.
 - A MeterMinute row is the same series cut into UTC minutes, kept for the charts' 24 hours.
   Counters add into it; gauges keep the highest value seen in the minute.
-- A Heartbeat row is one running process; seen_at moves every SHARDWATCH_HEARTBEAT_S.
+- A Heartbeat row is one running process; seen_at moves every SHARDWATCH_HEARTBEAT_S. A
+  worker's queues say whether it is a reader, a worker or both (meters.heartbeats.heartbeat_roles).
 """
 
 from django.db import models

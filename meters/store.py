@@ -44,7 +44,7 @@ _flusher_pid: int | None = None
 _stop = threading.Event()
 
 
-def labels_key(labels: dict) -> str:
+def labels_key(*, labels: dict) -> str:
     """The canonical text of a label set: JSON with sorted keys and string values, as stored in
     Meter.labels. {"trigger": 7, "outcome": "ok"} -> '{"outcome": "ok", "trigger": "7"}'."""
     return json.dumps({str(key): str(value) for key, value in labels.items()}, sort_keys=True)
@@ -75,7 +75,7 @@ def meter_count(*, name: str, labels: dict, value: float = 1, at: datetime | Non
         raise ValueError(f"{name} is a counter; it cannot go down by {value}")
     minute = _minute(at) if spec.charted else None
     with _lock:
-        _add(name, labels_key(labels), value, minute)
+        _add(name, labels_key(labels=labels), value, minute)
     _flusher_ensure()
 
 
@@ -91,7 +91,7 @@ def meter_sample(*, name: str, labels: dict, value: float, at: datetime | None =
         cursor.execute(
             f"""INSERT INTO {_MINUTE} (name, labels, minute, value) VALUES (%s, %s, %s, %s)
             ON CONFLICT (name, labels, minute) DO UPDATE SET value = {greatest}({_MINUTE}.value, excluded.value)""",
-            [name, labels_key(labels), _minute(at), value],
+            [name, labels_key(labels=labels), _minute(at), value],
         )
 
 
@@ -100,12 +100,12 @@ def meter_observe(*, name: str, labels: dict, value: float) -> None:
     cumulative `_bucket` series (an `le` label per bucket, then `+Inf`), `_sum` and `_count`,
     as Prometheus' text format has them. Raises ValueError as meter_count does. Buffered."""
     spec = _spec(name, HISTOGRAM, labels)
-    key = labels_key(labels)
+    key = labels_key(labels=labels)
     with _lock:
         for bound in spec.buckets:
             if value <= bound:
-                _add(f"{name}_bucket", labels_key({**labels, "le": _le(bound)}), 1, None)
-        _add(f"{name}_bucket", labels_key({**labels, "le": "+Inf"}), 1, None)
+                _add(f"{name}_bucket", labels_key(labels={**labels, "le": _le(bound)}), 1, None)
+        _add(f"{name}_bucket", labels_key(labels={**labels, "le": "+Inf"}), 1, None)
         _add(f"{name}_sum", key, value, None)
         _add(f"{name}_count", key, 1, None)
     _flusher_ensure()
@@ -215,15 +215,6 @@ def _flush_quietly() -> None:
 def _flush_at_exit() -> None:
     if _flusher_pid == os.getpid():
         _flush_quietly()
-
-
-def meters_read(*, names: list[str] | None = None) -> list[Meter]:
-    """The stored series, optionally only those whose name is in `names` (histograms stored
-    as `<name>_bucket`, `_sum`, `_count`), ordered by name then labels."""
-    rows = Meter.objects.order_by("name", "labels")
-    if names is not None:
-        rows = rows.filter(name__in=names)
-    return list(rows)
 
 
 def meters_totals() -> list[tuple[str, str, float]]:

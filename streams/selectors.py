@@ -92,7 +92,7 @@ def records_per_minute(*, now, source_ids) -> dict[int, list[int]]:
     start = this_minute - timedelta(minutes=PER_MINUTE_BUCKETS - 1)
     _, series = series_steps(name="shardwatch_records_read_total", since=start, until=this_minute, step=timedelta(minutes=1))
     return {
-        source_id: [int(count) for count in series.get(labels_key({"source": source_id}), [0] * PER_MINUTE_BUCKETS)]
+        source_id: [int(count) for count in series.get(labels_key(labels={"source": source_id}), [0] * PER_MINUTE_BUCKETS)]
         for source_id in source_ids
     }
 

@@ -145,6 +145,13 @@ class Outcome(models.TextChoices):
     THROTTLED = "throttled", "Throttled"
 
 
+# The outcomes that count as failed, in every error rate: the Triggers page's and charts'
+# (workers.selectors.trigger_errors, dashboard.charts), the built-in alert's
+# (workers.selectors.trigger_outcomes_since) and rules.yml's ShardwatchTriggerErrorRateHigh,
+# which tests/config/test_prometheus.py holds to this set. Every outcome but success: a batch
+# discarded for its age (MaximumRecordAgeInSeconds) was not processed either.
+FAILED_OUTCOMES = frozenset(outcome.value for outcome in Outcome if outcome is not Outcome.SUCCESS)
+
 # What an Invocation can record (THROTTLED never is), as (value, label) choices.
 INVOCATION_OUTCOMES = [(outcome.value, outcome.label) for outcome in Outcome if outcome is not Outcome.THROTTLED]
 

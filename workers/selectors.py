@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncMinute
 
 from streams.models import ChangeRecord
 from workers.batches import ReadAhead, batch_take, patterns_compile
-from workers.models import DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
+from workers.models import FAILED_OUTCOMES, DeadLetter, Invocation, Outcome, Trigger, TriggerCursor
 from workers.timeline import InvocationFilter
 
 PER_MINUTE_BUCKETS = 60
@@ -51,32 +51,36 @@ def triggers_iterator_age(*, now, trigger_ids=None) -> dict[int, float]:
 def triggers_backlog(*, now, trigger_ids=None) -> dict[int, dict]:
     """Per trigger (every trigger, or those in `trigger_ids`): {"iterator_age_s" (as
     triggers_iterator_age), "cursors_waiting" (how many of its cursors have stored records
-    they have not processed yet)}. Two queries."""
+    they have not processed yet), "batch_attempts" (the most retries of the batch at one of its
+    cursors, TriggerCursor.attempt; 0 when none is retrying)}. Two queries."""
     triggers = Trigger.objects.all() if trigger_ids is None else Trigger.objects.filter(pk__in=trigger_ids)
-    backlog = {pk: {"iterator_age_s": 0.0, "cursors_waiting": 0} for pk in triggers.values_list("pk", flat=True)}
+    backlog = {pk: {"iterator_age_s": 0.0, "cursors_waiting": 0, "batch_attempts": 0}
+               for pk in triggers.values_list("pk", flat=True)}
     behind = (
-        TriggerCursor.objects.filter(pending_since__isnull=False, trigger_id__in=list(backlog))
+        TriggerCursor.objects.filter(trigger_id__in=list(backlog))
         .values("trigger_id")
-        .annotate(oldest=Min("pending_since"), waiting=Count("pk"))
+        .annotate(oldest=Min("pending_since"), waiting=Count("pk", filter=Q(pending_since__isnull=False)),
+                  attempts=Max("attempt"))
         .order_by()
     )
     for row in behind:
         backlog[row["trigger_id"]] = {
-            "iterator_age_s": round(max(0.0, (now - row["oldest"]).total_seconds()), 3),
+            "iterator_age_s": round(max(0.0, (now - row["oldest"]).total_seconds()), 3) if row["oldest"] else 0.0,
             "cursors_waiting": row["waiting"],
+            "batch_attempts": row["attempts"] or 0,
         }
     return backlog
 
 
 def trigger_errors(*, trigger: Trigger) -> tuple[int, int]:
-    """How many of the last ERROR_RATE_WINDOW (100) invocations did not succeed, and how many
+    """How many of the last ERROR_RATE_WINDOW (100) invocations failed (FAILED_OUTCOMES), and how many
     there were: (failed, looked at)."""
     outcomes = list(Invocation.objects.filter(trigger=trigger).order_by("-started_at", "-id").values_list("outcome", flat=True)[:ERROR_RATE_WINDOW])
-    return sum(outcome != Outcome.SUCCESS for outcome in outcomes), len(outcomes)
+    return sum(outcome in FAILED_OUTCOMES for outcome in outcomes), len(outcomes)
 
 
 def trigger_error_rate(*, trigger: Trigger) -> float | None:
-    """Share (0..1) of the last 100 invocations that did not succeed; None before the first."""
+    """Share (0..1) of the last 100 invocations that failed (FAILED_OUTCOMES); None before the first."""
     failed, looked_at = trigger_errors(trigger=trigger)
     return failed / looked_at if looked_at else None
 
@@ -177,7 +181,7 @@ def invocations_for_record(*, record_id: int, limit: int = 50) -> list[Invocatio
 
 
 def trigger_outcomes_since(*, trigger_ids, since) -> dict[int, tuple[int, int]]:
-    """Per trigger: (invocations that did not succeed, invocations) started at or after
+    """Per trigger: (invocations that failed (FAILED_OUTCOMES), invocations) started at or after
     `since`. Triggers with no invocation then are left out. One query."""
     counts: dict[int, list[int]] = {}
     rows = (
@@ -189,7 +193,7 @@ def trigger_outcomes_since(*, trigger_ids, since) -> dict[int, tuple[int, int]]:
     for trigger_id, outcome, n in rows:
         failed_total = counts.setdefault(trigger_id, [0, 0])
         failed_total[1] += n
-        if outcome != Outcome.SUCCESS:
+        if outcome in FAILED_OUTCOMES:
             failed_total[0] += n
     return {trigger_id: (failed, total) for trigger_id, (failed, total) in counts.items()}
 

@@ -251,19 +251,29 @@ def test_it_refuses_operator_actions_without_a_login_or_csrf_token(orders_table,
     assert not DeadLetter.objects.filter(trigger=trigger).exists()
 
 
-def test_it_alerts_when_no_worker_is_alive(db, channels, receiver):
+def test_it_alerts_when_no_worker_is_alive_and_a_live_reader_does_not_count_as_one(db, channels, receiver, settings):
     rule_for(Rule.Condition.NO_WORKER, channels.webhook, threshold=30)
-    now = timezone.now()
+    # A reader consumes only the readers' queue (the Procfile's `reader`): the streams are read,
+    # but no trigger runs and no alert is sent.
+    heartbeat_beat(process="reader@host:1", role=Heartbeat.Role.WORKER, queues=settings.SHARDWATCH_READER_QUEUE)
 
-    twice(now)
-    assert kinds(receiver) == ["fired"]
-    assert "No Celery worker has sent a heartbeat in the last 30 s" in receiver.received[0]["json"]["summary"]
-
-    heartbeat_beat(process="worker@host:1", role=Heartbeat.Role.WORKER)
     twice(timezone.now())
 
-    assert kinds(receiver) == ["fired", "resolved"]
-    assert AlertState.objects.get(subject="").status == AlertState.Status.RESOLVED
+    assert kinds(receiver) == ["fired"]
+    fired = receiver.received[0]["json"]
+    assert fired["subject"] == "role:worker"
+    assert "No Celery worker has sent a heartbeat in the last 30 s: no trigger runs" in fired["summary"]
+
+    heartbeat_beat(process="worker@host:2", role=Heartbeat.Role.WORKER, queues=settings.CELERY_TASK_DEFAULT_QUEUE)
+    Heartbeat.objects.filter(process="reader@host:1").update(seen_at=timezone.now() - timedelta(seconds=60))
+    twice(timezone.now())
+
+    # The worker is back and the reader died: the reverse.
+    assert kinds(receiver) == ["fired", "resolved", "fired"] or kinds(receiver) == ["fired", "fired", "resolved"]
+    assert AlertState.objects.get(subject="role:worker").status == AlertState.Status.RESOLVED
+    assert AlertState.objects.get(subject="role:reader").status == AlertState.Status.FIRING
+    assert "No Celery reader has sent a heartbeat in the last 30 s: no stream is read" in AlertState.objects.get(
+        subject="role:reader").summary
 
 
 def test_it_alerts_on_source_lag_and_says_when_record_times_are_rounded(orders_table, channels, receiver):

@@ -10,6 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alerts.models import AlertState, Channel, Delivery, Rule
+from meters.heartbeats import heartbeat_beat
+from meters.models import Heartbeat
 from tests.support.alert_receivers import signature_valid
 from tests.support.alerting import evaluate_and_send
 from tests.support.triggering import trigger_for
@@ -18,14 +20,15 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def firing(channels, receiver):
-    """A "no worker alive" alert, fired (no worker runs in the test process), with a webhook
-    delivery that failed."""
+def firing(channels, receiver, settings):
+    """A "no worker alive" alert, fired (no worker runs in the test process; a reader does),
+    with a webhook delivery that failed."""
+    heartbeat_beat(process="reader@host:1", role=Heartbeat.Role.WORKER, queues=settings.SHARDWATCH_READER_QUEUE)
     rule = Rule.objects.create(name="workers-down", condition=Rule.Condition.NO_WORKER, threshold=30)
     rule.channels.set([channels.webhook])
     receiver.status = 500
     evaluate_and_send(now=timezone.now())
-    return AlertState.objects.get(rule=rule)
+    return AlertState.objects.get(rule=rule, subject="role:worker")
 
 
 def test_it_shows_firing_alerts_their_history_and_failed_deliveries(owner, firing):

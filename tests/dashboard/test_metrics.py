@@ -14,7 +14,7 @@ from meters.models import Heartbeat
 from meters.store import meter_count, meter_observe, meters_flush
 from streams.models import ChangeRecord, Shard, Stream, StreamSource, sequence_key
 from tests.support.promtool import promtool_check_metrics
-from workers.models import Trigger, TriggerCursor
+from workers.models import Outcome, Trigger, TriggerCursor
 
 pytestmark = pytest.mark.django_db
 
@@ -121,8 +121,40 @@ def test_it_exports_counters_histograms_and_gauges_with_names_beside_ids(owner, 
     assert 90 <= value("shardwatch_trigger_iterator_age_seconds", **named) < 92
     assert value("shardwatch_trigger_cursors_waiting", **named) == 1
     assert value("shardwatch_processes_alive", role="worker") == 1
+    assert value("shardwatch_processes_alive", role="reader") == 0  # its queues name no reader queue
     assert value("shardwatch_processes_alive", role="beat") == 0
     assert 0 <= value("shardwatch_heartbeat_age_seconds", role="worker") < 2
+
+
+def test_it_exports_stuck_shards_retried_batches_enabled_triggers_and_every_outcome_from_zero(owner, system):
+    source, trigger = system
+    now = timezone.now()
+    # The leased shard's polls fail and its checkpoint has been still for 10 minutes.
+    Shard.objects.filter(stream__source=source, lease_owner="reader-token").update(
+        error_count=3, last_error="AccessDeniedException", last_record_at=now - timedelta(minutes=10)
+    )
+    TriggerCursor.objects.filter(trigger=trigger, shard__shard_id="shardId-00001").update(attempt=4)
+    paused = Trigger.objects.create(name="paused", source=source, target=Trigger.Target.PYTHON, handler="x.y", enabled=False)
+
+    found = samples(owner.get("/metrics").content.decode())
+
+    def value(name, **labels):
+        return found.get((name, frozenset({key: str(v) for key, v in labels.items()}.items())))
+
+    where = {"source": source.pk, "table": "orders", "region": "eu-west-1"}
+    named = {"trigger": trigger.pk, "trigger_name": "notify"}
+    paused_named = {"trigger": paused.pk, "trigger_name": "paused"}
+    assert value("shardwatch_shards_stuck", **where) == 1
+    assert value("shardwatch_trigger_batch_attempts", **named) == 4
+    assert value("shardwatch_trigger_batch_attempts", **paused_named) == 0
+    assert value("shardwatch_trigger_enabled", **named) == 1
+    assert value("shardwatch_trigger_enabled", **paused_named) == 0
+    # Each trigger's every outcome starts at 0, so its first failure is an increase.
+    assert value("shardwatch_trigger_invocations_total", **named, outcome="success") == 3
+    for outcome in Outcome.values:
+        assert value("shardwatch_trigger_invocations_total", **paused_named, outcome=outcome) == 0
+        if outcome != "success":
+            assert value("shardwatch_trigger_invocations_total", **named, outcome=outcome) == 0
 
 
 def test_it_never_shows_item_data(owner, system):

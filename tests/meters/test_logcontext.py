@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from meters.logcontext import log_context, log_context_get
+from meters.logcontext import log_context
 from tests.support.logs import json_lines
 
 log = logging.getLogger("tests.logcontext")
@@ -26,7 +26,7 @@ def test_it_writes_the_context_as_fields_of_json_lines_and_restores_what_was_the
     assert polled["message"] == "polled shardId-0001"
     assert (polled["source"], polled["shard"]) == (3, "shardId-0001") and "trigger" not in polled
     assert back["source"] == 3 and "shard" not in back
-    assert "source" not in after and log_context_get() == {}
+    assert "source" not in after
     assert after["time"].endswith("+00:00")
 
 
@@ -43,25 +43,29 @@ def test_it_restores_the_context_when_the_block_raises_and_keeps_a_field_passed_
 
 
 def test_it_keeps_each_threads_context_apart():
-    seen = {}
     inside = threading.Event()
     done = threading.Event()
 
     def other():
-        seen["before"] = log_context_get()
+        log.info("other before")
         with log_context(shard="shardId-other"):
             inside.set()
             done.wait(5)
-            seen["during"] = log_context_get()
+            log.info("other during")
 
-    with log_context(source=1):
-        thread = threading.Thread(target=other)
-        thread.start()
-        inside.wait(5)
-        assert log_context_get() == {"source": 1}
-        done.set()
-        thread.join(5)
-    assert seen == {"before": {}, "during": {"shard": "shardId-other"}}
+    with json_lines("tests.logcontext") as lines:
+        with log_context(source=1):
+            thread = threading.Thread(target=other)
+            thread.start()
+            inside.wait(5)
+            log.info("main during")
+            done.set()
+            thread.join(5)
+
+    by_message = {line["message"]: line for line in lines()}
+    assert {"source", "shard"}.isdisjoint(by_message["other before"])
+    assert by_message["other during"]["shard"] == "shardId-other" and "source" not in by_message["other during"]
+    assert by_message["main during"]["source"] == 1 and "shard" not in by_message["main during"]
 
 
 def test_it_refuses_a_field_it_does_not_know():

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def value(name, **labels):
     from meters.store import labels_key
 
-    return Meter.objects.get(name=name, labels=labels_key(labels)).value
+    return Meter.objects.get(name=name, labels=labels_key(labels=labels)).value
 
 
 def test_it_adds_counts_from_two_flushes_into_one_series():

@@ -11,5 +11,5 @@ from meters.store import labels_key, meters_flush
 def meter_value(name: str, **labels) -> float:
     """The stored value of series `name` with `labels` after a flush; 0 when never counted."""
     meters_flush()
-    row = Meter.objects.filter(name=name, labels=labels_key(labels)).first()
+    row = Meter.objects.filter(name=name, labels=labels_key(labels=labels)).first()
     return row.value if row is not None else 0.0

@@ -36,7 +36,7 @@ def test_it_samples_source_lag_and_trigger_iterator_age_into_the_minute(behind):
     def sampled(name, labels):
         now = timezone.now()
         _, series = series_steps(name=name, since=now - timedelta(minutes=2), until=now, step=timedelta(minutes=1))
-        [value] = [value for value in series[labels_key(labels)] if value is not None]
+        [value] = [value for value in series[labels_key(labels=labels)] if value is not None]
         return value
 
     lag = sampled("shardwatch_iterator_age_seconds", {"source": source.pk})
