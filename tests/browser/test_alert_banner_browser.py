@@ -3,6 +3,7 @@ resolve (static/js/alert_banner.js polls GET /api/alerts/firing every 15 s), on 
 pages and the admin's, and rule names reach it as text."""
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -23,12 +24,17 @@ def browser_context_args() -> dict:
     return {"bypass_csp": True}
 
 
+def reader_alive():
+    heartbeat_beat(process="reader@host:1", role=Heartbeat.Role.WORKER, queues=settings.SHARDWATCH_READER_QUEUE)
+
+
 def test_it_shows_and_takes_away_the_banner_live_on_an_open_page(page, logged_in_page):
     install_xss_tripwire(page)
     page.goto("/triggers/")
     expect(page.locator("#alert-banner")).to_have_count(0)
 
-    # No worker runs in this process: the rule fires at the first evaluation.
+    # A reader is alive and no worker runs: the worker's alert fires at the first evaluation.
+    reader_alive()
     Rule.objects.create(name=NAME, condition=Rule.Condition.NO_WORKER, threshold=30)
     alerts_evaluate(now=timezone.now())
 
@@ -44,6 +50,7 @@ def test_it_shows_and_takes_away_the_banner_live_on_an_open_page(page, logged_in
 
 
 def test_it_shows_the_banner_on_the_admins_pages(page, logged_in_page):
+    reader_alive()
     Rule.objects.create(name="workers-down", condition=Rule.Condition.NO_WORKER, threshold=30)
     alerts_evaluate(now=timezone.now())
 

@@ -112,6 +112,7 @@ def test_it_shows_a_records_keys_sequence_number_shard_and_event_id(owner, order
     assert data["old_image"]["qty"] == {"N": "1"} and data["new_image"]["qty"] == {"S": "1"}
     scripts = re.findall(r"<script\b[^>]*>", body)
     assert scripts == [
+        '<script type="module" src="/static/js/alert_banner.js">',
         '<script id="record-data" type="application/json">',
         '<script src="/static/js/diffview.js" defer>',
         '<script src="/static/js/record.js" defer>',
