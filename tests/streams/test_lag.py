@@ -62,6 +62,24 @@ def test_it_records_the_age_of_the_newest_record_a_poll_saved(fake_source, reade
     assert lag.rounded is False
 
 
+def test_it_moves_the_last_poll_with_a_poll_that_saved_records(fake_source, reader):
+    # The Streams page's "last poll" must never be older than its "last record received".
+    fake = two_shards()
+    source = fake_source(fake)
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    renewed_at = Shard.objects.get(shard_id="shardId-00000").last_polled_at
+    time.sleep(0.3)
+    fake.records_append(shard_id="shardId-00000", count=2, written_at=datetime.now(UTC))
+
+    assert one.polls_round() == 2
+
+    shard = Shard.objects.get(shard_id="shardId-00000")
+    assert shard.last_polled_at > renewed_at
+    assert shard.last_polled_at == shard.last_record_at == shard.iterator_age_at
+
+
 def test_it_writes_a_caught_up_shard_at_its_next_lease_renewal_and_nothing_per_empty_poll(fake_source, reader):
     fake = two_shards()
     source = fake_source(fake)
