@@ -90,7 +90,12 @@ SPECS = {
             "1 when the source's record times are rounded to the minute (DynamoDB Local): ages come from poll and receive times.",
             ("source",),
         ),
-        MeterSpec("shardwatch_source_up", GAUGE, "1 when the source is enabled and active, else 0.", ("source",)),
+        MeterSpec(
+            "shardwatch_source_up", GAUGE,
+            "1 when the source is enabled and active, else 0 (also when disabled: see shardwatch_source_enabled).",
+            ("source",),
+        ),
+        MeterSpec("shardwatch_source_enabled", GAUGE, "1 when the source is enabled, else 0.", ("source",)),
         MeterSpec("shardwatch_source_status", GAUGE, "1 for the source's current status, 0 for the others.", ("source", "status")),
         MeterSpec("shardwatch_shards", GAUGE, "Shards known, by state.", ("source", "state")),
         MeterSpec("shardwatch_leases_held", GAUGE, "Shard leases held by each stream reader (host:pid).", ("worker",)),

@@ -157,6 +157,26 @@ def test_it_exports_stuck_shards_retried_batches_enabled_triggers_and_every_outc
             assert value("shardwatch_trigger_invocations_total", **named, outcome=outcome) == 0
 
 
+def test_it_exports_whether_each_source_is_enabled_so_the_rules_can_leave_disabled_ones_out(owner, system):
+    source, _ = system
+    paused = StreamSource.objects.create(
+        table_name="archive", region="eu-west-1", status=StreamSource.Status.ACTIVE, enabled=False,
+        stream_arn="arn:aws:dynamodb:eu-west-1:123456789012:table/archive/stream/1",
+    )
+
+    found = samples(owner.get("/metrics").content.decode())
+
+    def value(name, **labels):
+        return found.get((name, frozenset({key: str(v) for key, v in labels.items()}.items())))
+
+    where = {"source": source.pk, "table": "orders", "region": "eu-west-1"}
+    paused_where = {"source": paused.pk, "table": "archive", "region": "eu-west-1"}
+    assert value("shardwatch_source_enabled", **where) == 1
+    assert value("shardwatch_source_enabled", **paused_where) == 0
+    # Not up, and not a fault: rules.yml joins ShardwatchSourceNotActive on shardwatch_source_enabled.
+    assert value("shardwatch_source_up", **paused_where) == 0
+
+
 def test_it_never_shows_item_data(owner, system):
     source, _ = system
     shard = Shard.objects.filter(stream__source=source).first()
