@@ -78,7 +78,16 @@ SPECS = {
         ),
         MeterSpec("shardwatch_trigger_retries_total", COUNTER, "Batches retried after a failed invocation.", ("trigger",)),
         MeterSpec("shardwatch_trigger_bisects_total", COUNTER, "Batches split in two (BisectBatchOnFunctionError).", ("trigger",)),
-        MeterSpec("shardwatch_trigger_dead_letters_total", COUNTER, "Batches given up on and kept as dead letters.", ("trigger",)),
+        MeterSpec(
+            "shardwatch_trigger_dead_letters_total", COUNTER,
+            "Dead letters added: batches given up on, one each however many records it held "
+            "(the records: shardwatch_trigger_dead_letter_records_total).",
+            ("trigger",),
+        ),
+        MeterSpec(
+            "shardwatch_trigger_dead_letter_records_total", COUNTER,
+            "Records in the batches given up on and kept as dead letters.", ("trigger",),
+        ),
         # Gauges read at scrape time only.
         MeterSpec(
             "shardwatch_shard_iterator_age_seconds", GAUGE,

@@ -222,6 +222,7 @@ def test_it_starts_counters_of_each_source_and_trigger_at_zero(owner, system):
     assert value("shardwatch_records_read_total", source=quiet.pk, table="quiet", region="eu-west-1") == 0
     assert value("shardwatch_records_read_total", source=source.pk, table="orders", region="eu-west-1") == 42
     assert value("shardwatch_trigger_dead_letters_total", trigger=trigger.pk, trigger_name="notify") == 0
+    assert value("shardwatch_trigger_dead_letter_records_total", trigger=trigger.pk, trigger_name="notify") == 0
 
 
 def test_it_exports_every_metric_the_shipped_alerting_rules_read(owner, system):
