@@ -43,7 +43,9 @@ SPECS = {
         MeterSpec(
             "shardwatch_iterator_age_seconds", GAUGE,
             "Lag: each readable shard's iterator age at its last poll (Lambda's IteratorAge) plus the seconds since "
-            "that poll, the highest over the source's shards.",
+            "that poll, the highest over the source's shards (resolution: one lease renewal, 5 s with the default "
+            "SHARDWATCH_LEASE_S of 15; a caught-up shard's polls are written at renewals only, so an idle source "
+            "reads up to that plus one idle poll, never less than the truth).",
             ("source",), charted=True,
         ),
         MeterSpec(
@@ -91,7 +93,8 @@ SPECS = {
         # Gauges read at scrape time only.
         MeterSpec(
             "shardwatch_shard_iterator_age_seconds", GAUGE,
-            "Lag of the shards furthest behind in each source, as shardwatch_iterator_age_seconds (at most 3 a source).",
+            "Lag of the shards furthest behind in each source, as shardwatch_iterator_age_seconds (at most 3 a source; "
+            "resolution: one lease renewal, 5 s with the default SHARDWATCH_LEASE_S of 15).",
             ("source", "shard"),
         ),
         MeterSpec(

@@ -177,6 +177,15 @@ def test_it_exports_whether_each_source_is_enabled_so_the_rules_can_leave_disabl
     assert value("shardwatch_source_up", **paused_where) == 0
 
 
+def test_it_states_the_resolution_of_the_lag_in_its_help(owner, system):
+    # A caught-up shard's poll time is written at lease renewals only (an idle poll writes
+    # nothing), so an idle source's lag is a sawtooth of one renewal interval (streams.lag).
+    families = {family.name: family for family in text_string_to_metric_families(owner.get("/metrics").content.decode())}
+
+    for name in ("shardwatch_iterator_age_seconds", "shardwatch_shard_iterator_age_seconds"):
+        assert "resolution: one lease renewal, 5 s with the default SHARDWATCH_LEASE_S of 15" in families[name].documentation
+
+
 def test_it_never_shows_item_data(owner, system):
     source, _ = system
     shard = Shard.objects.filter(stream__source=source).first()

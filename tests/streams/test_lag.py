@@ -102,6 +102,23 @@ def test_it_writes_a_caught_up_shard_at_its_next_lease_renewal_and_nothing_per_e
     assert lag.lag_s < 2 and lag.polled_ago_s < 2
 
 
+def test_it_keeps_an_idle_sources_lag_within_one_renewal_interval_and_one_idle_poll(fake_source, reader, settings):
+    # The figure's resolution (streams.lag): between renewals nothing says the shards were
+    # polled, so the lag of a caught-up source grows until the next renewal writes their polls.
+    source = fake_source(two_shards())
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    one.polls_round()
+    one.leases_renew()
+    renewed_at = timezone.now()
+    renewal_s = settings.SHARDWATCH_LEASE_S / 3
+
+    lag = sources_lag(now=renewed_at + timedelta(seconds=renewal_s))[source.pk]
+
+    assert renewal_s <= lag.lag_s <= renewal_s + settings.SHARDWATCH_IDLE_POLL_INTERVAL_S + 1
+
+
 def test_it_gives_a_hung_call_s_lag_to_its_own_shard_only(fake_source, reader):
     # A GetRecords that hangs (botocore's 10 s read timeout, twice) is played by the fake
     # Streams API: neither DynamoDB Local nor a test can make a real endpoint hang one shard.
