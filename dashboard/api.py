@@ -60,7 +60,7 @@ def api_sources(request):
 
     <readers>: who reads the shards (streams.selectors.readers_summary): {"alive": [{"owner"
     (the reader's lease token, as its log lines name it), "name" (host:pid), "shards" (how many
-    it holds), "renewed_at" (its latest lease renewal)}], sorted by name; "shards" (readable
+    it holds), "renewed_at" (its latest lease renewal or saving poll)}], sorted by name; "shards" (readable
     shards, all sources), "waiting" (readable shards no live lease holds), "waiting_long" (those
     waiting longer than twice SHARDWATCH_LEASE_S and a SHARDWATCH_DISPATCH_INTERVAL_S),
     "reader_queue" (SHARDWATCH_READER_QUEUE), "warning" ("" or, while waiting_long is not 0,

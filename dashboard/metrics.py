@@ -18,6 +18,9 @@ What must stay true:
   are labelled by AWS error code or exception class (streams.aws.error_code), a small fixed set.
   Stuck shards are a count per source, a poison batch the most retries per trigger; the
   invocations' zero series are one per trigger and Outcome.
+- Every source and trigger that exists has its shardwatch_source_enabled and
+  shardwatch_trigger_enabled series: rules.yml joins on them to leave disabled ones out, so a
+  missing one would silence its alerts.
 - No item data: no keys, no images, no sequence numbers; only counts, ages and names of
   tables, shards, triggers and reader processes.
 """
@@ -198,18 +201,24 @@ def _source_gauges(*, names: _Names, now: datetime):
     yield from (age, shard_age, rounded)
 
     up = _gauge("shardwatch_source_up", names)
+    on = _gauge("shardwatch_source_enabled", names)
     status = _gauge("shardwatch_source_status", names)
-    for source_id, enabled, current in StreamSource.objects.values_list("pk", "enabled", "status"):
+    enabled = set()
+    for source_id, is_enabled, current in StreamSource.objects.values_list("pk", "enabled", "status"):
         labels = {"source": source_id}
-        up.add_metric(names.values(("source",), labels), 1.0 if enabled and current == StreamSource.Status.ACTIVE else 0.0)
+        up.add_metric(names.values(("source",), labels), 1.0 if is_enabled and current == StreamSource.Status.ACTIVE else 0.0)
+        # A disabled source is read by nobody on purpose, and up says 0 for it: rules.yml joins
+        # every source rule on this, as the built-in alerts use only enabled sources
+        # (streams.selectors.sources_watched).
+        on.add_metric(names.values(("source",), labels), 1.0 if is_enabled else 0.0)
+        if is_enabled:
+            enabled.add(source_id)
         for value in StreamSource.Status.values:
             status.add_metric(names.values(("source", "status"), {**labels, "status": value}), 1.0 if value == current else 0.0)
-    yield from (up, status)
+    yield from (up, on, status)
 
-    # Enabled sources only, as the built-in alert (alerts.conditions): a disabled source is
-    # read by nobody on purpose.
+    # Enabled sources only, as the built-in alert (alerts.conditions).
     stuck = _gauge("shardwatch_shards_stuck", names)
-    enabled = set(StreamSource.objects.filter(enabled=True).values_list("pk", flat=True))
     counted = dict.fromkeys(sorted(enabled), 0)
     for item in shards_stuck(now=now, still_for_s=SHARD_STUCK_S, source_ids=list(enabled)):
         counted[item["shard"].stream.source_id] += 1

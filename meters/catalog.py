@@ -43,7 +43,9 @@ SPECS = {
         MeterSpec(
             "shardwatch_iterator_age_seconds", GAUGE,
             "Lag: each readable shard's iterator age at its last poll (Lambda's IteratorAge) plus the seconds since "
-            "that poll, the highest over the source's shards.",
+            "that poll, the highest over the source's shards (resolution: one lease renewal, 5 s with the default "
+            "SHARDWATCH_LEASE_S of 15; a caught-up shard's polls are written at renewals only, so an idle source "
+            "reads up to that plus one idle poll, never less than the truth).",
             ("source",), charted=True,
         ),
         MeterSpec(
@@ -78,11 +80,21 @@ SPECS = {
         ),
         MeterSpec("shardwatch_trigger_retries_total", COUNTER, "Batches retried after a failed invocation.", ("trigger",)),
         MeterSpec("shardwatch_trigger_bisects_total", COUNTER, "Batches split in two (BisectBatchOnFunctionError).", ("trigger",)),
-        MeterSpec("shardwatch_trigger_dead_letters_total", COUNTER, "Batches given up on and kept as dead letters.", ("trigger",)),
+        MeterSpec(
+            "shardwatch_trigger_dead_letters_total", COUNTER,
+            "Dead letters added: batches given up on, one each however many records it held "
+            "(the records: shardwatch_trigger_dead_letter_records_total).",
+            ("trigger",),
+        ),
+        MeterSpec(
+            "shardwatch_trigger_dead_letter_records_total", COUNTER,
+            "Records in the batches given up on and kept as dead letters.", ("trigger",),
+        ),
         # Gauges read at scrape time only.
         MeterSpec(
             "shardwatch_shard_iterator_age_seconds", GAUGE,
-            "Lag of the shards furthest behind in each source, as shardwatch_iterator_age_seconds (at most 3 a source).",
+            "Lag of the shards furthest behind in each source, as shardwatch_iterator_age_seconds (at most 3 a source; "
+            "resolution: one lease renewal, 5 s with the default SHARDWATCH_LEASE_S of 15).",
             ("source", "shard"),
         ),
         MeterSpec(
@@ -90,7 +102,12 @@ SPECS = {
             "1 when the source's record times are rounded to the minute (DynamoDB Local): ages come from poll and receive times.",
             ("source",),
         ),
-        MeterSpec("shardwatch_source_up", GAUGE, "1 when the source is enabled and active, else 0.", ("source",)),
+        MeterSpec(
+            "shardwatch_source_up", GAUGE,
+            "1 when the source is enabled and active, else 0 (also when disabled: see shardwatch_source_enabled).",
+            ("source",),
+        ),
+        MeterSpec("shardwatch_source_enabled", GAUGE, "1 when the source is enabled, else 0.", ("source",)),
         MeterSpec("shardwatch_source_status", GAUGE, "1 for the source's current status, 0 for the others.", ("source", "status")),
         MeterSpec("shardwatch_shards", GAUGE, "Shards known, by state.", ("source", "state")),
         MeterSpec("shardwatch_leases_held", GAUGE, "Shard leases held by each stream reader (host:pid).", ("worker",)),

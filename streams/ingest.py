@@ -366,7 +366,8 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
     Returns how many records the batch held, or None when the lease is no longer ours (then
-    nothing is written). Once the batch has committed, its new records and gaps are counted
+    nothing is written). A batch that saves anything (records, gaps, the shard's end) also
+    writes the shard's last_polled_at, in the same UPDATE. Once the batch has committed, its new records and gaps are counted
     (meters), pushed to the source's Channels group and announced with
     streams.signals.batch_saved, and `shard` (the
     reader's copy of the row) carries the checkpoint and state that were written.
@@ -375,7 +376,10 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     rows, gaps = records_build(records=records, shard=shard, received_at=received_at)
     if not rows and not gaps and not finished:
         return 0
-    updates = {}
+    # A poll that saved something is a poll: its time goes in the batch's own UPDATE, so the
+    # shard's last poll is never older than its last record received (lease renewals write it
+    # for the polls that saved nothing, streams.reader).
+    updates = {"last_polled_at": received_at}
     source = shard.stream.source
     step_s = _record_time_step(source=source, rows=rows)
     if rows:
@@ -390,10 +394,9 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
         updates.update(state=Shard.State.FINISHED, finished_at=received_at)
     with transaction.atomic():
         fresh = records_insert(rows) if rows else []
-        held = Shard.objects.filter(pk=shard.pk, lease_owner=owner)
-        # With nothing to update (a batch of unusable records only), lock the row instead: the
-        # gaps are written only while the lease is ours, as records are.
-        moved = held.update(**updates) if updates else held.select_for_update().count()
+        # Conditional on the lease (a batch of unusable records only included): the gaps are
+        # written only while the lease is ours, as records are.
+        moved = Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(**updates)
         if moved != 1:
             transaction.set_rollback(True)
             return None

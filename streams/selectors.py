@@ -285,8 +285,9 @@ def readers_summary(*, now) -> dict:
     A reader is the owner of an unexpired lease on a shard that is not finished: "owner" is its
     lease token (which its log lines name), "name" its host:pid (the shards' `last_polled_by`,
     stamped when it took them; the token when none says), "shards" how many it holds, and
-    "renewed_at" (an aware datetime, or None) its latest renewal (the shards' newest
-    `last_polled_at`; a reader renews every SHARDWATCH_LEASE_S / 3). Readers come sorted by
+    "renewed_at" (an aware datetime, or None) its latest renewal or saving poll (the shards'
+    newest `last_polled_at`; a reader renews every SHARDWATCH_LEASE_S / 3, and a poll that
+    saves records writes it too, streams.ingest.records_save). Readers come sorted by
     name, then owner. A reader that holds no shard (more readers than shards) writes nothing to
     the database and is not listed.
 

@@ -92,5 +92,10 @@ def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:
         reason=reason,
     )
     transaction.on_commit(lambda: destination_notify(letter_id=letter.pk))
-    transaction.on_commit(lambda: meter_count(name="shardwatch_trigger_dead_letters_total", labels={"trigger": cursor.trigger_id}))
+    labels = {"trigger": cursor.trigger_id}
+    # One dead letter is one batch, however many records it holds: both are counted.
+    transaction.on_commit(lambda: meter_count(name="shardwatch_trigger_dead_letters_total", labels=labels))
+    transaction.on_commit(
+        lambda: meter_count(name="shardwatch_trigger_dead_letter_records_total", labels=labels, value=len(records))
+    )
     return letter

@@ -127,7 +127,7 @@ def cursor_batch_skip(*, cursor_id: int, who: str, now=None) -> DeadLetter:
         last = records[-1].sequence_key
         end = cursor.bisect_end if cursor.bisect_end > last else ""
         with transaction.atomic():
-            # dead_letter_save counts shardwatch_trigger_dead_letters_total on commit, as the runner's do.
+            # dead_letter_save counts shardwatch_trigger_dead_letters_total (and its records) on commit, as the runner's do.
             letter = dead_letter_save(
                 cursor=cursor, records=records, invocation=invocation,
                 reason=f"Skipped by {who} after {cursor.attempt} retries: {invocation_failure(invocation)}",

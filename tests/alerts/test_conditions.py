@@ -81,6 +81,29 @@ def test_it_waits_n_minutes_before_calling_a_source_inactive(orders_table, dynam
     assert kinds(receiver) == ["fired"]
 
 
+def test_it_does_not_alert_on_a_disabled_source_that_is_not_active_or_has_a_gap(fake_source, orders_table, dynamodb, channels, receiver):
+    # As rules.yml's joins on shardwatch_source_enabled: disabled means left alone on purpose.
+    rule_for(Rule.Condition.SOURCE_INACTIVE, channels.webhook, threshold=0)
+    gap_rule = Rule.objects.create(name="gaps", condition=Rule.Condition.GAP, threshold=0, window_s=600)
+    gap_rule.channels.set([channels.webhook])
+    dynamodb.delete_table(TableName=orders_table.table_name)
+    source_discover(source_id=orders_table.pk)
+    shard = FakeShard("shardId-1", records=numbered("k", 2))
+    fake = FakeStreams([shard])
+    trimmed = fake_source(fake)
+    read_until_idle(source_id=trimmed.pk)
+    shard.records[:] = numbered("late", 2, start=100)
+    fake.errors["GetShardIterator"] = [aws_error("TrimmedDataAccessException", "GetShardIterator")]
+    read_until_idle(source_id=trimmed.pk)
+    StreamSource.objects.filter(pk__in=[orders_table.pk, trimmed.pk]).update(enabled=False)
+
+    twice(timezone.now())
+
+    assert StreamSource.objects.get(pk=orders_table.pk).status != StreamSource.Status.ACTIVE
+    assert trimmed.gaps.count() == 1
+    assert kinds(receiver) == []
+
+
 def test_it_alerts_on_a_gap(fake_source, channels, receiver):
     # DynamoDB Local never trims its streams, so the gap comes from the fake Streams API.
     shard = FakeShard("shardId-1", records=numbered("k", 2))

@@ -157,6 +157,35 @@ def test_it_exports_stuck_shards_retried_batches_enabled_triggers_and_every_outc
             assert value("shardwatch_trigger_invocations_total", **named, outcome=outcome) == 0
 
 
+def test_it_exports_whether_each_source_is_enabled_so_the_rules_can_leave_disabled_ones_out(owner, system):
+    source, _ = system
+    paused = StreamSource.objects.create(
+        table_name="archive", region="eu-west-1", status=StreamSource.Status.ACTIVE, enabled=False,
+        stream_arn="arn:aws:dynamodb:eu-west-1:123456789012:table/archive/stream/1",
+    )
+
+    found = samples(owner.get("/metrics").content.decode())
+
+    def value(name, **labels):
+        return found.get((name, frozenset({key: str(v) for key, v in labels.items()}.items())))
+
+    where = {"source": source.pk, "table": "orders", "region": "eu-west-1"}
+    paused_where = {"source": paused.pk, "table": "archive", "region": "eu-west-1"}
+    assert value("shardwatch_source_enabled", **where) == 1
+    assert value("shardwatch_source_enabled", **paused_where) == 0
+    # Not up, and not a fault: rules.yml joins ShardwatchSourceNotActive on shardwatch_source_enabled.
+    assert value("shardwatch_source_up", **paused_where) == 0
+
+
+def test_it_states_the_resolution_of_the_lag_in_its_help(owner, system):
+    # A caught-up shard's poll time is written at lease renewals only (an idle poll writes
+    # nothing), so an idle source's lag is a sawtooth of one renewal interval (streams.lag).
+    families = {family.name: family for family in text_string_to_metric_families(owner.get("/metrics").content.decode())}
+
+    for name in ("shardwatch_iterator_age_seconds", "shardwatch_shard_iterator_age_seconds"):
+        assert "resolution: one lease renewal, 5 s with the default SHARDWATCH_LEASE_S of 15" in families[name].documentation
+
+
 def test_it_never_shows_item_data(owner, system):
     source, _ = system
     shard = Shard.objects.filter(stream__source=source).first()
@@ -202,6 +231,7 @@ def test_it_starts_counters_of_each_source_and_trigger_at_zero(owner, system):
     assert value("shardwatch_records_read_total", source=quiet.pk, table="quiet", region="eu-west-1") == 0
     assert value("shardwatch_records_read_total", source=source.pk, table="orders", region="eu-west-1") == 42
     assert value("shardwatch_trigger_dead_letters_total", trigger=trigger.pk, trigger_name="notify") == 0
+    assert value("shardwatch_trigger_dead_letter_records_total", trigger=trigger.pk, trigger_name="notify") == 0
 
 
 def test_it_exports_every_metric_the_shipped_alerting_rules_read(owner, system):

@@ -62,6 +62,24 @@ def test_it_records_the_age_of_the_newest_record_a_poll_saved(fake_source, reade
     assert lag.rounded is False
 
 
+def test_it_moves_the_last_poll_with_a_poll_that_saved_records(fake_source, reader):
+    # The Streams page's "last poll" must never be older than its "last record received".
+    fake = two_shards()
+    source = fake_source(fake)
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    renewed_at = Shard.objects.get(shard_id="shardId-00000").last_polled_at
+    time.sleep(0.3)
+    fake.records_append(shard_id="shardId-00000", count=2, written_at=datetime.now(UTC))
+
+    assert one.polls_round() == 2
+
+    shard = Shard.objects.get(shard_id="shardId-00000")
+    assert shard.last_polled_at > renewed_at
+    assert shard.last_polled_at == shard.last_record_at == shard.iterator_age_at
+
+
 def test_it_writes_a_caught_up_shard_at_its_next_lease_renewal_and_nothing_per_empty_poll(fake_source, reader):
     fake = two_shards()
     source = fake_source(fake)
@@ -82,6 +100,23 @@ def test_it_writes_a_caught_up_shard_at_its_next_lease_renewal_and_nothing_per_e
     assert set(Shard.objects.values_list("iterator_age_s", flat=True)) == {0.0}
     lag = sources_lag(now=timezone.now())[source.pk]
     assert lag.lag_s < 2 and lag.polled_ago_s < 2
+
+
+def test_it_keeps_an_idle_sources_lag_within_one_renewal_interval_and_one_idle_poll(fake_source, reader, settings):
+    # The figure's resolution (streams.lag): between renewals nothing says the shards were
+    # polled, so the lag of a caught-up source grows until the next renewal writes their polls.
+    source = fake_source(two_shards())
+    sync(source)
+    one = reader()
+    one.leases_balance()
+    one.polls_round()
+    one.leases_renew()
+    renewed_at = timezone.now()
+    renewal_s = settings.SHARDWATCH_LEASE_S / 3
+
+    lag = sources_lag(now=renewed_at + timedelta(seconds=renewal_s))[source.pk]
+
+    assert renewal_s <= lag.lag_s <= renewal_s + settings.SHARDWATCH_IDLE_POLL_INTERVAL_S + 1
 
 
 def test_it_gives_a_hung_call_s_lag_to_its_own_shard_only(fake_source, reader):

@@ -26,8 +26,9 @@ def test_it_counts_invocations_records_sent_and_filtered_and_batch_durations(ord
     assert meter_value("shardwatch_trigger_batch_duration_seconds_bucket", trigger=trigger.pk, le="+Inf") == 1
 
 
-def test_it_counts_retries_and_dead_letters(orders_table):
-    orders_table.put("k1")
+def test_it_counts_retries_and_dead_letters_by_batch_and_by_record(orders_table):
+    for key in ("k1", "k2", "k3"):
+        orders_table.put(key)
     orders_table.ingest()
     trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=2)
 
@@ -35,7 +36,9 @@ def test_it_counts_retries_and_dead_letters(orders_table):
 
     assert meter_value("shardwatch_trigger_invocations_total", trigger=trigger.pk, outcome="function_error") == 3
     assert meter_value("shardwatch_trigger_retries_total", trigger=trigger.pk) == 2
+    # One batch of three records given up on: the dead letters count batches, as the list shows them.
     assert meter_value("shardwatch_trigger_dead_letters_total", trigger=trigger.pk) == 1
+    assert meter_value("shardwatch_trigger_dead_letter_records_total", trigger=trigger.pk) == 3
     assert meter_value("shardwatch_trigger_bisects_total", trigger=trigger.pk) == 0
 
 
@@ -53,5 +56,6 @@ def test_it_counts_bisects(orders_table):
     # dead-lettered, [k4] goes.
     assert meter_value("shardwatch_trigger_bisects_total", trigger=trigger.pk) == 2
     assert meter_value("shardwatch_trigger_dead_letters_total", trigger=trigger.pk) == 1
+    assert meter_value("shardwatch_trigger_dead_letter_records_total", trigger=trigger.pk) == 1
     assert meter_value("shardwatch_trigger_invocations_total", trigger=trigger.pk, outcome="success") == 2
     assert meter_value("shardwatch_trigger_invocations_total", trigger=trigger.pk, outcome="function_error") == 3
