@@ -157,7 +157,7 @@ def test_it_alerts_on_dead_letters_added(orders_table, channels, receiver, inbox
     url = fired["details"]["links"]["dead_letters"]
     assert f"Dead letters: {url}" in inbox.messages[0]["message"].get_content()
     page = owner.get("/alerts/").content.decode()
-    assert f'>Dead letters</a>' in page and ">dead_letters<" not in page
+    assert '>Dead letters</a>' in page and ">dead_letters<" not in page
     twice(now + timedelta(seconds=301))
     assert kinds(receiver) == ["fired", "resolved"]
 
