@@ -27,7 +27,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.models import AlertTransition, Channel, Delivery
+from alerts.models import AlertTransition, Channel, Delivery, details_links
 from streams.backoff import backoff_delay
 from workers.targets.webhook import WebhookSecretUnreadable, webhook_secret_decrypt, webhook_signature
 
@@ -111,7 +111,7 @@ def channel_send(*, channel: Channel, document: dict, delivery_id: str = "") -> 
         text = f"*{_title(document)}*\n{document['summary']}\n<{document['url']}|Alerts page>"
         _post(channel.url, json.dumps({"text": text}).encode(), {})
     elif channel.kind == Channel.Kind.EMAIL:
-        links = "\n".join(f"{name}: {url}" for name, url in document["details"].get("links", {}).items())
+        links = "\n".join(f"{label}: {url}" for label, url in details_links(details=document["details"]))
         body = f"{document['summary']}\n\n{links}\n\nAlerts: {document['url']}\nAt: {document['at']}\n"
         try:
             send_mail(_title(document), body, settings.DEFAULT_FROM_EMAIL, channel.addresses, fail_silently=False)

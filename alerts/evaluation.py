@@ -131,6 +131,14 @@ def _next(*, rule: Rule, state: AlertState, finding: Finding | None, now) -> tup
     return (seen, None) if finding.summary != state.summary else (None, None)
 
 
+def resolved_summary(*, rule: Rule, state: AlertState) -> str:
+    """What a resolve says: that the rule no longer holds for its subject, then the last firing
+    summary as the past it is ("Resolved: errors on trigger t-orders; it was: 3 of 4 ...").
+    Every channel sends this text, so none repeats a firing's words as news."""
+    subject = f" on {state.subject_label}" if state.subject_label else ""
+    return f"Resolved: {rule.name}{subject}; it was: {state.summary}" if state.summary else f"Resolved: {rule.name}{subject}."
+
+
 def _transition_record(*, rule, state, change, kind, now, result: Evaluation) -> None:
     if kind == Kind.RESOLVED:
         # A resolve follows its firing's notification: told if and only if the firing was
@@ -141,7 +149,7 @@ def _transition_record(*, rule, state, change, kind, now, result: Evaluation) ->
         silenced = state.silenced(now=now)
     summary = change.get("summary", state.summary)
     if kind == Kind.RESOLVED:
-        summary = f"Resolved: {state.summary}" if state.summary else "Resolved."
+        summary = resolved_summary(rule=rule, state=state)
     transition = AlertTransition.objects.create(
         state=state, rule=rule, kind=kind, at=now, summary=summary,
         details=change.get("details", state.details), silenced=silenced,

@@ -193,6 +193,26 @@ class Rule(models.Model):
         return None
 
 
+# What a link of a finding's details ({"links": {key: url}}, alerts.conditions) reads as on the
+# Alerts page and in email. The keys stay as they are in the webhook's JSON, for programs.
+LINK_LABELS = {
+    "streams": "Streams",
+    "triggers": "Triggers",
+    "timeline": "Invocation timeline",
+    "dead_letters": "Dead letters",
+    "batch": "Skip or bisect the batch",
+    "record": "The batch's first record",
+    "invocation": "The last invocation",
+}
+
+
+def details_links(*, details: dict) -> list[tuple[str, str]]:
+    """The links of a finding's `details` as (label, url) pairs, in their order, labelled from
+    LINK_LABELS (a key missing there reads as itself in words: "some_key" -> "Some key")."""
+    return [(LINK_LABELS.get(key, key.replace("_", " ").capitalize()), url)
+            for key, url in (details or {}).get("links", {}).items()]
+
+
 class AlertState(models.Model):
     class Status(models.TextChoices):
         OK = "ok", "OK"
@@ -225,6 +245,11 @@ class AlertState(models.Model):
 
     def silenced(self, *, now) -> bool:
         return self.silenced_until is not None and self.silenced_until > now
+
+    @property
+    def links(self) -> list[tuple[str, str]]:
+        """details_links of the last evaluation's details, for templates."""
+        return details_links(details=self.details)
 
 
 class AlertTransition(models.Model):

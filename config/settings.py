@@ -237,7 +237,15 @@ LOGGING = {
     "filters": {"context": {"()": "meters.logcontext.LogContextFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    # Django's DEFAULT_LOGGING gives "django" a text console handler of its own (with DEBUG on)
+    # and "django.server" one that does not propagate: naming them here without handlers takes
+    # those off, so each of their records reaches the root's handler once, in LOG_FORMAT.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        "botocore": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
 }
 
 # The task names are the ones the tasks were registered under when they all lived in

@@ -28,6 +28,10 @@ class SilenceForm(forms.Form):
         cleaned = super().clean()
         if not cleaned.get("until") and not cleaned.get("hours"):
             raise forms.ValidationError("Give a time to silence the alert until, or a number of hours.")
+        # A past time would be stored and reported as a silence while silencing nothing.
+        if cleaned.get("until") and cleaned["until"] <= timezone.now():
+            raise forms.ValidationError(
+                f"Not silenced: {cleaned['until']:%Y-%m-%d %H:%M} UTC is in the past; give a time to come (UTC).")
         return cleaned
 
     def until_at(self, *, now):

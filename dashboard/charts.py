@@ -4,7 +4,11 @@ serves. static/js/lib/charts.js draws them with uPlot.
 
 A range is cut into steps so that a chart has at most 360 points: a minute for 1 and 6 hours,
 five minutes for 24 hours (288 points). Steps are aligned to the clock (UTC), so a refetch
-moves the window by whole steps and the last step is the one still running."""
+moves the window by whole steps and the last step is the one still running.
+
+What must stay true: counters (records, poll errors, invocations) are null in that running
+step, as its count so far would draw as a drop toward 0 every time; gauges (lag) and the
+error rate, a share rather than a sum, keep it."""
 
 import json
 from datetime import datetime, timedelta
@@ -20,6 +24,12 @@ RANGES = {
     "24h": (timedelta(hours=24), timedelta(minutes=5)),
 }
 RANGE_DEFAULT = "24h"
+
+
+def chart_range(*, asked: str | None) -> str:
+    """The range a page's charts start at: `asked` (its ?range=) when it is a RANGES key,
+    else RANGE_DEFAULT, so an old or mistyped link still opens the page."""
+    return asked if asked in RANGES else RANGE_DEFAULT
 
 RECORDS_READ = "shardwatch_records_read_total"
 POLL_ERRORS = "shardwatch_poll_errors_total"
@@ -44,6 +54,11 @@ def _frame(*, range_name: str, step: timedelta, starts: list[datetime]) -> dict:
     }
 
 
+def _running_left_out(series: list) -> list:
+    """A counter's values per step with the running (last) step null."""
+    return [*series[:-1], None] if series else series
+
+
 def _by_label(series: dict[str, list], *, label: str, size: int, empty) -> dict[str, list]:
     """Series keyed by labels_key, regrouped by the value of one label: counters summed (other
     labels, like `error`, added up), gauges' highest kept; the key is the label's text (an id)."""
@@ -66,8 +81,9 @@ def source_series(*, range_name: str, now: datetime) -> dict:
 
     {"range": "24h", "step_seconds": 300, "times": [step starts, epoch seconds UTC, oldest first],
      "sources": [{"id", "table",
-                  "records": [records read per step, 0 when none],
-                  "poll_errors": [failed GetRecords/GetShardIterator calls per step, all errors],
+                  "records": [records read per step, 0 when none, null in the running step],
+                  "poll_errors": [failed GetRecords/GetShardIterator calls per step, all errors,
+                                  null in the running step],
                   "lag_seconds": [the highest iterator age sampled in the step, null when none
                                   was sampled]}]}
 
@@ -86,8 +102,8 @@ def source_series(*, range_name: str, now: datetime) -> dict:
         sources.append({
             "id": source_id,
             "table": table,
-            "records": records.get(str(source_id), [0] * size),
-            "poll_errors": errors.get(str(source_id), [0] * size),
+            "records": _running_left_out(records.get(str(source_id), [0] * size)),
+            "poll_errors": _running_left_out(errors.get(str(source_id), [0] * size)),
             "lag_seconds": age.get(str(source_id), [None] * size),
         })
     return {**_frame(range_name=range_name, step=step, starts=starts), "sources": sources}
@@ -99,7 +115,8 @@ def trigger_series(*, range_name: str, now: datetime) -> dict:
     {"range", "step_seconds", "times": as source_series,
      "outcomes": [[value, label], ...]  # workers.models.INVOCATION_OUTCOMES, the order drawn
      "triggers": [{"id", "name",
-                   "invocations": {outcome value: [invocations per step, 0 when none]},
+                   "invocations": {outcome value: [invocations per step, 0 when none, null
+                                                   in the running step]},
                    "error_rate": [share (0..1) of the step's invocations that failed,
                                   null in a step without invocations]}]}
 
@@ -122,7 +139,8 @@ def trigger_series(*, range_name: str, now: datetime) -> dict:
         triggers.append({
             "id": trigger_id,
             "name": name,
-            "invocations": {outcome: counted.get(outcome, [0] * size) for outcome, _ in INVOCATION_OUTCOMES},
+            "invocations": {outcome: _running_left_out(counted.get(outcome, [0] * size))
+                            for outcome, _ in INVOCATION_OUTCOMES},
             "error_rate": [failed / total if total else None for total, failed in zip(totals, failures, strict=True)],
         })
     return {

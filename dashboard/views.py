@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from dashboard.api import item_history_json, record_detail_json
-from dashboard.charts import RANGE_DEFAULT, RANGES
+from dashboard.charts import RANGES, chart_range
 from dashboard.http import int_param
 from dashboard.metrics import CONTENT_TYPE, metrics_access, metrics_text
 from streams.feed import FeedFilter, FilterError
@@ -44,14 +44,16 @@ OVERVIEW_BLANKS = {
 }
 
 
-# The range choice above the charts (templates/dashboard/_chart_ranges.html).
-CHART_RANGES = {"chart_ranges": list(RANGES), "chart_range": RANGE_DEFAULT}
+def _chart_ranges(request) -> dict:
+    """The range choice above the charts (templates/dashboard/_chart_ranges.html), pressed at
+    the page's ?range= (static/js/lib/charts.js keeps it there), so reload and links keep it."""
+    return {"chart_ranges": list(RANGES), "chart_range": chart_range(asked=request.GET.get("range"))}
 
 
 @login_required
 def overview(request):
     now = timezone.now()
-    context = {"sources": source_health(now=now), "readers": readers_summary(now=now), "now": now, **CHART_RANGES}
+    context = {"sources": source_health(now=now), "readers": readers_summary(now=now), "now": now, **_chart_ranges(request)}
     return render(request, "dashboard/overview.html", {**context, **OVERVIEW_BLANKS})
 
 
@@ -147,7 +149,7 @@ def item(request, source_id: int):
 @login_required
 def triggers(request):
     now = timezone.now()
-    return render(request, "dashboard/triggers.html", {"triggers": trigger_health(now=now), "now": now, **CHART_RANGES})
+    return render(request, "dashboard/triggers.html", {"triggers": trigger_health(now=now), "now": now, **_chart_ranges(request)})
 
 
 TIMELINE_ROWS = 100

@@ -4,6 +4,11 @@ Every attribute type DynamoDB has appears in the items (S, N, B, SS, NS, BS, M, 
 and every kind of stream event: new orders (INSERT), status changes that add, remove and retype
 attributes (MODIFY), cancelled orders (REMOVE) and TTL-style deletes of expired orders (REMOVE).
 
+Now and then (UNTRACKED_FIRST_S after the writer starts, then every UNTRACKED_EVERY_S) an order
+ships without tracking, the data problem the demo's example handler fails on
+(demo/examples.py): its retries end in a dead letter, so the demo's alert rule fires by itself,
+and resolves once its window passes without another.
+
 The write logic is plain functions that take a boto3 client, so the tests drive them step by
 step against DynamoDB Local; the demo_writer command is only the adapter around `demo_run`.
 """
@@ -28,6 +33,11 @@ CANCELLABLE = ("PENDING", "PAID")
 # Keep the table from growing without end: past this many open orders the writer mostly
 # advances existing ones; delivered and abandoned orders expire, cancelled ones are deleted.
 MAX_OPEN_ORDERS = 40
+
+# Seconds, of the writer's clock (demo_step's `now`). Longer apart than the demo alert rule's
+# window (demo.provision.alert_ensure, 600 s), so that it resolves between two of them.
+UNTRACKED_FIRST_S = 60
+UNTRACKED_EVERY_S = 900
 
 _CITIES = [
     ("Lisbon", "1100-148", "PT"),
@@ -55,6 +65,8 @@ class DemoState:
     orders: dict[str, str] = field(default_factory=dict)  # pk -> status, orders still in flight
     expiring: list[tuple[int, str]] = field(default_factory=list)  # heap of (expires_at, pk)
     counts: Counter = field(default_factory=Counter)
+    # When the next order ships without tracking; None until the first step sets it.
+    untracked_at: float | None = None
 
 
 def _s(value: str) -> dict:
@@ -109,8 +121,9 @@ def order_new(*, rng, now: float, abandoned: bool = False) -> dict:
     return item
 
 
-def _transition(*, rng, status: str, now: float) -> tuple[str, dict, dict]:
-    """UpdateExpression, names and values that move an order from `status` to the next one."""
+def _transition(*, rng, status: str, now: float, tracked: bool = True) -> tuple[str, dict, dict]:
+    """UpdateExpression, names and values that move an order from `status` to the next one;
+    tracked=False ships (PAID -> SHIPPED) without the tracking attribute."""
     stamp = _s(datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"))
     names = {"#s": "status", "#v": "version", "#u": "updated_at"}
     values = {":from": _s(status), ":to": _s(NEXT_STATUS[status]), ":t": stamp, ":one": _n(1)}
@@ -137,6 +150,9 @@ def _transition(*, rng, status: str, now: float) -> tuple[str, dict, dict]:
             ":msg": _s("Happy birthday!"),
         }
         sets += ["#trk = :trk", "#gift = :msg"]
+        if not tracked:
+            del names["#trk"], values[":trk"]
+            sets.remove("#trk = :trk")
         deletes.append("#tags :new")
         adds.append("#lucky :more")
         if rng.random() < 0.4:
@@ -169,12 +185,15 @@ def _condition_failed(exc: Exception) -> bool:
 
 
 def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = None) -> str:
-    """Make one write and return what it was: insert, abandon, pay, ship, deliver, cancel,
-    expire, or stale (a conditional write that found the item changed; nothing was written).
+    """Make one write and return what it was: insert, abandon, pay, ship, ship_untracked (a
+    ship without tracking, due every UNTRACKED_EVERY_S), deliver, cancel, expire, or stale (a
+    conditional write that found the item changed; nothing was written).
 
     AWS errors other than a failed condition propagate: the caller decides how to back off.
     """
     now = time.time() if now is None else now
+    if state.untracked_at is None:
+        state.untracked_at = now + UNTRACKED_FIRST_S
 
     # DynamoDB Local does not run TTL, and real DynamoDB deletes expired items only within a
     # few days. So the writer deletes them itself, conditional on them really having expired.
@@ -232,11 +251,12 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
         del state.orders[pk]
         return action
 
-    expression, names, values = _transition(rng=rng, status=status, now=now)
     target = NEXT_STATUS[status]
+    untracked = target == "SHIPPED" and now >= state.untracked_at
+    expression, names, values = _transition(rng=rng, status=status, now=now, tracked=not untracked)
     action = _write(
         state,
-        {"PAID": "pay", "SHIPPED": "ship", "DELIVERED": "deliver"}[target],
+        "ship_untracked" if untracked else {"PAID": "pay", "SHIPPED": "ship", "DELIVERED": "deliver"}[target],
         lambda: client.update_item(
             TableName=table,
             Key={"pk": _s(pk)},
@@ -249,6 +269,8 @@ def demo_step(*, client, table: str, rng, state: DemoState, now: float | None = 
     del state.orders[pk]
     if action == "stale":
         return action
+    if untracked:
+        state.untracked_at = now + UNTRACKED_EVERY_S
     if target == "DELIVERED":
         heapq.heappush(state.expiring, (int(values[":exp"]["N"]), pk))
     else:

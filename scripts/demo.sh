@@ -10,6 +10,8 @@
 #                             if nothing answers there and redis-server is installed, one is started
 #   AWS_REGION=us-east-1, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 #                             DynamoDB Local accepts any key made of letters and digits
+#   METRICS_TOKEN             a bearer token that /metrics accepts besides a login (unset: login only)
+#   LOG_FORMAT=text           or json: every process logs one JSON object a line
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

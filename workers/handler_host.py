@@ -10,8 +10,11 @@ finds here what it finds there, the event, the context and its own modules.
 
 Protocol (every frame: 4-byte big-endian length, then that many bytes):
 - host -> worker, once: JSON {"init": "ok"} or {"init": "error", "errorType", "errorMessage", "stackTrace"}.
-- worker -> host, per invocation: a JSON header {"request_id", "function_name", "region",
-  "timeout_s", "memory_mb"}, then the event's JSON bytes.
+- worker -> host, per invocation: a JSON header {"request_id", "function_name", "trigger_id",
+  "region", "timeout_s", "memory_mb"}, then the event's JSON bytes.
+
+Logging: the handler's log records go to stderr (the worker's), as readable text, or with
+LOG_FORMAT=json in the environment one JSON object a line with the trigger's id as `trigger`.
 - host -> worker, per invocation: JSON {"ok": true, "body": "<the handler's return value as JSON>"}
   or {"ok": false, "errorType", "errorMessage", "stackTrace"}.
 """
@@ -32,6 +35,8 @@ import uuid
 import orjson
 
 LENGTH = struct.Struct(">I")
+# The worker passes its settings.LOG_FORMAT ("text" or "json") in this variable.
+LOG_FORMAT_ENV = "LOG_FORMAT"
 PR_SET_PDEATHSIG = 1
 
 
@@ -114,6 +119,37 @@ def _error(kind: str, exc: BaseException) -> dict:
     return {"errorType": kind, "errorMessage": str(exc), "stackTrace": traceback.format_exc()}
 
 
+class _TriggerField(logging.Filter):
+    """Adds the id of the trigger whose invocation is under way (one at a time per host) to
+    each record as `trigger`, the field meters.logcontext gives a worker's own lines."""
+
+    trigger: int | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.trigger is not None and not hasattr(record, "trigger"):
+            record.trigger = self.trigger
+        return True
+
+
+def _logging_configure(log_format: str) -> None:
+    """Like Lambda's runtime, log records reach the function's log (here, the worker's stderr),
+    in the worker's LOG_FORMAT: "json" gives the fields of settings.LOGGING's json formatter
+    (config/settings.py; Django is not set up here, so they are repeated), plus `trigger`;
+    anything else, readable text."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(
+            "%(levelname)s %(name)s %(process)d %(message)s",
+            rename_fields={"levelname": "level", "name": "logger", "process": "pid"}, timestamp="time",
+        ))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(_TriggerField())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
 def _die_with(parent: int) -> None:
     """A worker killed with SIGKILL cannot stop its host, and a host whose handler is stuck
     never reads the closed pipe: have the kernel kill the host with the thread that started
@@ -140,8 +176,7 @@ def main() -> None:
     _die_with(parent)
     requests = os.fdopen(request_fd, "rb", buffering=0)
     responses = os.fdopen(response_fd, "wb", buffering=0)
-    # Like Lambda's runtime, log records reach the function's log (here, the worker's stderr).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _logging_configure(os.environ.get(LOG_FORMAT_ENV, "text"))
 
     try:
         handler = handler_load(path)
@@ -161,6 +196,7 @@ def main() -> None:
         if header is None or payload is None:
             return  # the worker is gone or stopped us
         request = json.loads(header)
+        _TriggerField.trigger = request.get("trigger_id")
         context = LambdaContext(
             name=request["function_name"], region=request["region"], request_id=request["request_id"],
             timeout_s=request["timeout_s"], memory_mb=request["memory_mb"],

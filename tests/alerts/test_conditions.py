@@ -161,11 +161,12 @@ def test_it_alerts_on_a_stuck_shard(fake_source, channels, receiver):
     assert kinds(receiver) == ["fired", "resolved"]
 
 
-def test_it_alerts_on_dead_letters_added(orders_table, channels, receiver):
+def test_it_alerts_on_dead_letters_added(orders_table, channels, receiver, inbox, owner):
     orders_table.put("a")
     orders_table.ingest()
     trigger = trigger_for(orders_table, "fail_always", maximum_retry_attempts=0)
-    rule_for(Rule.Condition.DEAD_LETTERS, channels.webhook, trigger=trigger, threshold=0, window_s=300)
+    rule = rule_for(Rule.Condition.DEAD_LETTERS, channels.webhook, trigger=trigger, threshold=0, window_s=300)
+    rule.channels.add(channels.email)
     run_until_idle(trigger)
     assert DeadLetter.objects.filter(trigger=trigger).count() == 1
     now = timezone.now()
@@ -173,7 +174,13 @@ def test_it_alerts_on_dead_letters_added(orders_table, channels, receiver):
     twice(now)
 
     assert kinds(receiver) == ["fired"]
-    assert "added 1 dead letter(s)" in receiver.received[0]["json"]["summary"]
+    fired = receiver.received[0]["json"]
+    assert "added 1 dead letter(s)" in fired["summary"]
+    # Links read as words on the page and in email; the webhook's JSON keeps the keys.
+    url = fired["details"]["links"]["dead_letters"]
+    assert f"Dead letters: {url}" in inbox.messages[0]["message"].get_content()
+    page = owner.get("/alerts/").content.decode()
+    assert '>Dead letters</a>' in page and ">dead_letters<" not in page
     twice(now + timedelta(seconds=301))
     assert kinds(receiver) == ["fired", "resolved"]
 

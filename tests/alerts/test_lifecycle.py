@@ -63,6 +63,13 @@ def test_it_fires_to_every_channel_then_resolves_and_never_sends_twice(orders_ta
     assert [h["json"]["kind"] for h in hooks] == ["fired", "resolved"]
     assert hooks[1]["json"]["status"] == "resolved" and signature_valid(secret=channels.secret, request=hooks[1])
     assert len(inbox.messages) == 2 and "RESOLVED: errors" in inbox.messages[1]["message"]["Subject"]
+    # A resolve reads as one: the firing's words come after "it was", never as the news.
+    resolved = hooks[1]["json"]["summary"]
+    assert resolved.startswith(f"Resolved: errors on {state.subject_label}; it was: ")
+    assert resolved.endswith(fired["summary"])
+    slacks = [r for r in receiver.received if r["path"] == "/slack"]
+    assert slacks[1]["json"]["text"].splitlines()[1] == resolved
+    assert inbox.messages[1]["message"].get_content().splitlines()[0] == resolved
     assert [t.kind for t in AlertTransition.objects.filter(rule=rule).order_by("at")] == ["fired", "resolved"]
     assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
     state.refresh_from_db()

@@ -88,6 +88,20 @@ def test_it_silences_an_alert_until_a_time_and_lifts_it(owner, firing):
     assert firing.silenced_until is None
 
 
+def test_it_refuses_to_silence_until_a_time_already_past(owner, firing):
+    answer = owner.post(f"/alerts/{firing.pk}/silence", {"until": "2020-01-01T00:00"}, follow=True)
+
+    firing.refresh_from_db()
+    assert firing.silenced_until is None
+    page = answer.content.decode()
+    assert "2020-01-01 00:00 UTC is in the past" in page
+    assert "silenced until" not in page
+
+
+def test_it_labels_the_silence_until_field_as_utc(owner, firing):
+    assert "or until (UTC)" in owner.get("/alerts/").content.decode()
+
+
 def test_it_refuses_to_silence_without_a_login(client, firing):
     assert client.post(f"/alerts/{firing.pk}/silence", {"hours": "2"}).status_code == 302
     firing.refresh_from_db()

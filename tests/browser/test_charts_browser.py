@@ -73,6 +73,12 @@ def test_it_draws_each_sources_charts_and_switches_their_range(logged_in_page):
     assert csp_violations(page) == []
     screenshot(page, "charts-overview-1h")
 
+    # The choice is in the page's URL: a reload keeps it.
+    assert page.url.endswith("/?range=1h")
+    page.reload()
+    expect(ranges).to_have_attribute("data-drawn-range", "1h")
+    expect(ranges.get_by_role("button", name="1h")).to_have_attribute("aria-pressed", "true")
+
 
 def test_it_draws_each_triggers_invocations_and_switches_their_range(logged_in_page):
     page = logged_in_page

@@ -95,12 +95,13 @@ def logged_json(name: str) -> list[dict]:
     return decoded
 
 
-def test_it_logs_json_lines_from_the_web_process(tmp_path):
+def web_output(tmp_path, **env: str) -> str:
+    """What a real web process (daphne) printed while it answered /healthz and a 404."""
     # daphne writes its access log itself, as text, unless told not to (-v 0): a JSON deployment
     # leaves access logs to its proxy or load balancer.
     port = free_port()
     output = tmp_path / "web.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "LOG_FORMAT": "json"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env}
     with open(output, "wb") as sink:
         web = subprocess.Popen(
             [str(Path(sys.executable).parent / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port),
@@ -113,9 +114,31 @@ def test_it_logs_json_lines_from_the_web_process(tmp_path):
     finally:
         web.terminate()
         web.wait(timeout=15)
+    return output.read_text()
 
-    lines = [json.loads(line) for line in output.read_text().splitlines() if line]
+
+def test_it_logs_json_lines_from_the_web_process(tmp_path):
+    lines = [json.loads(line) for line in web_output(tmp_path, LOG_FORMAT="json").splitlines() if line]
     assert any(line["logger"] == "django.request" and line["message"] == "Not Found: /no-such-page" for line in lines)
+
+
+def test_it_logs_each_request_warning_once_in_json_with_debug_on(tmp_path):
+    # DEBUG=1, as `make demo` runs: Django's own "django" logger then has a text console handler
+    # of its own besides propagating to ours.
+    output = web_output(tmp_path, LOG_FORMAT="json", DEBUG="1")
+    lines = []
+    for line in output.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"the web process wrote a line that is not JSON: {line!r}")
+    assert [line["logger"] for line in lines if line["message"] == "Not Found: /no-such-page"] == ["django.request"]
+
+
+def test_it_logs_each_request_warning_once_in_text_with_debug_on(tmp_path):
+    output = web_output(tmp_path, LOG_FORMAT="text", DEBUG="1")
+    said = [line for line in output.splitlines() if "Not Found: /no-such-page" in line]
+    assert len(said) == 1 and said[0].endswith(" WARNING django.request Not Found: /no-such-page"), output
 
 
 def http_status(url: str) -> int | None:

@@ -15,9 +15,11 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
 from demo.provision import table_ensure
+from demo.examples import notify_shipped
 from demo.traffic import DemoState, demo_run, demo_step, state_load
 from streams.models import StreamSource
 from tests.support import dynamodb_local
+from workers.handler_host import LambdaContext
 
 ALL_TYPES = {"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"}
 # Now, so that expiry times are in the future for demo_run, which reads the real clock.
@@ -97,7 +99,7 @@ def test_it_writes_inserts_modifies_and_removes_with_every_attribute_type(dynamo
     assert len(records) == 250
     events = Counter(record["eventName"] for record in records)
     assert events["INSERT"] == actions["insert"] + actions["abandon"]
-    assert events["MODIFY"] == actions["pay"] + actions["ship"] + actions["deliver"]
+    assert events["MODIFY"] == actions["pay"] + actions["ship"] + actions["ship_untracked"] + actions["deliver"]
     assert events["REMOVE"] == actions["cancel"] + actions["expire"]
 
     inserted = set()
@@ -130,8 +132,24 @@ def test_it_writes_inserts_modifies_and_removes_with_every_attribute_type(dynamo
     assert set(items) == set(state.orders) | {pk for _, pk in state.expiring}
     for pk, status in state.orders.items():
         assert items[pk]["status"]["S"] == status
-        assert ("tracking" in items[pk]) == (status == "SHIPPED")
+        assert "tracking" not in items[pk] or status == "SHIPPED"  # some ship without it (below)
     assert all(items[pk]["status"]["S"] in ("PENDING", "DELIVERED") for _, pk in state.expiring)
+
+
+def test_it_ships_an_order_without_tracking_now_and_then_which_the_example_handler_fails_on(dynamodb, make_table):
+    table = make_table(range_key=False, prefix="demo")
+
+    # 1,500 s of the writer's clock: the first a minute in, the next 15 minutes later.
+    state, actions = run_steps(client=dynamodb, table=table, seed=7, steps=300)
+    records = stream_records(client=dynamodb, table=table)
+
+    untracked = [r for r in records if r["eventName"] == "MODIFY" and r["dynamodb"]["NewImage"]["status"]["S"] == "SHIPPED"
+                 and "tracking" not in r["dynamodb"]["NewImage"]]
+    assert actions["ship_untracked"] == len(untracked) == 2
+    assert actions["ship"] > 10
+    context = LambdaContext(name="demo-notify-shipped", region="us-east-1", request_id="r", timeout_s=3, memory_mb=128)
+    answer = notify_shipped({"Records": untracked}, context)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": r["dynamodb"]["SequenceNumber"]} for r in untracked]}
 
 
 def test_it_writes_the_same_traffic_for_the_same_seed(dynamodb, make_table):
@@ -216,11 +234,15 @@ def test_it_stops_at_once_when_told_to(dynamodb, make_table):
 def test_it_creates_and_registers_the_demo_table(dynamodb):
     table = f"demo-{uuid.uuid4().hex[:10]}"
 
+    out = io.StringIO()
     for _ in range(2):
         call_command(
-            "demo_writer", "--create", "--table", table, "--count", "10", "--rate", "1000", "--seed", "9",
-            stdout=io.StringIO(),
+            "demo_writer", "--create", "--table", table, "--count", "10", "--rate", "1000", "--seed", "9", stdout=out,
         )
+
+    # The writer says what makes the demo's alert fire by itself.
+    assert ("In 60 s, then every 15 minutes, an order ships without tracking: the example trigger "
+            "demo-notify-shipped fails on it") in out.getvalue()
 
     source = StreamSource.objects.get(table_name=table)
     assert source.endpoint_url == ""  # reached through AWS_ENDPOINT_URL_DYNAMODB like any deployment

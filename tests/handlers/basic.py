@@ -1,6 +1,7 @@
 """Real Python handlers for tests/workers/test_targets.py, imported by their dotted paths. They run in
 a handler host process (workers/handler_host.py), as a Lambda function runs in its sandbox."""
 
+import logging
 import os
 import sys
 import time
@@ -56,6 +57,11 @@ def chatty(event, context):
     print("x" * 70000)
     print("to stderr", file=sys.stderr)
     return {"records": len(event["Records"])}
+
+
+def logging_a_line(event, context):
+    logging.getLogger("orders.audit").warning("audited %d records", len(event["Records"]))
+    return None
 
 
 def returning_non_json(event, context):

@@ -133,6 +133,32 @@ def test_it_lets_handlers_print_without_disturbing_the_answer():
     assert (result.outcome, result.response) == ("success", {"records": 2})
 
 
+def test_it_logs_a_handlers_lines_as_json_with_the_trigger_under_log_format_json(settings, capfd):
+    settings.LOG_FORMAT = "json"
+    handler_hosts_stop()  # a warm host keeps the format it started with
+    trigger = make_trigger(target="python", handler="tests.handlers.basic.logging_a_line", id=7)
+
+    result = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-l")
+
+    assert result.outcome == "success"
+    [line] = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "audited" in line]
+    assert {k: line[k] for k in ("level", "logger", "message", "trigger")} == {
+        "level": "WARNING", "logger": "orders.audit", "message": "audited 2 records", "trigger": 7,
+    }
+    assert "time" in line
+
+
+def test_it_logs_a_handlers_lines_as_text_by_default(settings, capfd):
+    settings.LOG_FORMAT = "text"
+    handler_hosts_stop()
+    trigger = make_trigger(target="python", handler="tests.handlers.basic.logging_a_line", id=7)
+
+    target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-t")
+
+    [line] = [line for line in capfd.readouterr().err.splitlines() if "audited" in line]
+    assert line.endswith(" WARNING orders.audit audited 2 records")
+
+
 def test_it_reports_a_module_that_takes_too_long_to_load(monkeypatch):
     monkeypatch.setattr(python_target, "INIT_TIMEOUT_S", 0.5)
 

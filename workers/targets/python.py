@@ -54,6 +54,8 @@ class HandlerHost:
         environment["PYTHONPATH"] = os.pathsep.join(
             part for part in (str(settings.BASE_DIR), environment.get("PYTHONPATH", "")) if part
         )
+        # The handler's log lines come out in the worker's format (handler_host._logging_configure).
+        environment[handler_host.LOG_FORMAT_ENV] = settings.LOG_FORMAT
         for descriptor in (self._requests, self._responses):
             # A batch of up to 6 MB passes without waiting for the host to drain a 64 KB pipe.
             try:
@@ -222,7 +224,8 @@ def python_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> Invok
             return _host_error(started)
     try:
         answer = host.invoke(
-            header={"request_id": request_id, "function_name": trigger.name, "region": trigger_region(trigger),
+            header={"request_id": request_id, "function_name": trigger.name, "trigger_id": trigger.id,
+                    "region": trigger_region(trigger),
                     "timeout_s": trigger.timeout_s, "memory_mb": MEMORY_MB},
             payload=payload, timeout_s=trigger.timeout_s,
         )

@@ -20,7 +20,7 @@ from demo.provision import (
     table_ensure,
     trigger_ensure,
 )
-from demo.traffic import counts_summary, demo_run, state_load
+from demo.traffic import UNTRACKED_EVERY_S, UNTRACKED_FIRST_S, counts_summary, demo_run, state_load
 from streams import aws
 from streams.sources import SourceError
 
@@ -72,6 +72,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Writing to {table} at {client.meta.endpoint_url}, about {rate:g}/s, seed {seed}; "
                 f"{len(state.orders)} orders in flight from earlier runs."
+            )
+            self.stdout.write(
+                f"In {UNTRACKED_FIRST_S} s, then every {UNTRACKED_EVERY_S // 60} minutes, an order ships without tracking: "
+                f"the example trigger {DEMO_TRIGGER} fails on it, retries it and gives it up to the dead-letter list, "
+                f"so the alert rule {DEMO_ALERT_RULE!r} fires, and resolves once its window passes without another."
             )
             counts = demo_run(
                 client=client, table=table, rng=random.Random(seed), state=state, rate=rate, count=count, stop=stop

@@ -7,7 +7,9 @@
 // shown and the refresh interval in data-* attributes. Every element with data-chart="<kind>"
 // and data-id="<id>" on the page is a chart box; the page says in `specs[kind]` what to draw in
 // it from the JSON (dashboard.charts). Series are refetched every data-refresh-ms and at once on
-// a range click; a hidden tab does not fetch. After each drawing the range choice gets
+// a range click, which also sets ?range= in the page's URL; a hidden tab does not fetch.
+// Counters are null in the step still running (dashboard.charts): their line ends at the last
+// complete step rather than dropping toward 0. After each drawing the range choice gets
 // data-drawn-range (the range the charts show) and fires "charts:drawn".
 //
 // specs[kind] = {
@@ -192,6 +194,11 @@ export function chartsLive({ control, specs }) {
       range = button.dataset.range;
       control.dataset.range = range;
       for (const other of buttons) other.setAttribute("aria-pressed", String(other === button));
+      // The page's own URL keeps the choice (?range=), so a reload or a copied link opens at
+      // it: the server renders the pressed button from it (dashboard.views._chart_ranges).
+      const pageUrl = new URL(window.location.href);
+      pageUrl.searchParams.set("range", range);
+      window.history.replaceState(window.history.state, "", pageUrl);
       refresh();
     });
   }
