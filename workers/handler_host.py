@@ -12,11 +12,11 @@ Protocol (every frame: 4-byte big-endian length, then that many bytes):
 - host -> worker, once: JSON {"init": "ok"} or {"init": "error", "errorType", "errorMessage", "stackTrace"}.
 - worker -> host, per invocation: a JSON header {"request_id", "function_name", "trigger_id",
   "region", "timeout_s", "memory_mb"}, then the event's JSON bytes.
+- host -> worker, per invocation: JSON {"ok": true, "body": "<the handler's return value as JSON>"}
+  or {"ok": false, "errorType", "errorMessage", "stackTrace"}.
 
 Logging: the handler's log records go to stderr (the worker's), as readable text, or with
 LOG_FORMAT=json in the environment one JSON object a line with the trigger's id as `trigger`.
-- host -> worker, per invocation: JSON {"ok": true, "body": "<the handler's return value as JSON>"}
-  or {"ok": false, "errorType", "errorMessage", "stackTrace"}.
 """
 
 import ctypes
