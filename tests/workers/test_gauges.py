@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from meters.heartbeats import heartbeat_beat
-from meters.models import Heartbeat, MeterMinute
+from meters.models import Heartbeat, Meter, MeterMinute
 from meters.store import labels_key, meter_sample, series_steps
 from streams.models import Shard, Stream, StreamSource
 from workers.models import Trigger, TriggerCursor
@@ -67,8 +67,6 @@ def test_it_is_scheduled_every_15_seconds_and_expires_like_the_others():
 
 
 def test_it_ends_the_series_of_a_source_and_a_trigger_an_hour_after_they_went(behind):
-    from meters.models import Meter
-
     source, trigger = behind
     now = timezone.now()
     counted_at = {"kept": now - timedelta(hours=2), "gone_long": now - timedelta(hours=2), "gone_lately": now - timedelta(minutes=10)}
