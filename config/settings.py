@@ -178,9 +178,6 @@ SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S = env_float("SHARDWATCH_TRIGGER_DISPATCH_
 # trigger's own timeout while an invocation is under way.
 SHARDWATCH_TRIGGER_LEASE_S = env_int("SHARDWATCH_TRIGGER_LEASE_S", 30, minimum=5)
 SHARDWATCH_DEFAULT_RETENTION_DAYS = env_int("SHARDWATCH_DEFAULT_RETENTION_DAYS", 7, minimum=1)
-# How often discovery asks Lambda which event source mappings read each stream
-# (ListEventSourceMappings, streams/consumers.py): mappings change rarely, and each look-up is a
-# call to the Lambda API per stream.
 # How often each process adds its counted meters into the database (meters.store); 0 means
 # only when meters_flush() is called (the tests).
 SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=0)
@@ -189,6 +186,9 @@ SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=
 SHARDWATCH_HEARTBEAT_S = env_float("SHARDWATCH_HEARTBEAT_S", 10.0, minimum=1)
 # Celery's default scheduler, which also writes beat's heartbeat as it schedules.
 CELERY_BEAT_SCHEDULER = "meters.heartbeats:HeartbeatScheduler"
+# How often discovery asks Lambda which event source mappings read each stream
+# (ListEventSourceMappings, streams/consumers.py): mappings change rarely, and each look-up is a
+# call to the Lambda API per stream.
 SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 300.0, minimum=30)
 # Alerts (alerts/): how often beat evaluates the rules, and the dashboard's address as the
 # links in notifications give it.

@@ -6,7 +6,11 @@ What must stay true:
   failed and the exception's class; the full error goes to the log, where the operator reads it.
 - Every check runs, even after one fails, so one answer names every service that is down.
 - Each check is bounded in time: Redis gets REDIS_TIMEOUT_S to connect and to answer; the
-  database is asked one query over the connection Django already has.
+  database is asked one query over the connection Django already has, which PostgreSQL ends
+  after DATABASE_TIMEOUT_S (statement_timeout, set for the check's own transaction only, so
+  the connection goes back to other requests as it was). SQLite answers from a local file,
+  with no server to wait for: nothing to bound there. Opening a connection, where none is open,
+  is bounded by the driver: libpq's connect_timeout, given in DATABASE_URL's query string.
 """
 
 import logging
@@ -16,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from meters.heartbeats import HEARTBEAT_ALIVE_S, ROLES, heartbeats_by_role
@@ -26,10 +30,15 @@ log = logging.getLogger(__name__)
 # A probe is typically given 1 s (Kubernetes' default timeoutSeconds); Redis on a closed port
 # refuses at once, one that does not answer would otherwise hang the probe.
 REDIS_TIMEOUT_S = 0.5
+# The same for the database's query: a server that takes longer is not ready.
+DATABASE_TIMEOUT_S = 0.5
 
 
 def _database_check() -> dict:
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # SET takes no bind parameters; the value is this module's own integer.
+            cursor.execute(f"SET LOCAL statement_timeout = {int(DATABASE_TIMEOUT_S * 1000)}")
         cursor.execute("SELECT 1")
         cursor.fetchone()
     return {"ok": True}

@@ -103,7 +103,8 @@ class _Names:
     def values(self, spec_labels: tuple[str, ...], labels: dict) -> list[str]:
         values = [str(labels.get(name, "")) for name in spec_labels]
         if "source" in spec_labels:
-            # A deleted source's counters stay (a counter must not reset); it has no names left.
+            # A deleted source's counters stay (a counter must not reset) with no names left,
+            # until an hour without counts ends them (workers.gauges.SERIES_GRACE).
             values += list(self.sources.get(_int(labels.get("source")), ("", "")))
         if "trigger" in spec_labels:
             values += [self.triggers.get(_int(labels.get("trigger")), "")]

@@ -3,10 +3,12 @@ thread of its main process, and beat from its scheduler's loop, so /readyz and t
 alive" alert can tell a live process from a dead one without asking the broker.
 
 Beat's heartbeat comes from HeartbeatScheduler.tick (settings.CELERY_BEAT_SCHEDULER), on the
-thread that schedules, never from a thread of its own: a beat whose scheduling hangs (a broker
-it cannot publish to, a wedged schedule store) stops beating although its process lives, so a
-fresh beat heartbeat means beat has scheduled, as /readyz's "beat has run" asks. Another
-scheduler class writes none, and /readyz says beat is down.
+thread that schedules, never from a thread of its own: a beat whose scheduling hangs (a wedged
+schedule store, a publish that blocks) stops beating although its process lives, so a fresh
+beat heartbeat means beat's loop has run, as /readyz's "beat has run" asks. It does not mean
+that what beat sent arrived: celery's Scheduler.apply_entry logs a publish that fails (a broker
+it cannot reach) and ticks on, so beat keeps beating; /readyz's Redis check (the broker) covers
+that case. Another scheduler class writes none, and /readyz says beat is down.
 
 A Celery worker does one of two jobs, told apart by the queues it consumes (Heartbeat.queues):
 a `reader` consumes SHARDWATCH_READER_QUEUE (the stream readers); a `worker` consumes any

@@ -41,6 +41,12 @@ def log_context(**fields: int | str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+def log_context_fields() -> dict:
+    """The fields the enclosing log_context blocks set, {name: value} with names of FIELDS:
+    for work that logs elsewhere (a trigger's handler host) to carry them over."""
+    return dict(_context.get())
+
+
 class LogContextFilter(logging.Filter):
     """Sets the current log_context's fields as attributes of each record it sees, which a
     JSON formatter writes as fields. Put it on a handler, so it sees the records of every

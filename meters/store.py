@@ -267,6 +267,40 @@ def _step_start(at: datetime, step_min: int) -> datetime:
 
 def minutes_prune(*, before: datetime) -> int:
     """Delete the per-minute rows older than `before`; returns how many. Meter rows (the
-    totals a scrape reads) are never pruned."""
+    totals a scrape reads) go only with their source or trigger (series_prune)."""
     deleted, _ = MeterMinute.objects.filter(minute__lt=before).delete()
+    return deleted
+
+
+def series_prune(*, label: str, kept: set[int], before: datetime) -> int:
+    """End the series of what is gone: delete the Meter rows of every meters.catalog name
+    labelled `label` ("source" or "trigger") whose id is not in `kept` (the ids that exist)
+    and none of whose rows was written since `before` (an aware datetime; the caller's grace
+    period, so counts that a process flushes after the id went still land in a series that a
+    scrape has seen end, not in one reborn from zero). All rows of an id go together, so a
+    histogram's buckets always add up. Returns how many rows went. Per-minute rows age out
+    with minutes_prune.
+
+    This ends those counters for good: Prometheus sees the series disappear (as it does a
+    target's that stopped), and rate() and increase() over them end there."""
+    names = {spec.name for spec in SPECS.values() if spec.kind == COUNTER and label in spec.labels}
+    names |= {
+        f"{spec.name}_{part}"
+        for spec in SPECS.values() if spec.kind == HISTOGRAM and label in spec.labels
+        for part in ("bucket", "sum", "count")
+    }
+    kept_text = {str(pk) for pk in kept}
+    rows: dict[str, list[int]] = defaultdict(list)
+    written_since: set[str] = set()
+    for pk, text, updated_at in Meter.objects.filter(name__in=names).values_list("pk", "labels", "updated_at").iterator():
+        owner = json.loads(text).get(label) if text else None
+        if owner is None or owner in kept_text:
+            continue
+        rows[owner].append(pk)
+        if updated_at >= before:
+            written_since.add(owner)
+    gone = [pk for owner, pks in rows.items() if owner not in written_since for pk in pks]
+    deleted = 0
+    for start in range(0, len(gone), 1000):
+        deleted += Meter.objects.filter(pk__in=gone[start:start + 1000]).delete()[0]
     return deleted

@@ -17,17 +17,20 @@ What must stay true:
   saved records go in the batch's own UPDATE (streams.ingest.records_save); that a shard was
   caught up (age 0) is written for the shards a reader holds at its next lease renewal, in
   the renewal's UPDATE, each with its own poll time rounded down to the second. A shard whose
-  next call is still in flight is left out, so a GetRecords that hangs (up to the client's
-  read timeout times its attempts) grows that shard's lag only, never that of the other
-  shards and sources on the same reader. So a caught-up shard's figure is at most one renewal
-  interval (SHARDWATCH_LEASE_S / 3) plus one poll interval plus one second behind the truth,
-  and always on the high side, never the low.
+  next call is in flight (running, or queued behind the reader's busy threads) is written
+  too, with the time of its last poll, which stays put while the call is out: a GetRecords
+  that hangs (up to the client's read timeout times its attempts) grows that shard's lag
+  only, never that of the other shards and sources on the same reader, and a shard queued
+  on a busy reader shows how long ago it was really polled, not an older renewal's figure.
+  So a caught-up shard's figure is at most one renewal interval (SHARDWATCH_LEASE_S / 3) plus
+  one poll interval plus one second behind the truth, and always on the high side, never the
+  low.
 - The figure's resolution is therefore one lease renewal (5 s with the default
   SHARDWATCH_LEASE_S of 15): an idle source's lag is a sawtooth from about 0 to 5 s plus one
   idle poll interval (SHARDWATCH_IDLE_POLL_INTERVAL_S) and one second, reset at each renewal.
   The metric's HELP text (meters.catalog) says so. It is not tightened with the renewal time:
-  a live lease renewed at T says only that the shards not in flight were polled by T (and
-  their poll times are written then, exactly); it says nothing of polls after T, and a shard
+  a live lease renewed at T says only that each shard was polled at its own last poll time
+  (written then, exactly); it says nothing of polls after T, and a shard
   whose call hangs, or is backing off after errors, is not polled each idle interval while
   its reader renews on. Counting such a shard as polled at the renewal would show a lag too
   low, which is the one thing this figure must not do. Writing caught-up polls more often

@@ -116,12 +116,13 @@ class Reader:
         """The renewal's writes of an iterator age of 0 for the shards whose latest poll returned
         nothing, each as of its own poll time rounded down to the second (streams.lag: never a
         lag too low). One CASE branch per second, so the UPDATE stays small however many shards
-        are held. A shard whose next call is in flight is left out: that call may hang for the
-        client's whole timeout, and the shard's figure must grow meanwhile, from its last write,
-        without its older time standing for the shards polled since."""
+        are held. A shard whose next call is in flight (running, or queued behind busy threads)
+        is written too, as of its last poll: that time stays put while the call is out, so the
+        figure of a call that hangs for the client's whole timeout grows, and a shard's own time
+        never stands for another's."""
         by_second: dict[datetime, list[int]] = {}
         for pk, reading in self.readings.items():
-            if reading.caught_up_at and pk not in self._in_flight:
+            if reading.caught_up_at:
                 by_second.setdefault(reading.caught_up_at.replace(microsecond=0), []).append(pk)
         if not by_second:
             return {}

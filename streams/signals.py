@@ -17,6 +17,7 @@ from django.dispatch import Signal
 batch_saved = Signal()
 
 # Sent by the periodic retention task once it has deleted the records past their source's
-# retention_days. No arguments. Receivers delete what was built on those records, in the same
+# retention_days. No arguments. Receivers delete what was built on those records (and work out
+# again what counted from them), in the same
 # task and before it ends (the beat schedule runs it every SHARDWATCH_RETENTION_INTERVAL_S).
 records_expired = Signal()

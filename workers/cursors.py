@@ -18,7 +18,9 @@ What must stay true (Lambda developer guide, "Using AWS Lambda with Amazon Dynam
   cursors that the database finds with a record past their position as it writes (a cursor a
   runner is moving is checked again once the runner's row lock is released), so a caught-up
   cursor is never left marked; and a cursor that the runner's UPDATE left behind the batch
-  either kept its mark or gets it.
+  either kept its mark or gets it. Retention deletes records from under the marks: once it has
+  run (streams.signals.records_expired), cursors_pending_recount works each marked cursor's
+  mark out again, and clears the marks of cursors with nothing left past their position.
 """
 
 import hashlib
@@ -73,6 +75,21 @@ def cursors_pending_mark(*, shard_id: int, oldest_at) -> int:
     batch's records clears its mark when its runner passes them."""
     waiting = Exists(ChangeRecord.objects.filter(shard_id=OuterRef("shard_id"), sequence_key__gt=OuterRef("position")))
     return TriggerCursor.objects.filter(waiting, shard_id=shard_id, pending_since__isnull=True).update(pending_since=oldest_at)
+
+
+def cursors_pending_recount() -> int:
+    """Retention deleted records (streams.signals.records_expired): every marked cursor now
+    waits since its oldest record that is still stored past its position, or no longer waits
+    (NULL) where none is left; cursors_claim takes only cursors with such a record, so nothing
+    else would clear the mark of a cursor whose records all went. One UPDATE per source with
+    triggers, of its marked cursors only; each row is worked out as the database writes it, so a
+    runner moving the cursor meanwhile is not undone. Returns how many cursors it wrote."""
+    written = 0
+    for source in StreamSource.objects.filter(pk__in=Trigger.objects.values("source_id")):
+        written += TriggerCursor.objects.filter(trigger__source=source, pending_since__isnull=False).update(
+            pending_since=pending_since_next(source=source)
+        )
+    return written
 
 
 def cursors_ensure(*, trigger: Trigger) -> int:

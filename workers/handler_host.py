@@ -11,16 +11,24 @@ finds here what it finds there, the event, the context and its own modules.
 Protocol (every frame: 4-byte big-endian length, then that many bytes):
 - host -> worker, once: JSON {"init": "ok"} or {"init": "error", "errorType", "errorMessage", "stackTrace"}.
 - worker -> host, per invocation: a JSON header {"request_id", "function_name", "trigger_id",
-  "region", "timeout_s", "memory_mb"}, then the event's JSON bytes.
-
-Logging: the handler's log records go to stderr (the worker's), as readable text, or with
-LOG_FORMAT=json in the environment one JSON object a line with the trigger's id as `trigger`.
+  "source_id", "shard_id", "region", "timeout_s", "memory_mb"} (source_id and shard_id, AWS's
+  ShardId, may be null), then the event's JSON bytes.
 - host -> worker, per invocation: JSON {"ok": true, "body": "<the handler's return value as JSON>"}
   or {"ok": false, "errorType", "errorMessage", "stackTrace"}.
+
+Logging: the handler's log records go to stderr (the worker's), as readable text, or with
+LOG_FORMAT=json in the environment one JSON object a line with the invocation's trigger,
+source and shard ids as `trigger`, `source` and `shard`. What the handler writes to
+sys.stdout and sys.stderr (print) becomes log records too, a line each, of the loggers
+`handler.stdout` (INFO) and `handler.stderr` (WARNING), so no raw line breaks LOG_FORMAT=json
+and the fields are on those lines as well; a line left open is logged when the invocation
+ends. Only Python's sys.stdout and sys.stderr are taken: a child process the handler starts, or
+C code writing to file descriptors 1 and 2, still writes raw.
 """
 
 import ctypes
 import importlib
+import io
 import json
 import logging
 import os
@@ -119,23 +127,80 @@ def _error(kind: str, exc: BaseException) -> dict:
     return {"errorType": kind, "errorMessage": str(exc), "stackTrace": traceback.format_exc()}
 
 
-class _TriggerField(logging.Filter):
-    """Adds the id of the trigger whose invocation is under way (one at a time per host) to
-    each record as `trigger`, the field meters.logcontext gives a worker's own lines."""
+class _InvocationFields(logging.Filter):
+    """Adds the trigger, source and shard ids of the invocation under way (one at a time per
+    host) to each record as `trigger`, `source` and `shard`, the fields meters.logcontext gives
+    a worker's own lines. A field the handler passes itself wins."""
 
-    trigger: int | None = None
+    fields: dict = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.trigger is not None and not hasattr(record, "trigger"):
-            record.trigger = self.trigger
+        for name, value in self.fields.items():
+            if value is not None and not hasattr(record, name):
+                setattr(record, name, value)
         return True
+
+
+class _LogWriter(io.TextIOBase):
+    """A text stream that logs each line written to it as a record of `logger` at `level`:
+    the handler's sys.stdout and sys.stderr. Lines from several threads of the handler are
+    kept whole; a write made while logging (an error inside logging that it reports to
+    sys.stderr) goes to `fallback`, the real stream, instead of looping."""
+
+    def __init__(self, *, logger: logging.Logger, level: int, fallback):
+        super().__init__()
+        self._logger, self._level, self._fallback = logger, level, fallback
+        self._pending = ""
+        self._lock = threading.RLock()
+        self._logging = threading.local()
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if getattr(self._logging, "active", False):
+            return self._fallback.write(text)
+        with self._lock:
+            lines = (self._pending + text).split("\n")
+            self._pending = lines.pop()
+            for line in lines:
+                self._log(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                line, self._pending = self._pending, ""
+                self._log(line)
+
+    def _log(self, line: str) -> None:
+        self._logging.active = True
+        try:
+            self._logger.log(self._level, line.rstrip("\r"))
+        finally:
+            self._logging.active = False
+
+
+def _prints_capture() -> list[_LogWriter]:
+    """The handler's sys.stdout and sys.stderr, as loggers (see the module's docstring). The
+    log handler keeps the real stderr it was made with."""
+    writers = [
+        _LogWriter(logger=logging.getLogger("handler.stdout"), level=logging.INFO, fallback=sys.__stderr__),
+        _LogWriter(logger=logging.getLogger("handler.stderr"), level=logging.WARNING, fallback=sys.__stderr__),
+    ]
+    sys.stdout, sys.stderr = writers
+    return writers
 
 
 def _logging_configure(log_format: str) -> None:
     """Like Lambda's runtime, log records reach the function's log (here, the worker's stderr),
     in the worker's LOG_FORMAT: "json" gives the fields of settings.LOGGING's json formatter
-    (config/settings.py; Django is not set up here, so they are repeated), plus `trigger`;
-    anything else, readable text."""
+    (config/settings.py; Django is not set up here, so they are repeated), plus `trigger`,
+    `source` and `shard`; anything else, readable text."""
     handler = logging.StreamHandler()
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
@@ -146,7 +211,7 @@ def _logging_configure(log_format: str) -> None:
         ))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(_TriggerField())
+    handler.addFilter(_InvocationFields())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
@@ -177,6 +242,7 @@ def main() -> None:
     requests = os.fdopen(request_fd, "rb", buffering=0)
     responses = os.fdopen(response_fd, "wb", buffering=0)
     _logging_configure(os.environ.get(LOG_FORMAT_ENV, "text"))
+    writers = _prints_capture()
 
     try:
         handler = handler_load(path)
@@ -196,7 +262,9 @@ def main() -> None:
         if header is None or payload is None:
             return  # the worker is gone or stopped us
         request = json.loads(header)
-        _TriggerField.trigger = request.get("trigger_id")
+        _InvocationFields.fields = {
+            "trigger": request.get("trigger_id"), "source": request.get("source_id"), "shard": request.get("shard_id"),
+        }
         context = LambdaContext(
             name=request["function_name"], region=request["region"], request_id=request["request_id"],
             timeout_s=request["timeout_s"], memory_mb=request["memory_mb"],
@@ -212,6 +280,8 @@ def main() -> None:
                 # Lambda's Python runtime fails the same way when it cannot serialise the value.
                 answer = {"ok": False, "errorType": "Runtime.MarshalError",
                           "errorMessage": f"Unable to marshal response: {exc}", "stackTrace": ""}
+        for writer in writers:  # a line left open belongs to this invocation
+            writer.flush()
         frame_write(responses, json.dumps(answer).encode())
 
 

@@ -12,7 +12,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from workers import retention as invocation_retention
-from workers.cursors import cursors_claim, cursors_ensure, cursors_pending_mark
+from workers.cursors import cursors_claim, cursors_ensure, cursors_pending_mark, cursors_pending_recount
 from workers.gauges import gauges_sample, meters_prune
 from workers.models import DeadLetter, Trigger
 from workers.operations import dead_letter_retry, records_replay_between
@@ -39,6 +39,12 @@ def mark_cursors_pending(sender, *, shard_id: int, oldest_at, **kwargs) -> None:
 def expire_invocations(sender, **kwargs) -> None:
     """streams.signals.records_expired: invocations go with the records they sent."""
     invocation_retention.invocations_expire()
+
+
+def recount_cursors_pending(sender, **kwargs) -> None:
+    """streams.signals.records_expired: a trigger does not wait for records that are gone
+    (its iterator age)."""
+    cursors_pending_recount()
 
 
 @shared_task(ignore_result=True)

@@ -16,11 +16,9 @@ from tests.support.alerting import evaluate_and_send
 from tests.support.fake_sources import numbered
 from tests.support.fake_streams import FakeShard, FakeStreams, aws_error
 from tests.support.readers import Readers, read_until_idle
-from tests.support.triggering import run_until_idle, trigger_for
-from workers.cursors import cursors_claim, cursors_ensure
+from tests.support.triggering import retry_rounds, run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, TriggerCursor
 from workers.operations import cursor_batch_skip
-from workers.runner import cursor_run
 
 pytestmark = pytest.mark.django_db
 
@@ -183,15 +181,6 @@ def test_it_alerts_on_dead_letters_added(orders_table, channels, receiver, inbox
     assert '>Dead letters</a>' in page and ">dead_letters<" not in page
     twice(now + timedelta(seconds=301))
     assert kinds(receiver) == ["fired", "resolved"]
-
-
-def retry_rounds(trigger, rounds):
-    """The dispatcher and runner, `rounds` times, with backoff skipped."""
-    for _ in range(rounds):
-        cursors_ensure(trigger=trigger)
-        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
-        for cursor_id, owner in cursors_claim(trigger_id=trigger.pk):
-            cursor_run(cursor_id=cursor_id, owner=owner)
 
 
 def poisoned(orders_table, keys):

@@ -73,3 +73,11 @@ def partial_failure(event, context):
 
 
 NOT_CALLABLE = 42
+
+
+def printing(event, context):
+    """print()s as handlers written for Lambda do, to stdout, to stderr, and a line left open."""
+    print(f"got {len(event['Records'])} records")
+    print("to stderr", file=sys.stderr)
+    print("no newline yet", end="")
+    return None

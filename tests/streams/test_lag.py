@@ -147,6 +147,36 @@ def test_it_gives_a_hung_call_s_lag_to_its_own_shard_only(fake_source, reader):
     assert lags["shardId-00000"] >= 4
 
 
+def test_it_gives_a_shard_queued_behind_busy_threads_the_lag_of_its_own_last_poll(fake_source, reader):
+    # A busy reader: every thread of its pool is taken (by two calls that hang, played by the
+    # fake Streams API as above), so the next call of a shard that was polled a moment ago waits
+    # in the pool's queue. The renewal writes that shard's own last poll, not an older figure.
+    fake = FakeStreams([FakeShard("shardId-00000"), FakeShard("shardId-00001"), FakeShard("shardId-00002")])
+    source = fake_source(fake)
+    sync(source)
+    one = Reader(threads=2)
+    try:
+        one.leases_balance()
+        one.polls_round()
+        one.leases_renew()
+        hung = threading.Event()
+        for shard_id in ("shardId-00000", "shardId-00002"):
+            fake.before[("GetRecords", shard_id)] = [lambda: None] * 4 + [lambda: hung.wait(30)]
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < 7:
+                one.polls_wait(timeout_s=0.1)
+            one.leases_renew()
+
+            lags = dict(sources_lag(now=timezone.now())[source.pk].worst_shards)
+        finally:
+            hung.set()
+    finally:
+        one.close()
+
+    assert lags["shardId-00001"] <= 3.5
+
+
 def test_it_grows_the_lag_of_a_shard_nobody_polls(fake_source, reader):
     source = fake_source(two_shards())
     sync(source)

@@ -26,3 +26,13 @@ def run_until_idle(trigger, *, rounds=50):
             cursor_run(cursor_id=cursor_id, owner=owner)
     raise AssertionError("trigger still had work after many rounds")
 
+
+def retry_rounds(trigger, rounds):
+    """The dispatcher and runner, `rounds` times, with backoff skipped: for a trigger whose
+    handler fails, which never goes idle."""
+    for _ in range(rounds):
+        cursors_ensure(trigger=trigger)
+        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
+        for cursor_id, owner in cursors_claim(trigger_id=trigger.pk):
+            cursor_run(cursor_id=cursor_id, owner=owner)
+

@@ -7,23 +7,12 @@ import pytest
 
 from streams.models import ChangeRecord
 from tests.support.meters import meter_value
-from tests.support.triggering import trigger_for
-from workers.cursors import cursors_claim, cursors_ensure
+from tests.support.triggering import retry_rounds, trigger_for
 from workers.models import DeadLetter, Invocation, TriggerCursor
 from workers.operations import cursor_batch_bisect, cursor_batch_skip, records_replay
-from workers.runner import cursor_run
 from workers.selectors import cursor_failing_batch, cursors_retrying
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def retry_rounds(trigger, rounds):
-    """The dispatcher and runner, `rounds` times, with backoff skipped."""
-    for _ in range(rounds):
-        cursors_ensure(trigger=trigger)
-        TriggerCursor.objects.filter(trigger=trigger).update(next_attempt_at=None)
-        for cursor_id, owner in cursors_claim(trigger_id=trigger.pk):
-            cursor_run(cursor_id=cursor_id, owner=owner)
 
 
 def record(orders_table, key):

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from meters.heartbeats import heartbeat_beat
-from meters.models import Heartbeat, MeterMinute
+from meters.models import Heartbeat, Meter, MeterMinute
 from meters.store import labels_key, meter_sample, series_steps
 from streams.models import Shard, Stream, StreamSource
 from workers.models import Trigger, TriggerCursor
@@ -64,3 +64,36 @@ def test_it_is_scheduled_every_15_seconds_and_expires_like_the_others():
     assert entry["task"] == "workers.tasks.sample_gauges"
     assert entry["schedule"] == settings.SHARDWATCH_GAUGES_SAMPLE_S == 15.0
     assert entry["options"]["expires"] == entry["schedule"]
+
+
+def test_it_ends_the_series_of_a_source_and_a_trigger_an_hour_after_they_went(behind):
+    source, trigger = behind
+    now = timezone.now()
+    counted_at = {"kept": now - timedelta(hours=2), "gone_long": now - timedelta(hours=2), "gone_lately": now - timedelta(minutes=10)}
+    gone_source, gone_lately_source = source.pk + 100, source.pk + 101
+    gone_trigger = trigger.pk + 100
+    rows = [
+        ("shardwatch_records_read_total", {"source": source.pk}, counted_at["kept"]),
+        ("shardwatch_records_read_total", {"source": gone_source}, counted_at["gone_long"]),
+        ("shardwatch_poll_errors_total", {"source": gone_source, "error": "ThrottlingException"}, counted_at["gone_long"]),
+        ("shardwatch_records_read_total", {"source": gone_lately_source}, counted_at["gone_lately"]),
+        ("shardwatch_trigger_invocations_total", {"trigger": trigger.pk, "outcome": "ok"}, counted_at["kept"]),
+        ("shardwatch_trigger_invocations_total", {"trigger": gone_trigger, "outcome": "ok"}, counted_at["gone_long"]),
+        ("shardwatch_trigger_batch_duration_seconds_bucket", {"trigger": gone_trigger, "le": "+Inf"}, counted_at["gone_long"]),
+        ("shardwatch_trigger_batch_duration_seconds_count", {"trigger": gone_trigger}, counted_at["gone_long"]),
+        # One bucket of a histogram written lately keeps the whole histogram, or its buckets
+        # would no longer add up.
+        ("shardwatch_trigger_batch_duration_seconds_bucket", {"trigger": trigger.pk + 101, "le": "0.1"}, counted_at["gone_long"]),
+        ("shardwatch_trigger_batch_duration_seconds_bucket", {"trigger": trigger.pk + 101, "le": "+Inf"}, counted_at["gone_lately"]),
+    ]
+    for name, labels, at in rows:
+        Meter.objects.create(name=name, labels=labels_key(labels=labels), value=3, updated_at=at)
+
+    sample_gauges()
+
+    left = set(Meter.objects.values_list("name", "labels"))
+    assert left == {
+        (name, labels_key(labels=labels)) for name, labels, at in rows
+        if gone_source not in (labels.get("source"),) and gone_trigger not in (labels.get("trigger"),)
+    }
+    assert len(left) == 5

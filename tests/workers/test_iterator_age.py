@@ -13,7 +13,8 @@ from django.utils import timezone
 from streams import aws
 from streams.models import ChangeRecord
 from streams.reader import Reader
-from streams.signals import batch_saved
+from streams.retention import records_expire
+from streams.signals import batch_saved, records_expired
 from tests.support.fake_sources import fake_source_create, sync
 from tests.support.fake_streams import FakeShard, FakeStreams
 from tests.support.triggering import run_until_idle, trigger_for
@@ -145,3 +146,26 @@ def test_it_stays_caught_up_when_the_batches_mark_comes_after_the_runner_read_it
 
     assert TriggerCursor.objects.get(trigger=trigger).pending_since is None
     assert age(trigger) == 0.0
+
+
+def test_it_stops_ageing_a_trigger_once_retention_deleted_what_it_waited_for(stream):
+    trigger = trigger_for(stream.source, "record_batches")
+    cursors_ensure(trigger=trigger)
+    Trigger.objects.filter(pk=trigger.pk).update(enabled=False)
+    stream.records_append(shard_id="shardId-00000", count=2, written_at=written(120))
+    assert stream.read() == 2
+    assert 119 <= age(trigger) <= 123
+
+    enforce_retention_at(timezone.now() + timedelta(days=30))
+    Trigger.objects.filter(pk=trigger.pk).update(enabled=True)
+    run_until_idle(trigger)
+
+    assert not ChangeRecord.objects.filter(source=stream.source).exists()
+    assert TriggerCursor.objects.get(trigger=trigger).pending_since is None
+    assert age(trigger) == 0.0
+
+
+def enforce_retention_at(now):
+    """streams.tasks.enforce_retention, as of `now`."""
+    records_expire(now=now)
+    records_expired.send(sender=ChangeRecord)

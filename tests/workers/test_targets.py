@@ -12,6 +12,9 @@ from pathlib import Path
 
 import orjson
 
+from meters.logcontext import log_context
+from streams.models import StreamSource
+
 from tests.support.targets import EVENT, make_trigger
 from workers.targets import python as python_target
 from workers.targets import target_invoke
@@ -146,6 +149,26 @@ def test_it_logs_a_handlers_lines_as_json_with_the_trigger_under_log_format_json
         "level": "WARNING", "logger": "orders.audit", "message": "audited 2 records", "trigger": 7,
     }
     assert "time" in line
+
+
+def test_it_logs_a_handlers_prints_as_json_lines_with_the_trigger_source_and_shard(settings, capfd):
+    settings.LOG_FORMAT = "json"
+    handler_hosts_stop()
+    trigger = make_trigger(target="python", handler="tests.handlers.basic.printing", id=7)
+    trigger.source = StreamSource(pk=3, table_name="orders", region="eu-west-1")
+
+    with log_context(source=3, shard="shardId-00001", trigger=7):  # as the runner sets it
+        result = target_invoke(trigger=trigger, payload=orjson.dumps(EVENT), request_id="req-j")
+
+    assert result.outcome == "success"
+    out = capfd.readouterr()
+    assert out.out == ""
+    lines = [json.loads(line) for line in out.err.splitlines() if line.strip()]
+    fields = {"trigger": 7, "source": 3, "shard": "shardId-00001"}
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("handler.stdout", "got 2 records"), ("handler.stderr", "to stderr"), ("handler.stdout", "no newline yet"),
+    ]
+    assert all({k: line.get(k) for k in fields} == fields for line in lines)
 
 
 def test_it_logs_a_handlers_lines_as_text_by_default(settings, capfd):

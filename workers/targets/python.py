@@ -21,6 +21,7 @@ import time
 
 from django.conf import settings
 
+from meters.logcontext import log_context_fields
 from workers import handler_host
 from workers.models import MAX_PAYLOAD_BYTES, Outcome, Trigger
 from workers.targets.base import InvokeResult, answer_read, body_truncate, result_too_large, trigger_region
@@ -225,6 +226,7 @@ def python_invoke(*, trigger: Trigger, payload: bytes, request_id: str) -> Invok
     try:
         answer = host.invoke(
             header={"request_id": request_id, "function_name": trigger.name, "trigger_id": trigger.id,
+                    "source_id": trigger.source_id, "shard_id": log_context_fields().get("shard"),
                     "region": trigger_region(trigger),
                     "timeout_s": trigger.timeout_s, "memory_mb": MEMORY_MB},
             payload=payload, timeout_s=trigger.timeout_s,
