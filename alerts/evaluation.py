@@ -41,12 +41,17 @@ class Evaluation:
     failed_rules: list[int] = field(default_factory=list)
 
 
-def alerts_evaluate(*, now) -> Evaluation:
+def alerts_evaluate(*, now, conditions: set[str] | None = None) -> Evaluation:
     """Evaluate every enabled rule at `now` (an aware datetime): fire, repeat and resolve
-    alerts, store their transitions and make their deliveries. Returns what it did; the
-    caller sends `deliveries` and `due` (alerts.tasks does, one task each)."""
+    alerts, store their transitions and make their deliveries. `conditions` (Rule.Condition
+    values) limits it, and the deliveries found due, to rules of those conditions; None is
+    every rule. Returns what it did; the caller sends `deliveries` and `due` (alerts.tasks
+    does, one task each; beat sends the no_worker rules' itself, config.beat)."""
     result = Evaluation()
-    for rule in Rule.objects.filter(enabled=True).select_related("trigger", "source").prefetch_related("channels"):
+    rules = Rule.objects.filter(enabled=True)
+    if conditions is not None:
+        rules = rules.filter(condition__in=conditions)
+    for rule in rules.select_related("trigger", "source").prefetch_related("channels"):
         try:
             findings = condition_findings(rule=rule, now=now)
             _rule_apply(rule=rule, findings=findings, now=now, result=result)
@@ -54,16 +59,18 @@ def alerts_evaluate(*, now) -> Evaluation:
             log.exception("alerts: evaluating rule %s (%s) failed", rule.pk, rule.name)
             result.failed_rules.append(rule.pk)
     made = set(result.deliveries)
-    result.due = [pk for pk in deliveries_due(now=now) if pk not in made]
+    result.due = [pk for pk in deliveries_due(now=now, conditions=conditions) if pk not in made]
     return result
 
 
-def deliveries_due(*, now) -> list[int]:
-    """Deliveries still to send whose attempt was due SWEEP_GRACE_S ago or more."""
-    return list(
-        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now - timedelta(seconds=SWEEP_GRACE_S))
-        .order_by("next_attempt_at").values_list("pk", flat=True)[:500]
-    )
+def deliveries_due(*, now, conditions: set[str] | None = None) -> list[int]:
+    """Deliveries still to send whose attempt was due SWEEP_GRACE_S ago or more; of rules of
+    `conditions` only, unless None."""
+    due = Delivery.objects.filter(status=Delivery.Status.PENDING,
+                                  next_attempt_at__lte=now - timedelta(seconds=SWEEP_GRACE_S))
+    if conditions is not None:
+        due = due.filter(transition__rule__condition__in=conditions)
+    return list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:500])
 
 
 def _states_for(*, rule: Rule, findings: dict[str, Finding]) -> list[AlertState]:

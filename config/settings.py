@@ -187,8 +187,9 @@ SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=
 # How often each worker and beat process writes its heartbeat (meters.heartbeats); /readyz
 # wants one within 30 s.
 SHARDWATCH_HEARTBEAT_S = env_float("SHARDWATCH_HEARTBEAT_S", 10.0, minimum=1)
-# Celery's default scheduler, which also writes beat's heartbeat as it schedules.
-CELERY_BEAT_SCHEDULER = "meters.heartbeats:HeartbeatScheduler"
+# Celery's default scheduler, which also writes beat's heartbeat as it schedules, and evaluates
+# and sends the "no worker alive" alerts itself (config.beat: workers may all be dead).
+CELERY_BEAT_SCHEDULER = "config.beat:AlertingScheduler"
 SHARDWATCH_CONSUMERS_INTERVAL_S = env_float("SHARDWATCH_CONSUMERS_INTERVAL_S", 300.0, minimum=30)
 # Alerts (alerts/): how often beat evaluates the rules, and the dashboard's address as the
 # links in notifications give it.
