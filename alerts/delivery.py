@@ -10,7 +10,8 @@ v1=<hex HMAC-SHA256 of "<timestamp>.<body>">``, with ``X-Shardwatch-Delivery-Id`
      (ISO 8601), "url" (the Alerts page)}
 
 A Slack incoming webhook gets {"text": ...} (Slack's "Sending messages using incoming
-webhooks"), which Mattermost, Rocket.Chat and Discord's /slack endpoint also take.
+webhooks"), which Mattermost, Rocket.Chat and Discord's /slack endpoint also take; its words
+are escaped (slack_escape), so the only markup in it is its own link.
 """
 
 import json
@@ -77,6 +78,13 @@ def _title(document: dict) -> str:
     return f"[Shardwatch] {what}: {document['alert']}{subject}"
 
 
+def slack_escape(text: str) -> str:
+    """`text` as Slack's mrkdwn shows it literally: &, < and > escaped as &amp;, &lt; and &gt;
+    (Slack, "Formatting text for app surfaces", Escaping text), so names and messages from
+    tables or handlers ("<!channel>") never become mentions or links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _post(url: str, body: bytes, headers: dict) -> None:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise SendFailed(f"Not an http(s) URL: {url!r}")
@@ -108,7 +116,7 @@ def channel_send(*, channel: Channel, document: dict, delivery_id: str = "") -> 
             "X-Shardwatch-Delivery-Id": delivery_id,
         })
     elif channel.kind == Channel.Kind.SLACK:
-        text = f"*{_title(document)}*\n{document['summary']}\n<{document['url']}|Alerts page>"
+        text = f"*{slack_escape(_title(document))}*\n{slack_escape(document['summary'])}\n<{document['url']}|Alerts page>"
         _post(channel.url, json.dumps({"text": text}).encode(), {})
     elif channel.kind == Channel.Kind.EMAIL:
         links = "\n".join(f"{label}: {url}" for label, url in details_links(details=document["details"]))

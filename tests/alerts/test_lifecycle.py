@@ -238,3 +238,18 @@ def test_it_supersedes_a_pending_fired_delivery_with_the_resolve_so_the_channel_
     assert resolved.status == Delivery.Status.SENT
     assert AlertState.objects.get(rule=rule).status == AlertState.Status.RESOLVED
     assert "Superseded" in owner.get("/alerts/").content.decode()
+
+
+def test_it_escapes_names_in_slack_text_so_they_mention_nobody(orders_table, channels, receiver):
+    trigger = failing_trigger(orders_table)
+    trigger.name = "<!channel> & <https://evil.example|co>"
+    trigger.save(update_fields=["name"])
+    error_rule(trigger, [channels.slack])
+
+    evaluate_and_send(now=timezone.now())
+
+    [slack] = receiver.received
+    text = slack["json"]["text"]
+    assert "&lt;!channel&gt; &amp; &lt;https://evil.example|co&gt;" in text
+    # The only markup left is the message's own link to the Alerts page.
+    assert text.count("<") == 1 and text.count(">") == 1 and text.endswith("|Alerts page>")
