@@ -36,6 +36,7 @@ from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
+from streams.lag import lag_idle_s
 from streams.models import StreamSource
 from workers.models import Trigger
 
@@ -154,7 +155,6 @@ class Rule(models.Model):
         if errors:
             raise ValidationError(errors)
 
-
     def _threshold_floor(self) -> str | None:
         """Why the threshold is at or below what a healthy system shows at rest, which would
         make the rule fire for good or flap; None when it is above. The floors follow the
@@ -167,13 +167,11 @@ class Rule(models.Model):
                         f"(SHARDWATCH_HEARTBEAT_S), so a shorter silence is no sign of death: give at least "
                         f"{floor:g} s (three heartbeats).")
         elif self.condition == c.SOURCE_LAG:
-            # An idle, healthy reader stamps its shards' age when it renews its lease (every
-            # third of SHARDWATCH_LEASE_S), and the lag counts the time since, plus a poll.
-            floor = settings.SHARDWATCH_LEASE_S / 3 + settings.SHARDWATCH_IDLE_POLL_INTERVAL_S
+            floor = lag_idle_s()
             if threshold <= floor:
                 return (f"An idle, healthy reader shows up to {floor:g} s of lag (a lease renewal every "
-                        f"SHARDWATCH_LEASE_S / 3 plus SHARDWATCH_IDLE_POLL_INTERVAL_S), so this would always "
-                        f"fire: give more than {floor:g} s.")
+                        f"SHARDWATCH_LEASE_S / 3, SHARDWATCH_IDLE_POLL_INTERVAL_S and a second of rounding), "
+                        f"so this would always fire: give more than {floor:g} s.")
         elif self.condition == c.SHARD_STUCK:
             # One failed poll backs off up to SHARDWATCH_MAX_BACKOFF_S, and a shard whose reader
             # died is taken over after SHARDWATCH_LEASE_S: neither is stuck.
