@@ -7,7 +7,10 @@ What must stay true (alerts.models states the invariants):
   nothing. So two beat processes, or a slow tick overlapping the next, never notify twice.
 - The transition, its history row, its deliveries and the superseding of the alert's older
   pending deliveries to the same channels commit together; the deliveries' ids go
-  back to the caller, which queues their sends once that has committed.
+  back to the caller, which queues their sends once that has committed. An older delivery
+  claimed by a sender (in flight) is not superseded: the new one's first attempt waits until
+  that claim ends, and a failed in-flight send is superseded then (alerts.delivery), so a
+  channel hears the alert's transitions in order.
 - A silenced alert's firing leaves `last_notified_at` empty: the first evaluation after the
   silence ends that finds it still firing notifies "fired". A resolve is notified exactly
   when its firing was (silenced or not), so no receiver is left at FIRING.
@@ -22,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from alerts.conditions import Finding, condition_findings, hold_s
+from alerts.delivery import delivery_claimed
 from alerts.models import AlertState, AlertTransition, Delivery, Rule
 
 log = logging.getLogger(__name__)
@@ -166,12 +170,18 @@ def _transition_record(*, rule, state, change, kind, now, result: Evaluation) ->
         return
     channels = [channel for channel in rule.channels.all() if channel.enabled]
     # This transition is now the alert's word to these channels: an older notice still waiting
-    # (say, "fired" in backoff) must not land after it.
-    Delivery.objects.filter(transition__state=state, channel__in=channels, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SUPERSEDED, next_attempt_at=None
-    )
+    # (say, "fired" in backoff) must not land after it. One already claimed may be on the wire
+    # and cannot be called back: it is left to its sender, and this one waits until its claim
+    # is over (its send is cut well before, alerts.delivery.SEND_DEADLINE_S), so it lands after.
+    older = Delivery.objects.filter(transition__state=state, channel__in=channels, status=Delivery.Status.PENDING)
+    claimed = delivery_claimed(now=now)
+    claims = {}
+    for channel_id, until in older.filter(claimed).values_list("channel_id", "next_attempt_at"):
+        claims[channel_id] = max(until, claims.get(channel_id, until))
+    older.exclude(claimed).update(status=Delivery.Status.SUPERSEDED, next_attempt_at=None)
     deliveries = Delivery.objects.bulk_create(
-        [Delivery(transition=transition, channel=channel, next_attempt_at=now) for channel in channels]
+        [Delivery(transition=transition, channel=channel, next_attempt_at=max(now, claims.get(channel.pk, now)))
+         for channel in channels]
     )
     result.deliveries.extend(delivery.pk for delivery in deliveries)
 

@@ -21,7 +21,9 @@ Invariants:
 - A channel's last word on an alert is its newest transition: a transition's deliveries are
   made in the same transaction that marks the alert's older deliveries still pending to the
   same channel SUPERSEDED (never sent), so a fired notice in backoff cannot land after the
-  resolve that followed it.
+  resolve that followed it. One already claimed (in flight) is left to its sender, and the
+  new delivery's first attempt waits for that claim to end; an HTTP send is cut well inside
+  its claim (alerts.delivery.SEND_DEADLINE_S), so no sender ever finds it still in flight.
 - Rule.clean refuses a threshold that a healthy system at rest crosses (no worker alive
   under three heartbeats, source lag within an idle reader's, a stuck shard within a poll's
   backoff and a lease handover, a trigger age within its batching window and dispatch), as
