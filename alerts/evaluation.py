@@ -15,6 +15,8 @@ What must stay true (alerts.models states the invariants):
   silence ends that finds it still firing notifies "fired". A resolve is notified exactly
   when its firing was (silenced or not), so no receiver is left at FIRING.
 - One rule whose check fails is logged and skipped; the other rules are still evaluated.
+- A disabled rule's firing alerts resolve at the next evaluation, with a notification when
+  their firing had one; pending ones go back to OK.
 """
 
 import logging
@@ -47,7 +49,8 @@ class Evaluation:
 
 def alerts_evaluate(*, now, conditions: set[str] | None = None) -> Evaluation:
     """Evaluate every enabled rule at `now` (an aware datetime): fire, repeat and resolve
-    alerts, store their transitions and make their deliveries. `conditions` (Rule.Condition
+    alerts, store their transitions and make their deliveries; resolve the alerts of disabled
+    rules (those whose source or trigger was deleted among them, alerts.models). `conditions` (Rule.Condition
     values) limits it, and the deliveries found due, to rules of those conditions; None is
     every rule. Returns what it did; the caller sends `deliveries` and `due` (alerts.tasks
     does, one task each; beat sends the no_worker rules' itself, config.beat)."""
@@ -61,6 +64,17 @@ def alerts_evaluate(*, now, conditions: set[str] | None = None) -> Evaluation:
             _rule_apply(rule=rule, findings=findings, now=now, result=result)
         except Exception:
             log.exception("alerts: evaluating rule %s (%s) failed", rule.pk, rule.name)
+            result.failed_rules.append(rule.pk)
+    # A disabled rule holds for nobody: its firing alerts resolve (notified as their firing
+    # was), so no receiver stays at FIRING for a rule that is no longer watched.
+    disabled = Rule.objects.filter(enabled=False, states__status__in=[Status.FIRING, Status.PENDING]).distinct()
+    if conditions is not None:
+        disabled = disabled.filter(condition__in=conditions)
+    for rule in disabled.prefetch_related("channels"):
+        try:
+            _rule_apply(rule=rule, findings={}, now=now, result=result)
+        except Exception:
+            log.exception("alerts: resolving disabled rule %s (%s) failed", rule.pk, rule.name)
             result.failed_rules.append(rule.pk)
     made = set(result.deliveries)
     result.due = [pk for pk in deliveries_due(now=now, conditions=conditions) if pk not in made]

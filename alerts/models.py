@@ -28,6 +28,9 @@ Invariants:
   under three heartbeats, source lag within an idle reader's, a stuck shard within a poll's
   backoff and a lease handover, a trigger age within its batching window and dispatch), as
   such a rule would fire for good or flap. Rules made in code skip clean; keep them above.
+- A rule outlives the source or trigger it watches: their deletion disables it
+  (rules_disable_watching) and empties the field, and a disabled rule's firing alerts resolve
+  at the next evaluation, notified as their firing was.
 - A webhook channel's secret is stored encrypted exactly as a webhook trigger's
   (workers.targets.webhook), and signs the body the same way.
 """
@@ -36,6 +39,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 from streams.lag import lag_idle_s
@@ -96,12 +101,15 @@ class Rule(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     condition = models.CharField(max_length=32, choices=Condition.choices)
+    # SET_NULL, not CASCADE: deleting the source or trigger disables the rule first
+    # (rules_disable_watching), so its firing alerts resolve with a notification, which a rule
+    # deleted with its states could never send.
     source = models.ForeignKey(
-        StreamSource, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules",
+        StreamSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="alert_rules",
         help_text="Source conditions: the source watched; empty watches every enabled source.",
     )
     trigger = models.ForeignKey(
-        Trigger, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules",
+        Trigger, on_delete=models.SET_NULL, null=True, blank=True, related_name="alert_rules",
         help_text="Trigger conditions: the trigger watched (required).",
     )
     threshold = models.FloatField(
@@ -191,6 +199,23 @@ class Rule(models.Model):
                         f"MaximumBatchingWindowInSeconds plus SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S), so this "
                         f"would fire on every batch: give more than {floor:g} s.")
         return None
+
+
+def rules_disable_watching(*, source_id: int | None = None, trigger_id: int | None = None) -> int:
+    """Disable the rules that watch the source or trigger about to be deleted; returns how
+    many. The next evaluation resolves their alerts (alerts.evaluation)."""
+    rules = Rule.objects.filter(source_id=source_id) if source_id is not None else Rule.objects.filter(trigger_id=trigger_id)
+    return rules.update(enabled=False)
+
+
+@receiver(pre_delete, sender=StreamSource)
+def _source_deleting(sender, instance, **kwargs):
+    rules_disable_watching(source_id=instance.pk)
+
+
+@receiver(pre_delete, sender=Trigger)
+def _trigger_deleting(sender, instance, **kwargs):
+    rules_disable_watching(trigger_id=instance.pk)
 
 
 # What a link of a finding's details ({"links": {key: url}}, alerts.conditions) reads as on the

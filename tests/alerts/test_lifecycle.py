@@ -339,3 +339,34 @@ def test_it_cuts_a_send_whose_answer_trickles_within_its_deadline(orders_table, 
     assert not sent.sent and sent.retry_in_s is not None and took < 4
     delivery = Delivery.objects.get(pk=delivery_id)
     assert delivery.status == Delivery.Status.PENDING and delivery.last_error == "No answer within 2 s"
+
+
+def rule_disable(rule, trigger):
+    rule.enabled = False
+    rule.save(update_fields=["enabled"])
+
+
+def trigger_delete(rule, trigger):
+    trigger.delete()
+
+
+def source_delete(rule, trigger):
+    trigger.source.delete()
+
+
+@pytest.mark.parametrize("unwatch", [rule_disable, trigger_delete, source_delete])
+def test_it_resolves_a_firing_alert_whose_rule_is_no_longer_watched(orders_table, channels, receiver, unwatch):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook])
+    now = timezone.now()
+    evaluate_and_send(now=now)
+
+    unwatch(rule, trigger)
+    evaluate_and_send(now=now + timedelta(seconds=15))
+    evaluate_and_send(now=now + timedelta(seconds=30))
+
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired", "resolved"]
+    state = AlertState.objects.get(rule=rule)
+    assert state.status == AlertState.Status.RESOLVED
+    rule.refresh_from_db()
+    assert rule.enabled is False
