@@ -21,7 +21,8 @@ What N (Rule.threshold) means for each condition:
   by the handler's error message.
 - no_worker: seconds: no heartbeat (meters.heartbeats) for N seconds from any worker, or from
   any reader: each role is its own subject, "role:worker" and "role:reader", since either
-  dying stops half of Shardwatch while the other lives.
+  dying stops half of Shardwatch while the other lives. Beat evaluates these rules and sends
+  their notifications itself as well (config.beat), since no worker may be left to.
 """
 
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def _poison_record(rule, now):
 
 # What stops when no process of a role is alive, for the notification.
 _ROLE_STOPS = {
-    "worker": "no trigger runs, no shard is discovered or handed to a reader, and no alert is sent",
+    "worker": "no trigger runs, no shard is discovered or handed to a reader, and no other alert is sent",
     "reader": "no stream is read",
 }
 

@@ -10,10 +10,14 @@ v1=<hex HMAC-SHA256 of "<timestamp>.<body>">``, with ``X-Shardwatch-Delivery-Id`
      (ISO 8601), "url" (the Alerts page)}
 
 A Slack incoming webhook gets {"text": ...} (Slack's "Sending messages using incoming
-webhooks"), which Mattermost, Rocket.Chat and Discord's /slack endpoint also take.
+webhooks"), which Mattermost, Rocket.Chat and Discord's /slack endpoint also take; its words
+are escaped (slack_escape), so the only markup in it is its own link.
 """
 
+import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,7 +27,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,9 +35,13 @@ from alerts.models import AlertTransition, Channel, Delivery, details_links
 from streams.backoff import backoff_delay
 from workers.targets.webhook import WebhookSecretUnreadable, webhook_secret_decrypt, webhook_signature
 
+# Each socket operation of a send (connect, write, read) times out after this.
 SEND_TIMEOUT_S = 10
 # A claimed send is someone's for this long; after that a sweep may take it again.
 CLAIM_S = 60
+# The whole of an HTTP send is cut after this, well inside its claim, so a send is never
+# still in flight when another sender may claim it.
+SEND_DEADLINE_S = 30
 RETRY_BASE_S = 5.0
 RETRY_CAP_S = 900.0
 
@@ -46,6 +54,14 @@ class SendFailed(Exception):
 class Sent:
     sent: bool
     retry_in_s: float | None = None  # when the caller should try again; None: done or not ours
+
+
+def delivery_claimed(*, now) -> Q:
+    """Deliveries that a sender has claimed and may be sending at `now`: still pending, with
+    the claim's next_attempt_at (its last_attempt_at + CLAIM_S) to come. One waiting out a
+    backoff is not: a failure sets next_attempt_at from its own time and delay."""
+    return Q(status=Delivery.Status.PENDING, next_attempt_at__gt=now,
+             next_attempt_at=F("last_attempt_at") + timedelta(seconds=CLAIM_S))
 
 
 def retry_delay_s(*, attempts: int) -> float:
@@ -77,20 +93,84 @@ def _title(document: dict) -> str:
     return f"[Shardwatch] {what}: {document['alert']}{subject}"
 
 
+def slack_escape(text: str) -> str:
+    """`text` as Slack's mrkdwn shows it literally: &, < and > escaped as &amp;, &lt; and &gt;
+    (Slack, "Formatting text for app surfaces", Escaping text), so names and messages from
+    tables or handlers ("<!channel>") never become mentions or links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class _Connections:
+    """The HTTP(S) connections an opener makes, so that a timer can cut them at the deadline."""
+
+    def __init__(self):
+        self.made: list[http.client.HTTPConnection] = []
+
+    def make(self, connection_class):
+        def connection(*args, **kwargs):
+            made = connection_class(*args, **kwargs)
+            self.made.append(made)
+            return made
+        return connection
+
+    def cut(self) -> None:
+        for made in self.made:
+            if made.sock is not None:
+                try:
+                    # shutdown, not close: it wakes a recv blocked in another thread.
+                    made.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, connections: _Connections):
+        super().__init__()
+        self.connections = connections
+
+    def http_open(self, req):
+        return self.do_open(self.connections.make(http.client.HTTPConnection), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, connections: _Connections):
+        super().__init__()
+        self.connections = connections
+
+    def https_open(self, req):
+        return self.do_open(self.connections.make(http.client.HTTPSConnection), req, context=self._context)
+
+
 def _post(url: str, body: bytes, headers: dict) -> None:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise SendFailed(f"Not an http(s) URL: {url!r}")
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "Shardwatch", **headers})
+    # urlopen's timeout is per socket operation: a receiver that trickles its answer a byte at
+    # a time would hold the send past its claim (CLAIM_S), and a sweep would send it again.
+    # So the whole exchange is cut at SEND_DEADLINE_S.
+    connections = _Connections()
+    opener = urllib.request.build_opener(_HTTPHandler(connections), _HTTPSHandler(connections))
+    timer = threading.Timer(SEND_DEADLINE_S, connections.cut)
+    timer.daemon = True
+    timer.start()
+    started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S) as response:
-            response.read(65536)
+        with opener.open(request, timeout=SEND_TIMEOUT_S) as response:
+            try:
+                response.read(65536)
+            except (OSError, http.client.HTTPException):
+                pass  # a 2xx status says the alert was taken, whatever the body does after it
     except urllib.error.HTTPError as exc:
         raise SendFailed(f"HTTP {exc.code} {exc.reason or ''}".strip()) from None
-    except urllib.error.URLError as exc:
-        raise SendFailed(f"{type(exc.reason).__name__}: {exc.reason}") from None
-    except (OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        if time.monotonic() - started >= SEND_DEADLINE_S:
+            raise SendFailed(f"No answer within {SEND_DEADLINE_S:g} s") from None
+        if isinstance(exc, urllib.error.URLError):
+            raise SendFailed(f"{type(exc.reason).__name__}: {exc.reason}") from None
         raise SendFailed(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        timer.cancel()
 
 
 def channel_send(*, channel: Channel, document: dict, delivery_id: str = "") -> None:
@@ -108,7 +188,7 @@ def channel_send(*, channel: Channel, document: dict, delivery_id: str = "") -> 
             "X-Shardwatch-Delivery-Id": delivery_id,
         })
     elif channel.kind == Channel.Kind.SLACK:
-        text = f"*{_title(document)}*\n{document['summary']}\n<{document['url']}|Alerts page>"
+        text = f"*{slack_escape(_title(document))}*\n{slack_escape(document['summary'])}\n<{document['url']}|Alerts page>"
         _post(channel.url, json.dumps({"text": text}).encode(), {})
     elif channel.kind == Channel.Kind.EMAIL:
         links = "\n".join(f"{label}: {url}" for label, url in details_links(details=document["details"]))
@@ -140,6 +220,13 @@ def delivery_send(*, delivery_id: int, now=None) -> Sent:
     except SendFailed as exc:
         # Only while still pending: a newer transition may have superseded it meanwhile.
         still_pending = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.PENDING)
+        newer = Delivery.objects.filter(transition__state_id=delivery.transition.state_id,
+                                        channel_id=delivery.channel_id, pk__gt=delivery.pk)
+        if newer.exists():
+            # A newer transition was made while this was in flight (and so was left pending):
+            # a retry would land after the newer word, so this one ends here.
+            still_pending.update(status=Delivery.Status.SUPERSEDED, next_attempt_at=None, last_error=str(exc)[:4000])
+            return Sent(sent=False)
         if delivery.attempts >= Delivery.MAX_ATTEMPTS:
             still_pending.update(status=Delivery.Status.FAILED, next_attempt_at=None, last_error=str(exc)[:4000])
             return Sent(sent=False)

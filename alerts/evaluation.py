@@ -7,11 +7,16 @@ What must stay true (alerts.models states the invariants):
   nothing. So two beat processes, or a slow tick overlapping the next, never notify twice.
 - The transition, its history row, its deliveries and the superseding of the alert's older
   pending deliveries to the same channels commit together; the deliveries' ids go
-  back to the caller, which queues their sends once that has committed.
+  back to the caller, which queues their sends once that has committed. An older delivery
+  claimed by a sender (in flight) is not superseded: the new one's first attempt waits until
+  that claim ends, and a failed in-flight send is superseded then (alerts.delivery), so a
+  channel hears the alert's transitions in order.
 - A silenced alert's firing leaves `last_notified_at` empty: the first evaluation after the
   silence ends that finds it still firing notifies "fired". A resolve is notified exactly
   when its firing was (silenced or not), so no receiver is left at FIRING.
 - One rule whose check fails is logged and skipped; the other rules are still evaluated.
+- A disabled rule's firing alerts resolve at the next evaluation, with a notification when
+  their firing had one; pending ones go back to OK.
 """
 
 import logging
@@ -22,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from alerts.conditions import Finding, condition_findings, hold_s
+from alerts.delivery import delivery_claimed
 from alerts.models import AlertState, AlertTransition, Delivery, Rule
 
 log = logging.getLogger(__name__)
@@ -41,29 +47,48 @@ class Evaluation:
     failed_rules: list[int] = field(default_factory=list)
 
 
-def alerts_evaluate(*, now) -> Evaluation:
+def alerts_evaluate(*, now, conditions: set[str] | None = None) -> Evaluation:
     """Evaluate every enabled rule at `now` (an aware datetime): fire, repeat and resolve
-    alerts, store their transitions and make their deliveries. Returns what it did; the
-    caller sends `deliveries` and `due` (alerts.tasks does, one task each)."""
+    alerts, store their transitions and make their deliveries; resolve the alerts of disabled
+    rules (those whose source or trigger was deleted among them, alerts.models). `conditions` (Rule.Condition
+    values) limits it, and the deliveries found due, to rules of those conditions; None is
+    every rule. Returns what it did; the caller sends `deliveries` and `due` (alerts.tasks
+    does, one task each; beat sends the no_worker rules' itself, config.beat)."""
     result = Evaluation()
-    for rule in Rule.objects.filter(enabled=True).select_related("trigger", "source").prefetch_related("channels"):
+    rules = Rule.objects.filter(enabled=True)
+    if conditions is not None:
+        rules = rules.filter(condition__in=conditions)
+    for rule in rules.select_related("trigger", "source").prefetch_related("channels"):
         try:
             findings = condition_findings(rule=rule, now=now)
             _rule_apply(rule=rule, findings=findings, now=now, result=result)
         except Exception:
             log.exception("alerts: evaluating rule %s (%s) failed", rule.pk, rule.name)
             result.failed_rules.append(rule.pk)
+    # A disabled rule holds for nobody: its firing alerts resolve (notified as their firing
+    # was), so no receiver stays at FIRING for a rule that is no longer watched.
+    disabled = Rule.objects.filter(enabled=False, states__status__in=[Status.FIRING, Status.PENDING]).distinct()
+    if conditions is not None:
+        disabled = disabled.filter(condition__in=conditions)
+    for rule in disabled.prefetch_related("channels"):
+        try:
+            _rule_apply(rule=rule, findings={}, now=now, result=result)
+        except Exception:
+            log.exception("alerts: resolving disabled rule %s (%s) failed", rule.pk, rule.name)
+            result.failed_rules.append(rule.pk)
     made = set(result.deliveries)
-    result.due = [pk for pk in deliveries_due(now=now) if pk not in made]
+    result.due = [pk for pk in deliveries_due(now=now, conditions=conditions) if pk not in made]
     return result
 
 
-def deliveries_due(*, now) -> list[int]:
-    """Deliveries still to send whose attempt was due SWEEP_GRACE_S ago or more."""
-    return list(
-        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now - timedelta(seconds=SWEEP_GRACE_S))
-        .order_by("next_attempt_at").values_list("pk", flat=True)[:500]
-    )
+def deliveries_due(*, now, conditions: set[str] | None = None) -> list[int]:
+    """Deliveries still to send whose attempt was due SWEEP_GRACE_S ago or more; of rules of
+    `conditions` only, unless None."""
+    due = Delivery.objects.filter(status=Delivery.Status.PENDING,
+                                  next_attempt_at__lte=now - timedelta(seconds=SWEEP_GRACE_S))
+    if conditions is not None:
+        due = due.filter(transition__rule__condition__in=conditions)
+    return list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:500])
 
 
 def _states_for(*, rule: Rule, findings: dict[str, Finding]) -> list[AlertState]:
@@ -159,12 +184,18 @@ def _transition_record(*, rule, state, change, kind, now, result: Evaluation) ->
         return
     channels = [channel for channel in rule.channels.all() if channel.enabled]
     # This transition is now the alert's word to these channels: an older notice still waiting
-    # (say, "fired" in backoff) must not land after it.
-    Delivery.objects.filter(transition__state=state, channel__in=channels, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SUPERSEDED, next_attempt_at=None
-    )
+    # (say, "fired" in backoff) must not land after it. One already claimed may be on the wire
+    # and cannot be called back: it is left to its sender, and this one waits until its claim
+    # is over (its send is cut well before, alerts.delivery.SEND_DEADLINE_S), so it lands after.
+    older = Delivery.objects.filter(transition__state=state, channel__in=channels, status=Delivery.Status.PENDING)
+    claimed = delivery_claimed(now=now)
+    claims = {}
+    for channel_id, until in older.filter(claimed).values_list("channel_id", "next_attempt_at"):
+        claims[channel_id] = max(until, claims.get(channel_id, until))
+    older.exclude(claimed).update(status=Delivery.Status.SUPERSEDED, next_attempt_at=None)
     deliveries = Delivery.objects.bulk_create(
-        [Delivery(transition=transition, channel=channel, next_attempt_at=now) for channel in channels]
+        [Delivery(transition=transition, channel=channel, next_attempt_at=max(now, claims.get(channel.pk, now)))
+         for channel in channels]
     )
     result.deliveries.extend(delivery.pk for delivery in deliveries)
 

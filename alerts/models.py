@@ -21,11 +21,16 @@ Invariants:
 - A channel's last word on an alert is its newest transition: a transition's deliveries are
   made in the same transaction that marks the alert's older deliveries still pending to the
   same channel SUPERSEDED (never sent), so a fired notice in backoff cannot land after the
-  resolve that followed it.
+  resolve that followed it. One already claimed (in flight) is left to its sender, and the
+  new delivery's first attempt waits for that claim to end; an HTTP send is cut well inside
+  its claim (alerts.delivery.SEND_DEADLINE_S), so no sender ever finds it still in flight.
 - Rule.clean refuses a threshold that a healthy system at rest crosses (no worker alive
   under three heartbeats, source lag within an idle reader's, a stuck shard within a poll's
   backoff and a lease handover, a trigger age within its batching window and dispatch), as
   such a rule would fire for good or flap. Rules made in code skip clean; keep them above.
+- A rule outlives the source or trigger it watches: their deletion disables it
+  (rules_disable_watching) and empties the field, and a disabled rule's firing alerts resolve
+  at the next evaluation, notified as their firing was.
 - A webhook channel's secret is stored encrypted exactly as a webhook trigger's
   (workers.targets.webhook), and signs the body the same way.
 """
@@ -34,8 +39,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
+from streams.lag import lag_idle_s
 from streams.models import StreamSource
 from workers.models import Trigger
 
@@ -93,12 +101,15 @@ class Rule(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     condition = models.CharField(max_length=32, choices=Condition.choices)
+    # SET_NULL, not CASCADE: deleting the source or trigger disables the rule first
+    # (rules_disable_watching), so its firing alerts resolve with a notification, which a rule
+    # deleted with its states could never send.
     source = models.ForeignKey(
-        StreamSource, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules",
+        StreamSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="alert_rules",
         help_text="Source conditions: the source watched; empty watches every enabled source.",
     )
     trigger = models.ForeignKey(
-        Trigger, on_delete=models.CASCADE, null=True, blank=True, related_name="alert_rules",
+        Trigger, on_delete=models.SET_NULL, null=True, blank=True, related_name="alert_rules",
         help_text="Trigger conditions: the trigger watched (required).",
     )
     threshold = models.FloatField(
@@ -154,7 +165,6 @@ class Rule(models.Model):
         if errors:
             raise ValidationError(errors)
 
-
     def _threshold_floor(self) -> str | None:
         """Why the threshold is at or below what a healthy system shows at rest, which would
         make the rule fire for good or flap; None when it is above. The floors follow the
@@ -167,13 +177,11 @@ class Rule(models.Model):
                         f"(SHARDWATCH_HEARTBEAT_S), so a shorter silence is no sign of death: give at least "
                         f"{floor:g} s (three heartbeats).")
         elif self.condition == c.SOURCE_LAG:
-            # An idle, healthy reader stamps its shards' age when it renews its lease (every
-            # third of SHARDWATCH_LEASE_S), and the lag counts the time since, plus a poll.
-            floor = settings.SHARDWATCH_LEASE_S / 3 + settings.SHARDWATCH_IDLE_POLL_INTERVAL_S
+            floor = lag_idle_s()
             if threshold <= floor:
                 return (f"An idle, healthy reader shows up to {floor:g} s of lag (a lease renewal every "
-                        f"SHARDWATCH_LEASE_S / 3 plus SHARDWATCH_IDLE_POLL_INTERVAL_S), so this would always "
-                        f"fire: give more than {floor:g} s.")
+                        f"SHARDWATCH_LEASE_S / 3, SHARDWATCH_IDLE_POLL_INTERVAL_S and a second of rounding), "
+                        f"so this would always fire: give more than {floor:g} s.")
         elif self.condition == c.SHARD_STUCK:
             # One failed poll backs off up to SHARDWATCH_MAX_BACKOFF_S, and a shard whose reader
             # died is taken over after SHARDWATCH_LEASE_S: neither is stuck.
@@ -191,6 +199,23 @@ class Rule(models.Model):
                         f"MaximumBatchingWindowInSeconds plus SHARDWATCH_TRIGGER_DISPATCH_INTERVAL_S), so this "
                         f"would fire on every batch: give more than {floor:g} s.")
         return None
+
+
+def rules_disable_watching(*, source_id: int | None = None, trigger_id: int | None = None) -> int:
+    """Disable the rules that watch the source or trigger about to be deleted; returns how
+    many. The next evaluation resolves their alerts (alerts.evaluation)."""
+    rules = Rule.objects.filter(source_id=source_id) if source_id is not None else Rule.objects.filter(trigger_id=trigger_id)
+    return rules.update(enabled=False)
+
+
+@receiver(pre_delete, sender=StreamSource)
+def _source_deleting(sender, instance, **kwargs):
+    rules_disable_watching(source_id=instance.pk)
+
+
+@receiver(pre_delete, sender=Trigger)
+def _trigger_deleting(sender, instance, **kwargs):
+    rules_disable_watching(trigger_id=instance.pk)
 
 
 # What a link of a finding's details ({"links": {key: url}}, alerts.conditions) reads as on the

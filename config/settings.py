@@ -184,8 +184,9 @@ SHARDWATCH_METERS_FLUSH_S = env_float("SHARDWATCH_METERS_FLUSH_S", 5.0, minimum=
 # How often each worker and beat process writes its heartbeat (meters.heartbeats); /readyz
 # wants one within 30 s.
 SHARDWATCH_HEARTBEAT_S = env_float("SHARDWATCH_HEARTBEAT_S", 10.0, minimum=1)
-# Celery's default scheduler, which also writes beat's heartbeat as it schedules.
-CELERY_BEAT_SCHEDULER = "meters.heartbeats:HeartbeatScheduler"
+# Celery's default scheduler, which also writes beat's heartbeat as it schedules, and evaluates
+# and sends the "no worker alive" alerts itself (config.beat: workers may all be dead).
+CELERY_BEAT_SCHEDULER = "config.beat:AlertingScheduler"
 # How often discovery asks Lambda which event source mappings read each stream
 # (ListEventSourceMappings, streams/consumers.py): mappings change rarely, and each look-up is a
 # call to the Lambda API per stream.

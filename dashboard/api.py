@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 # never a redirect to the login page, which a script cannot follow.
 from alerts.selectors import alerts_firing
 from dashboard.charts import RANGE_DEFAULT, source_series, trigger_series
+from dashboard.context_processors import alerts_banner
 from dashboard.http import api_login_required, bad_request, feed_filter, int_param
 from streams.feed import FilterError
 from streams.lambda_event import lambda_event
@@ -202,10 +203,6 @@ def api_item(request, source_id: int):
     return JsonResponse(item_history_json(source=source, item_key=item_key))
 
 
-# The banner names this many firing alerts and counts the rest (templates/_alert_banner.html).
-BANNER_NAMED = 5
-
-
 @never_cache
 @require_GET
 @api_login_required
@@ -213,13 +210,14 @@ def api_alerts_firing(request):
     """`GET /api/alerts/firing`: the firing, unsilenced alerts of the banner on every page;
     static/js/alert_banner.js polls it every 15 s. One query, as the banner's.
 
-    {"count": <int>, "alerts": [{"id", "rule", "subject_label"}] (the newest BANNER_NAMED),
+    {"count": <int>, "alerts": [{"id", "rule", "subject_label"}] (the newest BANNER_NAMED,
+     dashboard.context_processors),
      "url": the Alerts page}
     """
-    firing = alerts_firing(now=timezone.now())
+    banner = alerts_banner(firing=alerts_firing(now=timezone.now()))
     return JsonResponse({
-        "count": len(firing),
+        "count": banner["count"],
         "alerts": [{"id": state.pk, "rule": state.rule.name, "subject_label": state.subject_label}
-                   for state in firing[:BANNER_NAMED]],
+                   for state in banner["named"]],
         "url": reverse("dashboard:alerts"),
     })

@@ -39,6 +39,8 @@ What must stay true:
 
 from datetime import datetime
 
+from django.conf import settings
+
 from streams.consumers import arn_is_dynamodb_local
 from streams.models import StreamSource
 
@@ -49,6 +51,18 @@ MINUTE_STEP_S = 60
 # this many records, over at least two minutes, every one on a whole minute: with AWS's
 # one-second times the chance of that is 60^-20 unless every write lands in second 0.
 ROUNDED_EVIDENCE_RECORDS = 20
+
+
+# Poll times written at a lease renewal are rounded down to the second (see above).
+POLL_TIME_STEP_S = 1
+
+
+def lag_idle_s() -> float:
+    """The most lag (seconds) an idle, healthy source shows: one lease renewal
+    (SHARDWATCH_LEASE_S / 3), one idle poll (SHARDWATCH_IDLE_POLL_INTERVAL_S) and the poll
+    time's rounding (POLL_TIME_STEP_S), as the docstring above works out. A lag alert at or
+    below it would always fire (alerts.models.Rule.clean)."""
+    return settings.SHARDWATCH_LEASE_S / 3 + settings.SHARDWATCH_IDLE_POLL_INTERVAL_S + POLL_TIME_STEP_S
 
 
 def record_time_step_s(*, source: StreamSource) -> int:

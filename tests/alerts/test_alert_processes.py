@@ -42,3 +42,21 @@ def test_it_notifies_once_from_beat_and_a_worker(processes, make_table, dynamodb
     assert request["json"]["alert"] == "failing-errors" and request["json"]["kind"] == "fired"
     assert signature_valid(secret=channels.secret, request=request)
     assert Delivery.objects.get().status == Delivery.Status.SENT
+
+
+def test_it_tells_that_no_worker_is_alive_from_beat_alone(processes, channels, receiver, tmp_path):
+    # No worker and no reader runs: only beat can evaluate the rule and send its notification.
+    rule = Rule.objects.create(name="no-worker", condition=Rule.Condition.NO_WORKER, threshold=6)
+    rule.channels.set([channels.webhook])
+    processes.beat(tmp_path / "beat-schedule")
+
+    def told():
+        return {r["json"]["subject"] for r in receiver.received if r["json"]["kind"] == "fired"}
+
+    assert wait_for(lambda: {"role:worker", "role:reader"} <= told(), timeout=60)
+    request = next(r for r in receiver.received if r["json"]["subject"] == "role:worker")
+    assert request["json"]["alert"] == "no-worker" and signature_valid(secret=channels.secret, request=request)
+    # Later evaluations, beat's own, notify nobody again.
+    assert wait_for(lambda: False, timeout=5) is False
+    assert len(receiver.received) == 2
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}

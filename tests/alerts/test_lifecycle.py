@@ -2,17 +2,22 @@
 evaluation, and what each channel really receives (an HTTP receiver and an SMTP server that the
 tests start)."""
 
+import json
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from alerts.evaluation import alert_silence, alerts_evaluate
+from alerts.delivery import CLAIM_S, delivery_send
+from alerts.evaluation import SWEEP_GRACE_S, alert_silence, alerts_evaluate
 from alerts.models import AlertState, AlertTransition, Delivery, Rule
 from tests.support.alert_receivers import signature_valid
 from tests.support.alerting import evaluate_and_send
+from tests.support.http_servers import QuietHandler, http_server
+from tests.support.processes import wait_for
 from tests.support.triggering import run_until_idle, trigger_for
 
 pytestmark = pytest.mark.django_db
@@ -238,3 +243,130 @@ def test_it_supersedes_a_pending_fired_delivery_with_the_resolve_so_the_channel_
     assert resolved.status == Delivery.Status.SENT
     assert AlertState.objects.get(rule=rule).status == AlertState.Status.RESOLVED
     assert "Superseded" in owner.get("/alerts/").content.decode()
+
+
+def test_it_escapes_names_in_slack_text_so_they_mention_nobody(orders_table, channels, receiver):
+    trigger = failing_trigger(orders_table)
+    trigger.name = "<!channel> & <https://evil.example|co>"
+    trigger.save(update_fields=["name"])
+    error_rule(trigger, [channels.slack])
+
+    evaluate_and_send(now=timezone.now())
+
+    [slack] = receiver.received
+    text = slack["json"]["text"]
+    assert "&lt;!channel&gt; &amp; &lt;https://evil.example|co&gt;" in text
+    # The only markup left is the message's own link to the Alerts page.
+    assert text.count("<") == 1 and text.count(">") == 1 and text.endswith("|Alerts page>")
+
+
+class HoldingHandler(QuietHandler):
+    """Keeps each POST's JSON in server.received as it arrives, then answers 200 once
+    server.release is set."""
+
+    def do_POST(self):
+        self.server.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.server.release.wait(20)
+        self.answer(200, b"{}")
+
+
+class TricklingHandler(QuietHandler):
+    """Answers 200 a byte at a time, one a second, for longer than any deadline of the test."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received += 1
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}":
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sends_a_resolve_after_the_fired_notice_still_in_flight(orders_table, channels):
+    trigger = failing_trigger(orders_table)
+    with http_server(HoldingHandler, received=[], release=threading.Event()) as holding:
+        channels.webhook.url = holding.url + "/hook"
+        channels.webhook.save()
+        error_rule(trigger, [channels.webhook])
+        now = timezone.now()
+        [fired_id] = alerts_evaluate(now=now).deliveries
+        # The failed invocation leaves the 5-minute window just after "fired" is claimed.
+        claimed_at, later = now + timedelta(seconds=300), now + timedelta(seconds=301)
+
+        def send():  # another sender, with a database connection of its own, as a worker's task
+            try:
+                delivery_send(delivery_id=fired_id, now=claimed_at)
+            finally:
+                connection.close()
+
+        sending = threading.Thread(target=send)
+        sending.start()
+        assert wait_for(lambda: holding.received, timeout=10)
+
+        # The alert resolves while "fired" is on the wire: it stays its sender's, and the
+        # resolve waits for that claim to end rather than overtake it.
+        [resolved_id] = alerts_evaluate(now=later).deliveries
+        assert Delivery.objects.get(pk=fired_id).status == Delivery.Status.PENDING
+        resolved = Delivery.objects.get(pk=resolved_id)
+        assert resolved.next_attempt_at == claimed_at + timedelta(seconds=CLAIM_S)
+        assert not delivery_send(delivery_id=resolved_id, now=later).sent
+
+        holding.release.set()
+        sending.join(10)
+        evaluate_and_send(now=claimed_at + timedelta(seconds=CLAIM_S + SWEEP_GRACE_S))
+
+    assert [document["kind"] for document in holding.received] == ["fired", "resolved"]
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
+def test_it_cuts_a_send_whose_answer_trickles_within_its_deadline(orders_table, channels, monkeypatch):
+    monkeypatch.setattr("alerts.delivery.SEND_DEADLINE_S", 2)
+    trigger = failing_trigger(orders_table)
+    with http_server(TricklingHandler, received=0) as trickling:
+        channels.webhook.url = trickling.url + "/hook"
+        channels.webhook.save()
+        error_rule(trigger, [channels.webhook])
+        [delivery_id] = alerts_evaluate(now=timezone.now()).deliveries
+
+        started = time.monotonic()
+        sent = delivery_send(delivery_id=delivery_id)
+        took = time.monotonic() - started
+
+    assert not sent.sent and sent.retry_in_s is not None and took < 4
+    delivery = Delivery.objects.get(pk=delivery_id)
+    assert delivery.status == Delivery.Status.PENDING and delivery.last_error == "No answer within 2 s"
+
+
+def rule_disable(rule, trigger):
+    rule.enabled = False
+    rule.save(update_fields=["enabled"])
+
+
+def trigger_delete(rule, trigger):
+    trigger.delete()
+
+
+def source_delete(rule, trigger):
+    trigger.source.delete()
+
+
+@pytest.mark.parametrize("unwatch", [rule_disable, trigger_delete, source_delete])
+def test_it_resolves_a_firing_alert_whose_rule_is_no_longer_watched(orders_table, channels, receiver, unwatch):
+    trigger = failing_trigger(orders_table)
+    rule = error_rule(trigger, [channels.webhook])
+    now = timezone.now()
+    evaluate_and_send(now=now)
+
+    unwatch(rule, trigger)
+    evaluate_and_send(now=now + timedelta(seconds=15))
+    evaluate_and_send(now=now + timedelta(seconds=30))
+
+    assert [r["json"]["kind"] for r in receiver.received] == ["fired", "resolved"]
+    state = AlertState.objects.get(rule=rule)
+    assert state.status == AlertState.Status.RESOLVED
+    rule.refresh_from_db()
+    assert rule.enabled is False
