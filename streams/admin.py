@@ -14,7 +14,9 @@ class StreamSourceForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if self.errors:
+        # Only a new source is checked against AWS: once added, the table, region and endpoint
+        # are read-only (StreamSourceAdmin.get_readonly_fields), so the change form has none.
+        if self.errors or self.instance.pk:
             return cleaned
         try:
             self.described = table_describe(

@@ -5,6 +5,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from streams.models import Stream, StreamSource
+from streams.sources import source_add
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +61,17 @@ def test_it_adds_a_source_in_the_admin(admin_client, make_table):
     assert source.start_position == "LATEST"
     assert source.stream_arn.startswith("arn:aws:dynamodb")
     assert Stream.objects.filter(source=source).count() == 1
+
+
+def test_it_changes_a_sources_retention_in_the_admin_without_asking_aws_again(admin_client, make_table):
+    # The table, region and endpoint are read-only once added: the change form does not post them.
+    source = source_add(table_name=make_table(), region="us-east-1")
+
+    response = admin_client.post(f"/admin/streams/streamsource/{source.pk}/change/", {"retention_days": "30"})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    source.refresh_from_db()
+    assert source.retention_days == 30 and not source.enabled
 
 
 def test_it_shows_the_admin_why_a_table_cannot_be_added(admin_client, make_table):
