@@ -6,18 +6,18 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import User
 
 from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests.support.readers import read_until_idle
+from tests.support.personas import persona_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def viewer(client):
-    client.force_login(User.objects.create_user("viewer", password="a-long-password-1"))
+    client.force_login(persona_user(name="viewer", role="Viewer"))
     return client
 
 
