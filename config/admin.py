@@ -17,6 +17,8 @@ def admin_allowed(*, user) -> bool:
 class RoleAuthenticationForm(AdminAuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
+        # Django's admin says "for a staff account"; every role may log in here.
+        "invalid_login": "Please enter the correct %(username)s and password. Note that both fields may be case-sensitive.",
         "no_role": "This account has no role in Shardwatch. Ask an admin to give it one.",
     }
 
