@@ -21,7 +21,7 @@ class ChannelAdmin(admin.ModelAdmin):
         if fresh_secret:
             messages.warning(request, f"Signing secret for {obj.name}: {fresh_secret} — copy it now; it is not shown again.")
 
-    @admin.action(description="Send a test notification")
+    @admin.action(description="Send a test notification", permissions=["change"])
     def send_test(self, request, queryset):
         for channel in queryset:
             problem = channel_test(channel=channel)
@@ -30,7 +30,7 @@ class ChannelAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{channel.name}: test notification sent.")
 
-    @admin.action(description="Generate a new signing secret (webhook channels)")
+    @admin.action(description="Generate a new signing secret (webhook channels)", permissions=["change"])
     def new_secret(self, request, queryset):
         for channel in queryset.filter(kind=Channel.Kind.WEBHOOK):
             plain, channel.secret_encrypted = webhook_secret_new()
@@ -52,11 +52,11 @@ class RuleAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "condition"]
     actions = ["enable", "disable"]
 
-    @admin.action(description="Enable the selected rules")
+    @admin.action(description="Enable the selected rules", permissions=["change"])
     def enable(self, request, queryset):
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} rule(s).")
 
-    @admin.action(description="Disable the selected rules")
+    @admin.action(description="Disable the selected rules", permissions=["change"])
     def disable(self, request, queryset):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} rule(s).")
 
@@ -69,6 +69,10 @@ class AlertStateAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        # silenced_until is the one field this form edits: changing an alert is silencing it.
+        return request.user.has_perm("alerts.silence_alertstate")
 
 
 @admin.register(AlertTransition)

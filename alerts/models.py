@@ -264,6 +264,7 @@ class AlertState(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["rule", "subject"], name="unique_alert_state")]
         indexes = [models.Index(fields=["status"], name="alert_state_status")]
+        permissions = [("silence_alertstate", "Can silence alerts and lift silences")]
 
     def __str__(self):
         return f"{self.rule} {self.subject_label or self.subject}".strip()

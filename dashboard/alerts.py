@@ -1,12 +1,12 @@
 """The Alerts page, silencing an alert, and the operator's actions on a batch that a trigger
 keeps retrying (the links a poison-record alert gives). Thin views over alerts' and workers'
-functions; every POST is CSRF-checked by the middleware and needs a login."""
+functions; every POST is CSRF-checked by the middleware and needs a login and the permission
+it names (dashboard/roles.py)."""
 
 from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from alerts.evaluation import alert_silence
 from alerts.models import AlertState
 from alerts.selectors import alerts_firing, alerts_history, alerts_silenced, deliveries_recent
+from dashboard.http import page_permission_required
 from workers.models import TriggerCursor
 from workers.operations import CursorActionRefused, cursor_batch_bisect, cursor_batch_skip
 from workers.selectors import cursor_failing_batch
@@ -40,7 +41,7 @@ class SilenceForm(forms.Form):
         return now + timedelta(hours=self.cleaned_data["hours"])
 
 
-@login_required
+@page_permission_required("alerts.view_alertstate")
 def alerts(request):
     now = timezone.now()
     return render(request, "dashboard/alerts.html", {
@@ -53,7 +54,7 @@ def alerts(request):
     })
 
 
-@login_required
+@page_permission_required("alerts.silence_alertstate")
 @require_POST
 def alert_silence_view(request, pk: int):
     state = get_object_or_404(AlertState, pk=pk)
@@ -71,7 +72,7 @@ def alert_silence_view(request, pk: int):
     return redirect("dashboard:alerts")
 
 
-@login_required
+@page_permission_required("workers.view_triggercursor")
 def cursor(request, pk: int):
     cursor = get_object_or_404(TriggerCursor.objects.select_related("trigger", "shard"), pk=pk)
     invocation, records = cursor_failing_batch(cursor=cursor)
@@ -79,7 +80,7 @@ def cursor(request, pk: int):
                                                      "record_count": len(records)})
 
 
-@login_required
+@page_permission_required("workers.operate_trigger")
 @require_POST
 def cursor_skip(request, pk: int):
     get_object_or_404(TriggerCursor, pk=pk)
@@ -91,7 +92,7 @@ def cursor_skip(request, pk: int):
     return redirect("dashboard:cursor", pk=pk)
 
 
-@login_required
+@page_permission_required("workers.operate_trigger")
 @require_POST
 def cursor_bisect(request, pk: int):
     get_object_or_404(TriggerCursor, pk=pk)

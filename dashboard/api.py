@@ -11,11 +11,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 # One decorator for every JSON endpoint (dashboard/http.py): 401 JSON for anonymous callers,
-# never a redirect to the login page, which a script cannot follow.
+# never a redirect to the login page, which a script cannot follow; 403 JSON without the
+# permission the endpoint names (dashboard/roles.py).
+
 from alerts.selectors import alerts_firing
 from dashboard.charts import RANGE_DEFAULT, source_series, trigger_series
 from dashboard.context_processors import alerts_banner
-from dashboard.http import api_login_required, bad_request, feed_filter, int_param
+from dashboard.http import api_permission_required, bad_request, feed_filter, int_param
 from streams.feed import FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
@@ -28,7 +30,7 @@ from workers.timeline import InvocationFilter, invocation_row
 
 @never_cache
 @require_GET
-@api_login_required
+@api_permission_required("streams.view_streamsource")
 def api_sources(request):
     """`GET /api/sources`: every source's health, and the stream readers alive, as the overview
     shows them; static/js/overview.js polls it every few seconds. Times are ISO 8601 in UTC, or
@@ -85,7 +87,7 @@ def _series_answer(*, request, series) -> JsonResponse:
 
 @never_cache
 @require_GET
-@api_login_required
+@api_permission_required("streams.view_streamsource")
 def api_source_series(request):
     """`GET /api/series/sources?range=1h|6h|24h` (default 24h): each source's records read,
     poll errors and lag per step, as dashboard.charts.source_series gives them; the overview's
@@ -95,7 +97,7 @@ def api_source_series(request):
 
 @never_cache
 @require_GET
-@api_login_required
+@api_permission_required("workers.view_trigger")
 def api_trigger_series(request):
     """`GET /api/series/triggers?range=1h|6h|24h` (default 24h): each trigger's invocations by
     outcome and error rate per step, as dashboard.charts.trigger_series gives them; the Triggers
@@ -105,7 +107,7 @@ def api_trigger_series(request):
 
 @never_cache
 @require_GET
-@api_login_required
+@api_permission_required("workers.view_invocation")
 def api_invocations(request):
     """`GET /api/invocations?trigger=&outcome=&since=<id>&limit=`: invocations recorded after
     `since`, oldest first, as the timeline's websocket sends them; how a timeline catches up
@@ -122,7 +124,7 @@ def api_invocations(request):
 
 
 @require_GET
-@api_login_required
+@api_permission_required("streams.view_changerecord")
 def api_records(request):
     """`GET /api/records?<filters>&before=&since=&limit=`: feed rows, newest first; `before`
     pages back, `since` returns what was saved after an id, oldest first (a page's catch-up)."""
@@ -169,14 +171,14 @@ def _record_or_404(pk: int) -> ChangeRecord:
 
 
 @require_GET
-@api_login_required
+@api_permission_required("streams.view_changerecord")
 def api_record(request, pk: int):
     """`GET /api/records/<id>`: one record with its images, diff and links."""
     return JsonResponse(record_detail_json(_record_or_404(pk)))
 
 
 @require_GET
-@api_login_required
+@api_permission_required("streams.view_changerecord")
 def api_lambda_event(request, pk: int):
     """`GET /api/records/<id>/lambda-event`: the record as a Lambda test event, indented."""
     return JsonResponse(lambda_event([_record_or_404(pk)]), json_dumps_params={"indent": 2})
@@ -190,7 +192,7 @@ def item_history_json(*, source: StreamSource, item_key: str) -> dict:
 
 
 @require_GET
-@api_login_required
+@api_permission_required("streams.view_changerecord")
 def api_item(request, source_id: int):
     """`GET /api/items/<source_id>?key=<item_key>`: every stored change of one item."""
     item_key = request.GET.get("key", "")
@@ -205,7 +207,7 @@ def api_item(request, source_id: int):
 
 @never_cache
 @require_GET
-@api_login_required
+@api_permission_required("alerts.view_alertstate")
 def api_alerts_firing(request):
     """`GET /api/alerts/firing`: the firing, unsilenced alerts of the banner on every page;
     static/js/alert_banner.js polls it every 15 s. One query, as the banner's.

@@ -16,8 +16,22 @@ from streams.models import ChangeRecord, StreamSource
 from workers.models import Trigger
 from workers.timeline import INVOCATIONS_GROUP, InvocationFilter
 
-# Close codes in the application range: 4401 mirrors HTTP 401.
+# Close codes in the application range: 4401 mirrors HTTP 401, 4403 mirrors HTTP 403 (logged
+# in, without the permission the socket needs: dashboard/roles.py).
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+async def _refused(consumer, *, perm: str) -> bool:
+    """Closes `consumer`'s socket, and says so, unless its user is logged in and holds `perm`."""
+    user = consumer.scope["user"]
+    if not user.is_authenticated:
+        await consumer.close(code=CLOSE_UNAUTHENTICATED)
+        return True
+    if not await user.ahas_perm(perm):
+        await consumer.close(code=CLOSE_FORBIDDEN)
+        return True
+    return False
 
 
 @database_sync_to_async
@@ -38,8 +52,7 @@ def _matching_ids(flt: FeedFilter, ids: list[int]) -> set[int]:
 
 class FeedConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
-        if not self.scope["user"].is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if await _refused(self, perm="streams.view_changerecord"):
             return
         self.filter = FeedFilter()
         self.joined: list[str] = []
@@ -102,8 +115,7 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
     """
 
     async def connect(self):
-        if not self.scope["user"].is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+        if await _refused(self, perm="workers.view_invocation"):
             return
         self.filter = InvocationFilter()
         # Rows name their trigger; names are looked up once per socket (a trigger added after

@@ -19,6 +19,13 @@ def alerts_banner(*, firing: list[AlertState]) -> dict:
 
 def alerts_firing_banner(request) -> dict:
     """`alerts_banner`: alerts_banner of the firing, unsilenced alerts, for the banner in
-    base.html. Lazy, so one query runs only on pages that render the banner for a logged-in
-    user."""
-    return {"alerts_banner": SimpleLazyObject(lambda: alerts_banner(firing=alerts_firing(now=timezone.now())))}
+    base.html; none for a user without alerts.view_alertstate. Lazy, so one query runs only on
+    pages that render the banner for a logged-in user."""
+
+    def banner():
+        user = getattr(request, "user", None)
+        if user is None or not user.has_perm("alerts.view_alertstate"):
+            return alerts_banner(firing=[])
+        return alerts_banner(firing=alerts_firing(now=timezone.now()))
+
+    return {"alerts_banner": SimpleLazyObject(banner)}

@@ -14,12 +14,13 @@ from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from dashboard.http import bad_request
+from dashboard.http import bad_request, permission_refused
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord
 from streams.rows import record_export
 
 BATCH = 500
+EXPORT_PERMISSION = "streams.export_changerecord"
 CSV_COLUMNS = [
     "id", "approximate_creation_time", "table", "event_name", "key", "summary", "sequence_number",
     "shard_id", "is_ttl_delete", "keys", "old_image", "new_image",
@@ -88,6 +89,8 @@ async def export(request, fmt: str):
     user = await request.auser()
     if not user.is_authenticated:
         return JsonResponse({"error": "Log in first."}, status=401)
+    if not await user.ahas_perm(EXPORT_PERMISSION):
+        return permission_refused(perm=EXPORT_PERMISSION)
     try:
         flt = FeedFilter.from_params(request.GET)
     except FilterError as exc:

@@ -4,7 +4,6 @@ live get their data URLs through data-* attributes and one static JS file each."
 import json
 from urllib.parse import urlencode
 
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -13,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard.api import item_history_json, record_detail_json
 from dashboard.charts import RANGES, chart_range
-from dashboard.http import int_param
+from dashboard.http import int_param, page_permission_required
 from dashboard.metrics import CONTENT_TYPE, metrics_access, metrics_text
 from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
@@ -50,7 +49,7 @@ def _chart_ranges(request) -> dict:
     return {"chart_ranges": list(RANGES), "chart_range": chart_range(asked=request.GET.get("range"))}
 
 
-@login_required
+@page_permission_required("streams.view_streamsource")
 def overview(request):
     now = timezone.now()
     context = {"sources": source_health(now=now), "readers": readers_summary(now=now), "now": now, **_chart_ranges(request)}
@@ -76,7 +75,7 @@ def _filter_context(request) -> dict:
 FEED_ROWS = 100
 
 
-@login_required
+@page_permission_required("streams.view_changerecord")
 def feed(request):
     context = _filter_context(request)
     rows = feed_rows(records_page(flt=context["filter"], limit=FEED_ROWS)) if not context["filter_error"] else []
@@ -91,7 +90,7 @@ def feed(request):
 HISTORY_PAGE = 100
 
 
-@login_required
+@page_permission_required("streams.view_changerecord")
 def history(request):
     context = _filter_context(request)
     try:
@@ -118,7 +117,7 @@ def _history_url(flt: FeedFilter, *, limit: int, before: int | None = None) -> s
     return reverse("dashboard:history") + (f"?{urlencode(params)}" if params else "")
 
 
-@login_required
+@page_permission_required("streams.view_changerecord")
 def record(request, pk: int):
     try:
         change = record_get(record_id=pk)
@@ -136,7 +135,7 @@ def record(request, pk: int):
     )
 
 
-@login_required
+@page_permission_required("streams.view_changerecord")
 def item(request, source_id: int):
     source = get_object_or_404(StreamSource, pk=source_id)
     item_key = request.GET.get("key", "")
@@ -146,7 +145,7 @@ def item(request, source_id: int):
     return render(request, "dashboard/item.html", {"source": source, "history": history_json})
 
 
-@login_required
+@page_permission_required("workers.view_trigger")
 def triggers(request):
     now = timezone.now()
     return render(request, "dashboard/triggers.html", {"triggers": trigger_health(now=now), "now": now, **_chart_ranges(request)})
@@ -155,7 +154,7 @@ def triggers(request):
 TIMELINE_ROWS = 100
 
 
-@login_required
+@page_permission_required("workers.view_invocation")
 def timeline(request):
     """Invocations newest first; timeline.js keeps the list current over /ws/invocations/."""
     error = ""
@@ -185,7 +184,7 @@ def timeline(request):
 INVOCATION_DIFFS_SHOWN = 500
 
 
-@login_required
+@page_permission_required("workers.view_invocation")
 def invocation(request, pk: int):
     invocation = get_object_or_404(Invocation.objects.select_related("trigger", "shard"), pk=pk)
     records = invocation_records(invocation=invocation)
@@ -211,7 +210,7 @@ def invocation(request, pk: int):
     )
 
 
-@login_required
+@page_permission_required("workers.view_deadletter")
 def dead_letters(request):
     try:
         trigger_id = int_param(request, "trigger", minimum=1)

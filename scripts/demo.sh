@@ -121,7 +121,7 @@ echo
 cat <<EOF
 
   Shardwatch demo:  $URL
-  Log in as admin with the password above. DynamoDB Local: $AWS_ENDPOINT_URL_DYNAMODB
+  Log in as viewer, operator or admin (one user of each role) with the passwords above. DynamoDB Local: $AWS_ENDPOINT_URL_DYNAMODB
   The writer creates the table demo-orders and adds it as a source, the example trigger and an alert
   rule whose webhook the alerts process prints. Ctrl-C stops everything.
 

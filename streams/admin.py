@@ -68,14 +68,14 @@ class StreamSourceAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         transaction.on_commit(lambda: discover_source.delay(created.pk))
 
-    @admin.action(description="Enable the selected sources")
+    @admin.action(description="Enable the selected sources", permissions=["change"])
     def enable(self, request, queryset):
         updated = queryset.update(enabled=True)
         for source_id in queryset.values_list("pk", flat=True):
             transaction.on_commit(lambda s=source_id: discover_source.delay(s))
         self.message_user(request, f"Enabled {updated} source(s).")
 
-    @admin.action(description="Disable the selected sources")
+    @admin.action(description="Disable the selected sources", permissions=["change"])
     def disable(self, request, queryset):
         updated = queryset.update(enabled=False)
         self.message_user(request, f"Disabled {updated} source(s); their readers stop at the next poll.")

@@ -334,6 +334,12 @@ class ChangeRecord(models.Model):
                 fields=["partition_key", "id"], name="record_partition_key_idx", opclasses=["text_pattern_ops", ""]
             ),
         ]
+        # view_unmasked_changerecord is held by Admin only; masking (when it comes) shows item
+        # data unmasked to its holders and masked to everyone else.
+        permissions = [
+            ("export_changerecord", "Can export change records (NDJSON, CSV)"),
+            ("view_unmasked_changerecord", "Can view item data unmasked"),
+        ]
 
     def __str__(self):
         return f"{self.event_name} {self.item_key} @{self.sequence_number}"

@@ -23,11 +23,49 @@ def meters_unflushed_forgotten():
 
 @pytest.fixture
 def owner(client):
-    """The operator of the dashboard, logged in (staff, not superuser)."""
-    from django.contrib.auth.models import User
+    """Who runs the dashboard, logged in: staff in the Admin role, as an upgrade makes the staff
+    that were there before roles (dashboard/migrations/0001_roles.py); not a superuser."""
+    from tests.support.personas import persona_user
 
-    client.force_login(User.objects.create_user("owner", "owner@example.com", "a-long-password-1", is_staff=True))
+    client.force_login(persona_user(name="owner", role="Admin", is_staff=True))
     return client
+
+
+# The personas (tests/support/personas.py), each a client of its own, logged in.
+@pytest.fixture
+def viewer(db):
+    from tests.support.personas import persona_client
+
+    return persona_client(name="viewer")
+
+
+@pytest.fixture
+def operator(db):
+    from tests.support.personas import persona_client
+
+    return persona_client(name="operator")
+
+
+@pytest.fixture
+def admin(db):
+    from tests.support.personas import persona_client
+
+    return persona_client(name="admin")
+
+
+@pytest.fixture
+def outsider(db):
+    """Logged in, in no role."""
+    from tests.support.personas import persona_client
+
+    return persona_client(name="outsider")
+
+
+@pytest.fixture
+def anonymous():
+    from django.test import Client
+
+    return Client()
 
 
 @pytest.fixture(scope="session")

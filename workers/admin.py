@@ -2,6 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -120,6 +121,11 @@ class TriggerAdmin(admin.ModelAdmin):
         url = reverse("admin:workers_trigger_pattern_try", args=[trigger.pk])
         return format_html('<a class="button" href="{}">Test the patterns against the last 100 records</a>', url)
 
+    def has_operate_permission(self, request):
+        """The actions that run a trigger differently (enable, disable, reset, replay), which
+        the Operator role may take without configuring triggers (change_trigger)."""
+        return request.user.has_perm("workers.operate_trigger")
+
     def get_urls(self):
         return [
             path("<int:pk>/test-pattern/", self.admin_site.admin_view(self.pattern_try_view), name="workers_trigger_pattern_try"),
@@ -127,6 +133,8 @@ class TriggerAdmin(admin.ModelAdmin):
         ]
 
     def pattern_try_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         trigger = get_object_or_404(Trigger, pk=pk)
         try:
             last = max(1, min(int(request.GET.get("last", 100)), 5000))
@@ -145,7 +153,7 @@ class TriggerAdmin(admin.ModelAdmin):
                    "title": title, "submit": submit}
         return TemplateResponse(request, "admin/workers/trigger_action_form.html", context)
 
-    @admin.action(description="Reset position to a time or a sequence number")
+    @admin.action(description="Reset position to a time or a sequence number", permissions=["operate"])
     def reset_to_time_or_sequence(self, request, queryset):
         form = self._action_form(request, queryset, form_class=PositionForm, action="reset_to_time_or_sequence",
                                  title="Reset position", submit="Reset")
@@ -156,7 +164,7 @@ class TriggerAdmin(admin.ModelAdmin):
         self.message_user(request, "Reset; the triggers continue from there.")
         return None
 
-    @admin.action(description="Replay a range of records")
+    @admin.action(description="Replay a range of records", permissions=["operate"])
     def replay_range(self, request, queryset):
         form = self._action_form(request, queryset, form_class=ReplayForm, action="replay_range",
                                  title="Replay records saved between two times", submit="Replay")
@@ -193,21 +201,21 @@ class TriggerAdmin(admin.ModelAdmin):
         failed, looked_at = trigger_errors(trigger=trigger)
         return f"{100 * failed / looked_at:.0f}%" if looked_at else "—"
 
-    @admin.action(description="Enable the selected triggers")
+    @admin.action(description="Enable the selected triggers", permissions=["operate"])
     def enable(self, request, queryset):
         self.message_user(request, f"Enabled {queryset.update(enabled=True)} trigger(s).")
 
-    @admin.action(description="Disable the selected triggers")
+    @admin.action(description="Disable the selected triggers", permissions=["operate"])
     def disable(self, request, queryset):
         self.message_user(request, f"Disabled {queryset.update(enabled=False)} trigger(s).")
 
-    @admin.action(description="Reset position to TRIM_HORIZON (every stored record)")
+    @admin.action(description="Reset position to TRIM_HORIZON (every stored record)", permissions=["operate"])
     def reset_to_trim_horizon(self, request, queryset):
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="TRIM_HORIZON")
         self.message_user(request, "Reset; the triggers start again from the oldest stored record.")
 
-    @admin.action(description="Reset position to LATEST")
+    @admin.action(description="Reset position to LATEST", permissions=["operate"])
     def reset_to_latest(self, request, queryset):
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="LATEST")
@@ -233,11 +241,14 @@ class DeadLetterAdmin(admin.ModelAdmin):
     list_filter = ["trigger"]
     actions = ["retry"]
 
-    @admin.action(description="Retry the selected dead-letter entries")
+    @admin.action(description="Retry the selected dead-letter entries", permissions=["retry"])
     def retry(self, request, queryset):
         for letter_id in queryset.values_list("pk", flat=True):
             transaction.on_commit(lambda pk=letter_id: retry_dead_letter.delay(pk))
         self.message_user(request, "Retry queued; the entries are marked when it has run.")
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("workers.retry_deadletter")
 
     def has_add_permission(self, request):
         return False

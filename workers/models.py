@@ -79,6 +79,9 @@ class Trigger(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Operating a trigger changes what runs, never how it is configured (change_trigger):
+        # the Operator role has this and not that (dashboard/roles.py).
+        permissions = [("operate_trigger", "Can enable, disable, reset, replay triggers and skip or bisect a failing batch")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(maximum_record_age_s=-1) | models.Q(maximum_record_age_s__gte=60),
@@ -202,3 +205,4 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("retry_deadletter", "Can retry dead-letter entries")]

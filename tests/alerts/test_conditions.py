@@ -19,6 +19,7 @@ from tests.support.readers import Readers, read_until_idle
 from tests.support.triggering import retry_rounds, run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, TriggerCursor
 from workers.operations import cursor_batch_skip
+from tests.support.personas import persona_user
 
 pytestmark = pytest.mark.django_db
 
@@ -258,14 +259,13 @@ def test_it_bisects_a_retried_batch_from_the_alerts_link(orders_table, owner):
 
 
 def test_it_refuses_operator_actions_without_a_login_or_csrf_token(orders_table, client):
-    from django.contrib.auth.models import User
     from django.test import Client
 
     trigger = poisoned(orders_table, ["a"])
     cursor = TriggerCursor.objects.get(trigger=trigger)
     assert client.post(f"/triggers/cursors/{cursor.pk}/skip").status_code == 302  # to the login page
     strict = Client(enforce_csrf_checks=True)
-    strict.force_login(User.objects.create_user("op", password="a-long-password-1"))
+    strict.force_login(persona_user(name="op", role="Operator"))
     assert strict.post(f"/triggers/cursors/{cursor.pk}/skip").status_code == 403
     assert not DeadLetter.objects.filter(trigger=trigger).exists()
 

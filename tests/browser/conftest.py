@@ -226,9 +226,14 @@ def page(request, browser, live_server_url, browser_context_args) -> Iterator[Pa
 
 @pytest.fixture
 def owner(django_user_model):
-    """Shardwatch's operator. Staff, because the dashboard logs in through the admin's login
-    page, which refuses everyone else."""
-    return django_user_model.objects.create_user(username="owner", password=PASSWORD, is_staff=True)
+    """Who runs Shardwatch: staff in the Admin role (tests/support/personas.py), as an upgrade
+    makes the staff that were there before roles."""
+    from tests.support.personas import persona_user
+
+    user = persona_user(name="owner", role="Admin", is_staff=True)
+    user.set_password(PASSWORD)
+    user.save()
+    return user
 
 
 @pytest.fixture

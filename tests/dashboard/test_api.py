@@ -6,19 +6,12 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import User
 
 from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def viewer(client):
-    client.force_login(User.objects.create_user("viewer", password="a-long-password-1"))
-    return client
 
 
 @pytest.fixture
@@ -160,8 +153,8 @@ def body_of(response) -> str:
     return async_to_sync(collect)().decode()
 
 
-def test_it_exports_the_filtered_view_as_ndjson(viewer, orders):
-    response = viewer.get("/export/records.ndjson?key=ORDER&key_match=prefix")
+def test_it_exports_the_filtered_view_as_ndjson(operator, orders):
+    response = operator.get("/export/records.ndjson?key=ORDER&key_match=prefix")
     assert response["Content-Type"] == "application/x-ndjson"
     assert "attachment" in response["Content-Disposition"]
     lines = [json.loads(line) for line in body_of(response).splitlines()]
@@ -170,8 +163,8 @@ def test_it_exports_the_filtered_view_as_ndjson(viewer, orders):
     ]
 
 
-def test_it_exports_the_filtered_view_as_csv(viewer, orders):
-    response = viewer.get("/export/records.csv?event=MODIFY")
+def test_it_exports_the_filtered_view_as_csv(operator, orders):
+    response = operator.get("/export/records.csv?event=MODIFY")
     rows = list(csv.DictReader(io.StringIO(body_of(response))))
     assert len(rows) == 1
     assert rows[0]["event_name"] == "MODIFY"
@@ -179,8 +172,8 @@ def test_it_exports_the_filtered_view_as_csv(viewer, orders):
     assert 'status: "PENDING" → "SHIPPED"' in rows[0]["summary"]
 
 
-def test_it_exports_only_records_matching_an_event_pattern(viewer, orders):
-    response = viewer.get("/export/records.ndjson", {"pattern": '{"eventName": ["INSERT"]}'})
+def test_it_exports_only_records_matching_an_event_pattern(operator, orders):
+    response = operator.get("/export/records.ndjson", {"pattern": '{"eventName": ["INSERT"]}'})
     lines = [json.loads(line) for line in body_of(response).splitlines()]
     assert sorted(line["keys"]["pk"]["S"] for line in lines) == ["ORDER#1", "ORDER#2", "OTHER#3"]
 

@@ -5,13 +5,13 @@ meters_flush) into the real database, read back per step."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 
 from dashboard.charts import source_series, trigger_series
 from meters.store import meter_count, meter_sample, meters_flush, series_steps
 from tests.dashboard.test_overview import source_create
 from workers.models import INVOCATION_OUTCOMES, Trigger
+from tests.support.personas import persona_user
 
 pytestmark = pytest.mark.django_db
 
@@ -157,7 +157,7 @@ def test_it_answers_the_series_to_a_login_only(client):
 
 
 def test_it_answers_each_page_its_series_for_a_range(client):
-    client.force_login(User.objects.create_user("viewer", password="a-long-password-1"))
+    client.force_login(persona_user(name="viewer", role="Viewer"))
     orders = source_create("orders")
     trigger_create(orders, "mailer")
 
@@ -177,7 +177,7 @@ def test_it_answers_each_page_its_series_for_a_range(client):
 
 @pytest.mark.parametrize("page", ["dashboard:overview", "dashboard:triggers"])
 def test_it_renders_the_range_asked_in_the_pages_query_as_pressed(client, page):
-    client.force_login(User.objects.create_user("viewer", password="a-long-password-1"))
+    client.force_login(persona_user(name="viewer", role="Viewer"))
     trigger_create(source_create("orders"), "mailer")  # the Triggers page draws charts when it has triggers
 
     chosen = client.get(reverse(page), {"range": "6h"}).content.decode()

@@ -6,11 +6,11 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.test import Client
 
 from config.asgi import application
 from streams.models import StreamSource
+from tests.support.personas import persona_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,7 @@ HOST = (b"host", b"localhost")
 @pytest.fixture
 def session_cookie():
     client = Client()
-    client.force_login(User.objects.create_user("watcher", password="a-long-password-1"))
+    client.force_login(persona_user(name="watcher", role="Viewer"))
     return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
 
 

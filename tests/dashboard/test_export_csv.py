@@ -15,10 +15,10 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth.models import User
 
 from streams.sources import source_add
 from tests.support.readers import read_until_idle
+from tests.support.personas import persona_user
 
 pytestmark = pytest.mark.django_db
 
@@ -30,8 +30,9 @@ HYPERLINK = '=HYPERLINK("http://example.invalid/?k=","a"&"'
 
 
 @pytest.fixture
-def viewer(client):
-    client.force_login(User.objects.create_user("viewer", password="a-long-password-1"))
+def exporter(client):
+    """Exporting is the Operator's (dashboard/roles.py)."""
+    client.force_login(persona_user(name="exporter", role="Operator"))
     return client
 
 
@@ -71,9 +72,9 @@ def body_of(response) -> str:
     return async_to_sync(collect)().decode()
 
 
-def exported(viewer, source, fmt="csv") -> str:
+def exported(exporter, source, fmt="csv") -> str:
     read_until_idle(source_id=source.pk)
-    response = viewer.get(f"/export/records.{fmt}", {"source": source.pk})
+    response = exporter.get(f"/export/records.{fmt}", {"source": source.pk})
     assert response.status_code == 200
     return body_of(response)
 
@@ -87,25 +88,25 @@ def formula_cells(text: str) -> list[str]:
     return [cell for row in csv.reader(io.StringIO(text, newline="")) for cell in row if cell[:1] in TRIGGERS]
 
 
-def test_it_exports_a_key_attribute_named_like_a_formula_as_text(viewer, watched):
+def test_it_exports_a_key_attribute_named_like_a_formula_as_text(exporter, watched):
     # The issue's smallest input.
     source = watched(HYPERLINK)
     source.put("x")
 
-    text = exported(viewer, source)
+    text = exported(exporter, source)
 
     (row,) = rows_of(text)
     assert row["key"] == f"'{HYPERLINK}=x"
     assert formula_cells(text) == []
 
 
-def test_it_exports_insert_and_remove_summaries_as_text(viewer, watched):
+def test_it_exports_insert_and_remove_summaries_as_text(exporter, watched):
     # Every INSERT summary starts with +, every REMOVE with - (streams.diff.summarize).
     source = watched("pk")
     source.put("ORDER#1", status="NEW")
     source.delete("ORDER#1")
 
-    rows = rows_of(exported(viewer, source))
+    rows = rows_of(exported(exporter, source))
 
     assert {row["event_name"]: row["summary"] for row in rows} == {
         "INSERT": "'+pk, +status",
@@ -114,44 +115,44 @@ def test_it_exports_insert_and_remove_summaries_as_text(viewer, watched):
 
 
 @pytest.mark.parametrize("trigger", TRIGGERS, ids=[f"U+{ord(t):04X}" for t in TRIGGERS])
-def test_it_exports_a_key_starting_with_any_trigger_as_text(viewer, watched, trigger):
+def test_it_exports_a_key_starting_with_any_trigger_as_text(exporter, watched, trigger):
     source = watched(f"{trigger}k")
     source.put("v")
 
-    text = exported(viewer, source)
+    text = exported(exporter, source)
 
     assert rows_of(text)[0]["key"] == f"'{trigger}k=v"
     assert formula_cells(text) == []
 
 
-def test_it_exports_a_table_name_starting_with_minus_as_text(viewer, watched):
+def test_it_exports_a_table_name_starting_with_minus_as_text(exporter, watched):
     # DynamoDB allows a table name to begin with - ([a-zA-Z0-9_.-]+, CreateTable API reference).
     source = watched("pk", prefix="-csv")
     source.put("ORDER#1")
 
-    (row,) = rows_of(exported(viewer, source))
+    (row,) = rows_of(exported(exporter, source))
 
     assert row["table"] == f"'{source.table_name}"
 
 
-def test_it_keeps_a_value_that_starts_with_an_apostrophe_readable_back(viewer, watched):
+def test_it_keeps_a_value_that_starts_with_an_apostrophe_readable_back(exporter, watched):
     # One leading apostrophe is dropped to read a cell back; a value that had one keeps it.
     source = watched("'pk")
     source.put("v")
 
-    (row,) = rows_of(exported(viewer, source))
+    (row,) = rows_of(exported(exporter, source))
 
     assert row["key"] == "''pk=v"
 
 
-def test_it_leaves_no_cell_a_spreadsheet_runs_in_any_column(viewer, watched):
+def test_it_leaves_no_cell_a_spreadsheet_runs_in_any_column(exporter, watched):
     source = watched(HYPERLINK, prefix="-csv")
     source.put("a,=1+1;=2+2\t=3+3", **{"@note": "-1", "+": "=x"})
     source.put("b", status="NEW")
     source.put("b", status="=SHIPPED")
     source.delete("b")
 
-    text = exported(viewer, source)
+    text = exported(exporter, source)
 
     assert formula_cells(text) == []
     # Every field quoted, so a separator inside a value never starts a cell (OWASP).
@@ -162,14 +163,14 @@ def test_it_leaves_no_cell_a_spreadsheet_runs_in_any_column(viewer, watched):
     assert len(rows) == 1 + 4
 
 
-def test_it_keeps_the_ndjson_export_exact(viewer, watched):
+def test_it_keeps_the_ndjson_export_exact(exporter, watched):
     source = watched(HYPERLINK, prefix="-csv")
     source.put("x", note="-1")
 
-    (line,) = [json.loads(line) for line in exported(viewer, source, "ndjson").splitlines()]
+    (line,) = [json.loads(line) for line in exported(exporter, source, "ndjson").splitlines()]
 
     assert (line["table"], line["key"]) == (source.table_name, f"{HYPERLINK}=x")
-    assert line["summary"] == viewer.get("/api/records").json()["records"][0]["summary"]
+    assert line["summary"] == exporter.get("/api/records").json()["records"][0]["summary"]
     assert line["summary"].startswith("+")
     assert line["keys"] == {HYPERLINK: {"S": "x"}}
     assert line["new_image"] == {HYPERLINK: {"S": "x"}, "note": {"S": "-1"}}

@@ -13,12 +13,12 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.middleware.csrf import CsrfViewMiddleware
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from config.asgi import application
+from tests.support.personas import persona_user
 
 # The server as a browser reaches it in these tests: the Host header it sends.
 HOST = "127.0.0.1:8000"
@@ -31,7 +31,7 @@ def session_cookie(transactional_db):
     """A logged-in session's cookie header. The handshake reads the session on another thread,
     so the user has to be committed: hence transactional_db."""
     client = Client()
-    client.force_login(User.objects.create_user("watcher", password="a-long-password-1"))
+    client.force_login(persona_user(name="watcher", role="Viewer"))
     return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
 
 
@@ -178,7 +178,7 @@ def staff(django_user_model):
     """A logged-in operator whose client runs Django's CSRF checks, as a browser's requests
     meet them, with the CSRF token a page of ours would have given it."""
     client = Client(enforce_csrf_checks=True)
-    client.force_login(django_user_model.objects.create_user("operator", password="a-long-password-1", is_staff=True))
+    client.force_login(persona_user(name="operator", role="Admin", is_staff=True))
     client.get("/admin/")
     client.token = client.cookies[settings.CSRF_COOKIE_NAME].value
     return client

@@ -8,7 +8,6 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -20,6 +19,7 @@ from tests.support.triggering import run_until_idle, trigger_for
 from workers.models import DeadLetter, Invocation, Trigger
 from workers.selectors import invocations_for_record, invocations_per_minute, trigger_lag
 from workers.cursors import cursors_ensure
+from tests.support.personas import persona_user
 
 ORIGIN = (b"origin", b"http://localhost")
 # The server as the tests reach it: Origin is checked against it (config/origins.py).
@@ -282,7 +282,7 @@ def test_it_links_triggers_in_the_navigation(owner):
 @pytest.fixture
 def session_cookie():
     client = Client()
-    client.force_login(User.objects.create_user("watcher", password="a-long-password-1"))
+    client.force_login(persona_user(name="watcher", role="Viewer"))
     return (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
 
 

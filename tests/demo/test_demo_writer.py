@@ -291,7 +291,8 @@ def test_it_gives_admin_a_new_password_each_run():
     assert len(second_password) >= 20
     assert "http://127.0.0.1:8123/admin/login/" in second
     user = authenticate(username="admin", password=second_password)
-    assert user is not None and user.is_superuser and user.is_staff
+    assert user is not None and list(user.groups.values_list("name", flat=True)) == ["Admin"]
+    assert user.is_staff and not user.is_superuser
     assert authenticate(username="admin", password=first_password) is None
     assert get_user_model().objects.filter(username="admin").count() == 1
 
@@ -306,5 +307,5 @@ def test_it_restores_an_admin_someone_locked_out():
     password = PASSWORD_LINE.search(demo_admin()).group(1)
 
     locked.refresh_from_db()
-    assert locked.is_active and locked.is_staff and locked.is_superuser
+    assert locked.is_active and locked.is_staff and list(locked.groups.values_list("name", flat=True)) == ["Admin"]
     assert authenticate(username="admin", password=password) == locked

@@ -1,0 +1,103 @@
+"""The roles themselves: the groups the data migration makes, what an upgrade does to the users
+that were there before, logging in, and the demo's users."""
+
+import re
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.test import Client
+
+from dashboard.roles import ROLE_PERMISSIONS, ROLES, roles_sync
+from tests.support.personas import PASSWORD, persona_user
+
+pytestmark = pytest.mark.django_db
+
+
+def held(group: Group) -> set[str]:
+    return {f"{perm.content_type.app_label}.{perm.codename}" for perm in group.permissions.select_related("content_type")}
+
+
+def test_it_gives_each_role_exactly_its_permissions_and_knows_every_one_named():
+    assert roles_sync() == {}
+    assert {group.name: held(group) for group in Group.objects.filter(name__in=ROLES)} == {
+        role: set(names) for role, names in ROLE_PERMISSIONS.items()
+    }
+
+
+def test_it_builds_each_role_on_the_one_below():
+    viewer, operator, admin = (set(ROLE_PERMISSIONS[role]) for role in ROLES)
+    assert viewer < operator < admin
+    assert operator - viewer == {"workers.operate_trigger", "workers.retry_deadletter", "alerts.silence_alertstate",
+                                 "streams.export_changerecord"}
+    assert "streams.view_unmasked_changerecord" in admin - operator
+
+
+def test_it_places_the_users_of_before_roles_so_nobody_is_locked_out():
+    call_command("migrate", "dashboard", "zero", verbosity=0)
+    User = get_user_model()
+    root = User.objects.create_superuser("root", "root@example.com", PASSWORD)
+    staff = User.objects.create_user("staff", password=PASSWORD, is_staff=True)
+    reader = User.objects.create_user("reader", password=PASSWORD)
+    gone = User.objects.create_user("gone", password=PASSWORD, is_active=False)
+
+    call_command("migrate", "dashboard", verbosity=0)
+
+    def roles(user):
+        return sorted(User.objects.get(pk=user.pk).groups.values_list("name", flat=True))
+
+    assert [roles(user) for user in (root, staff, reader, gone)] == [[], ["Admin"], ["Viewer"], []]
+    assert User.objects.get(pk=root.pk).has_perm("streams.view_unmasked_changerecord")
+    assert User.objects.get(pk=staff.pk).has_perm("workers.change_trigger")
+    reader = User.objects.get(pk=reader.pk)
+    assert reader.has_perm("streams.view_changerecord") and not reader.has_perm("workers.operate_trigger")
+
+
+def log_in(username):
+    client = Client()
+    response = client.post("/admin/login/?next=/", {"username": username, "password": PASSWORD})
+    return client, response
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_it_logs_in_every_role_through_the_login_page(role):
+    persona_user(name="someone", role=role)
+    client, response = log_in("someone")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert client.get("/").status_code == 200
+
+
+def test_it_refuses_a_login_to_a_user_with_no_role():
+    persona_user(name="outsider", role=None)
+    client, response = log_in("outsider")
+    assert response.status_code == 200
+    assert "This account has no role in Shardwatch" in response.content.decode()
+    assert client.get("/").status_code == 302
+
+
+def test_it_hides_the_actions_a_role_may_not_take_from_the_pages(world, viewer, operator):
+    seen = [("silence-form" in client.get("/alerts/").content.decode(),
+             "feed-export-csv" in client.get("/feed/").content.decode()) for client in (viewer, operator)]
+    assert seen == [(False, False), (True, True)]
+
+
+def test_it_shows_the_alert_banner_to_roles_only(world, viewer, outsider):
+    assert viewer.get("/api/alerts/firing").json()["count"] == 1
+    assert outsider.get("/api/alerts/firing").status_code == 403
+
+
+def test_it_makes_one_demo_user_of_each_role_and_prints_their_passwords(settings):
+    settings.DEBUG = True
+    out = StringIO()
+    call_command("demo_admin", "--url", "http://127.0.0.1:8123/", stdout=out)
+
+    printed = dict(re.findall(r"^(?:Viewer|Operator|Admin) user: (\w+)  password: (\S+)$", out.getvalue(), re.MULTILINE))
+    assert sorted(printed) == ["admin", "operator", "viewer"]
+    roles = {}
+    for username, password in printed.items():
+        user = authenticate(username=username, password=password)
+        roles[username] = list(user.groups.values_list("name", flat=True))
+        assert not user.is_superuser
+    assert roles == {"viewer": ["Viewer"], "operator": ["Operator"], "admin": ["Admin"]}
