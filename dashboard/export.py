@@ -14,7 +14,8 @@ from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from dashboard.http import bad_request, permission_refused
+from dashboard.http import api_auser, bad_request, permission_refused, unauthenticated
+from dashboard.tokens import TokenRefused
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord
 from streams.rows import record_export
@@ -86,11 +87,15 @@ def _csv(records, *, header: bool) -> str:
 async def export(request, fmt: str):
     if fmt not in ("ndjson", "csv"):
         return JsonResponse({"error": "Export as records.ndjson or records.csv."}, status=404)
-    user = await request.auser()
+    try:
+        user = await api_auser(request)
+    except TokenRefused as exc:
+        return unauthenticated(reason=str(exc))
     if not user.is_authenticated:
-        return JsonResponse({"error": "Log in first."}, status=401)
+        return unauthenticated()
     if not await user.ahas_perm(EXPORT_PERMISSION):
         return permission_refused(perm=EXPORT_PERMISSION)
+    request.user = user
     try:
         flt = FeedFilter.from_params(request.GET)
     except FilterError as exc:

@@ -1,10 +1,15 @@
 """Small HTTP helpers shared by the pages, the JSON API and the export views, among them the
-permission checks (the permissions are dashboard/roles.py's)."""
+permission checks (the permissions are dashboard/roles.py's) and who an API request acts for
+(the session's user, or an API token's owner: dashboard/tokens.py)."""
 
 from functools import wraps
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import JsonResponse
+from django.utils import timezone
+
+from dashboard.tokens import TokenRefused, token_authenticate
 
 from streams.feed import FeedFilter, FilterError
 
@@ -19,17 +24,52 @@ def page_permission_required(perm: str):
     return decorator
 
 
+def api_user(request):
+    """Who a JSON API or export request acts for: with an Authorization header, the owner of
+    the API token it sends, and only that (the session is not looked at); else the session's
+    user. Raises TokenRefused for a header that names no usable token.
+
+    Only the API and the exports call this: pages, websockets and the admin never read the
+    header, so a token opens none of them. The API reads only (GET), so a token never stands in
+    for a session on a request that CSRF protects."""
+    authorization = request.headers.get("Authorization")
+    if authorization is None:
+        return request.user
+    return token_authenticate(authorization=authorization, now=timezone.now())
+
+
+async def api_auser(request):
+    """api_user for async views (the export)."""
+    if request.headers.get("Authorization") is None:
+        return await request.auser()
+    return await sync_to_async(api_user)(request)
+
+
+def unauthenticated(*, reason: str = "") -> JsonResponse:
+    """401 JSON for the API and the exports, with RFC 6750's challenge for bearer tokens."""
+    message = reason or "Log in first, or send Authorization: Bearer <API token>."
+    response = JsonResponse({"error": message}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="shardwatch"'
+    return response
+
+
 def api_permission_required(perm: str):
-    """For JSON endpoints: 401 JSON for anonymous callers instead of a redirect (a script cannot
-    follow it), 403 JSON for a logged-in user without `perm` ("app_label.codename")."""
+    """For JSON endpoints: 401 JSON for anonymous callers and refused tokens instead of a
+    redirect (a script cannot follow it), 403 JSON for a user without `perm`
+    ("app_label.codename"). The view's request.user is who it acts for (api_user)."""
 
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                return JsonResponse({"error": "Log in first: the API uses the dashboard's session."}, status=401)
-            if not request.user.has_perm(perm):
+            try:
+                user = api_user(request)
+            except TokenRefused as exc:
+                return unauthenticated(reason=str(exc))
+            if not user.is_authenticated:
+                return unauthenticated()
+            if not user.has_perm(perm):
                 return permission_refused(perm=perm)
+            request.user = user
             return view(request, *args, **kwargs)
 
         return wrapper

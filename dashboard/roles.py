@@ -11,6 +11,8 @@ change_, delete_ and the custom ones declared in the owning models' Meta:
   workers.operate_trigger              enable, disable, reset positions, replay; skip or bisect a failing batch
   workers.retry_deadletter             retry dead-letter entries
   alerts.silence_alertstate            silence an alert, lift a silence
+  dashboard.add_apitoken               make API tokens for oneself, and revoke one's own
+                                       (dashboard/tokens.py); a token holds its owner's permissions
 
 A superuser holds every permission whatever the groups say (Django's rule).
 """
@@ -39,6 +41,7 @@ _VIEWER = (
     "alerts.view_alertstate",
     "alerts.view_alerttransition",
     "alerts.view_delivery",
+    "dashboard.add_apitoken",
 )
 
 # Running things, not configuring them.
@@ -70,6 +73,9 @@ _ADMIN = _OPERATOR + (
     "auth.delete_user",
     "auth.view_group",
     "streams.view_unmasked_changerecord",
+    # Everyone's tokens in the admin, and revoking them (change_).
+    "dashboard.view_apitoken",
+    "dashboard.change_apitoken",
 )
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {VIEWER: _VIEWER, OPERATOR: _OPERATOR, ADMIN: _ADMIN}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard import alerts, api, export, views
+from dashboard import account, alerts, api, export, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -20,6 +20,8 @@ urlpatterns = [
     path("alerts/<int:pk>/silence", alerts.alert_silence_view, name="alert_silence"),
     path("export/records.<str:fmt>", export.export, name="export"),
     path("metrics", views.metrics, name="metrics"),
+    path("settings/tokens/", account.api_tokens, name="api_tokens"),
+    path("settings/tokens/<int:pk>/revoke", account.api_token_revoke, name="api_token_revoke"),
     path("api/sources", api.api_sources, name="api_sources"),
     path("api/alerts/firing", api.api_alerts_firing, name="api_alerts_firing"),
     path("api/series/sources", api.api_source_series, name="api_source_series"),

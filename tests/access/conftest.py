@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from alerts.models import AlertState, AlertTransition, Channel, Delivery, Rule
+from dashboard.tokens import token_create
 from streams.models import ChangeRecord, Gap, Shard, Stream
 from streams.sources import source_add
 from tests.support.readers import read_until_idle
@@ -45,9 +46,10 @@ def world(make_table, dynamodb, django_user_model):
     transition = AlertTransition.objects.create(state=state, rule=rule, kind=AlertTransition.Kind.FIRED)
     delivery = Delivery.objects.create(transition=transition, channel=channel)
     user = django_user_model.objects.create_user("someone", password="a-long-password-1")
+    token = token_create(user=user, name="someone's script", expires_in_days=30, now=timezone.now()).token
     found = World()
     found.source, found.record, found.trigger, found.cursor, found.state = source, record, trigger, cursor, state
-    found.invocation, found.letter = invocation, letter
+    found.invocation, found.letter, found.token = invocation, letter, token
     found.pks = {
         "streams.streamsource": source.pk,
         "streams.stream": Stream.objects.get(source=source).pk,
@@ -64,5 +66,6 @@ def world(make_table, dynamodb, django_user_model):
         "alerts.delivery": delivery.pk,
         "auth.user": user.pk,
         "auth.group": Group.objects.get(name="Viewer").pk,
+        "dashboard.apitoken": token.pk,
     }
     return found

@@ -23,6 +23,7 @@ ACTIONS = {
     "/admin/alerts/rule/": {"viewer": set(), "operator": set(), "admin": {"enable", "disable", "delete_selected"}},
     "/admin/alerts/channel/": {"viewer": None, "operator": None, "admin": {"send_test", "new_secret", "delete_selected"}},
     "/admin/auth/user/": {"viewer": None, "operator": None, "admin": {"delete_selected"}},
+    "/admin/dashboard/apitoken/": {"viewer": None, "operator": None, "admin": {"revoke"}},
 }
 
 

@@ -83,6 +83,15 @@ ROUTES = {
     ],
     "export/records.<str:fmt>": [api(lambda w: "/export/records.ndjson", "operator"),
                                  api(lambda w: "/export/records.csv", "operator")],
+    # Any role makes tokens for itself. Revoking another's token (the world's is "someone"'s) is 404.
+    "settings/tokens/": [
+        page(lambda w: "/settings/tokens/", "viewer"),
+        page(lambda w: "/settings/tokens/", "viewer", method="POST", data={"name": "walk", "expires_in_days": "1"}),
+    ],
+    "settings/tokens/<int:pk>/revoke": [
+        page(lambda w: f"/settings/tokens/{w.token.pk}/revoke", "viewer", ok=405),
+        page(lambda w: f"/settings/tokens/{w.token.pk}/revoke", "viewer", method="POST", ok=404),
+    ],
     "api/sources": [api(lambda w: "/api/sources", "viewer")],
     "api/alerts/firing": [api(lambda w: "/api/alerts/firing", "viewer")],
     "api/series/sources": [api(lambda w: "/api/series/sources", "viewer")],
@@ -105,12 +114,13 @@ ROUTES = {
     # No model has a get_absolute_url.
     "admin/r/<path:content_type_id>/<path:object_id>/": [
         admin_page(lambda w: f"/admin/r/{ContentType.objects.get_for_model(w.trigger).pk}/{w.trigger.pk}/", "viewer", ok=404)],
-    "admin/^(?P<app_label>auth|streams|workers|alerts)/$": [
+    "admin/^(?P<app_label>auth|streams|workers|alerts|dashboard)/$": [
         admin_page(lambda w: "/admin/streams/", "viewer"),
         admin_page(lambda w: "/admin/workers/", "viewer"),
         admin_page(lambda w: "/admin/alerts/", "viewer"),
         # An app none of whose models the user may see is not there for them.
         {**admin_page(lambda w: "/admin/auth/", "admin"), "refused": 404},
+        {**admin_page(lambda w: "/admin/dashboard/", "admin"), "refused": 404},
     ],
     "admin/(?P<url>.*)$": [admin_page(lambda w: "/admin/no-such-page/", "viewer", ok=404)],
     "admin/workers/trigger/<int:pk>/test-pattern/": [
@@ -143,6 +153,8 @@ ADMIN_MODELS = {
     "alerts.alertstate": ("viewer", None, None),
     "alerts.alerttransition": ("viewer", None, None),
     "alerts.delivery": ("viewer", None, None),
+    # Made by their owners on /settings/tokens/ only; an admin sees and revokes them.
+    "dashboard.apitoken": ("admin", None, None),
 }
 ADMIN_MODEL_ROUTE = re.compile(r"^admin/(\w+)/(\w+)/(|add/|<path:object_id>/|<path:object_id>/(history|delete|change)/)$")
 
