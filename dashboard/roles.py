@@ -49,7 +49,7 @@ _OPERATOR = _VIEWER + (
     "streams.export_changerecord",
 )
 
-# Configuring sources, triggers, alert rules and channels, and users; and unmasked data.
+# Configuring sources, triggers, alert rules and channels, and users; unmasked data; the audit log.
 _ADMIN = _OPERATOR + (
     "streams.add_streamsource",
     "streams.change_streamsource",
@@ -70,6 +70,7 @@ _ADMIN = _OPERATOR + (
     "auth.delete_user",
     "auth.view_group",
     "streams.view_unmasked_changerecord",
+    "audit.view_auditentry",
 )
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {VIEWER: _VIEWER, OPERATOR: _OPERATOR, ADMIN: _ADMIN}
