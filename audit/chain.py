@@ -144,7 +144,9 @@ def audit_update(*, queryset, changes: dict, verb: str, request) -> int:
     Returns what queryset.update returns (rows matched)."""
     with transaction.atomic():
         names = list(changes)
-        rows = list(queryset.select_for_update())
+        # By pk: an admin changelist's queryset may join (list_select_related), and PostgreSQL
+        # will not lock the nullable side of an outer join.
+        rows = list(queryset.model._default_manager.filter(pk__in=queryset.values("pk")).select_for_update())
         updated = queryset.model._default_manager.filter(pk__in=[row.pk for row in rows]).update(**changes)
         label = queryset.model._meta.label_lower
         user = getattr(request, "user", None)
