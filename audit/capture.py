@@ -101,7 +101,7 @@ def _after_save(sender, instance, created, raw=False, **kwargs):
     before = getattr(instance, "_audit_before", None)
     after = fields_snapshot(instance=instance, masked=masked)
     if created or before is None:
-        before_changed, after_changed, verb = {}, {k: v for k, v in after.items() if k not in IGNORED_FIELDS}, "create"
+        before_changed, after_changed, verb = {}, {k: v for k, v in after.items() if k not in IGNORED_FIELDS}, "add"
     else:
         before_changed, after_changed = fields_changed(before=before, after=after)
         # A secret replaced by another reads MASK both times; compare the stored values.

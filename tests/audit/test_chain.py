@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
 from audit.chain import GENESIS, audit_record
@@ -22,6 +22,15 @@ def verify() -> tuple[int, str, str]:
     except SystemExit as exc:
         code = exc.code
     return code, out.getvalue(), err.getvalue()
+
+
+def tamper(sql, params):
+    """What someone with the table owner's rights can do: switch off the append-only trigger
+    (audit/migrations/0002_append_only.py), then change the table."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER audit_entry_append_only")
+        cursor.execute(sql, params)
+        cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER audit_entry_append_only")
 
 
 def three_entries():
@@ -41,8 +50,7 @@ def test_it_links_each_entry_to_the_one_before_and_verifies_the_chain():
 @pytest.mark.django_db
 def test_it_names_an_entry_edited_in_the_database():
     _, second, _ = three_entries()
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE audit_auditentry SET actor = 'someone-else' WHERE id = %s", [second.id])
+    tamper("UPDATE audit_auditentry SET actor = 'someone-else' WHERE id = %s", [second.id])
 
     code, _, err = verify()
 
@@ -54,8 +62,7 @@ def test_it_names_an_entry_edited_in_the_database():
 @pytest.mark.django_db
 def test_it_names_the_entries_either_side_of_one_deleted_from_the_database():
     first, second, third = three_entries()
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [second.id])
+    tamper("DELETE FROM audit_auditentry WHERE id = %s", [second.id])
 
     code, _, err = verify()
 
@@ -66,13 +73,23 @@ def test_it_names_the_entries_either_side_of_one_deleted_from_the_database():
 @pytest.mark.django_db
 def test_it_notices_the_last_entry_deleted():
     _, second, third = three_entries()
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM audit_auditentry WHERE id = %s", [third.id])
+    tamper("DELETE FROM audit_auditentry WHERE id = %s", [third.id])
 
     code, _, err = verify()
 
     assert code == 1
     assert f"link broken between entry {second.id} and the head, which names entry {third.id}" in err
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_update_or_delete_of_an_entry_through_sql():
+    entry = audit_record(actor="someone", action="test.thing.poke")
+
+    for sql in ("UPDATE audit_auditentry SET actor = 'x' WHERE id = %s", "DELETE FROM audit_auditentry WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [entry.id])
+
+    assert AuditEntry.objects.get().actor == "someone"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -39,7 +39,7 @@ def test_it_records_a_channel_created_edited_and_deleted_in_the_admin_without_it
     admin.post("/admin/alerts/channel/", {"action": "new_secret", "_selected_action": [channel.pk]})
     admin.post(f"/admin/alerts/channel/{channel.pk}/delete/", {"post": "yes"})
 
-    created = only("alerts.channel.create")
+    created = only("alerts.channel.add")
     changes = entries("alerts.channel.change")
     deleted = only("alerts.channel.delete")
     assert (created.actor, created.target_type, created.target_id) == ("admin", "alerts.channel", str(channel.pk))
