@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from alerts.delivery import channel_test
+from audit.chain import audit_record, audit_update
 from alerts.models import AlertState, AlertTransition, Channel, Delivery, Rule
 from workers.targets.webhook import webhook_secret_new
 
@@ -54,11 +55,13 @@ class RuleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable the selected rules", permissions=["change"])
     def enable(self, request, queryset):
-        self.message_user(request, f"Enabled {queryset.update(enabled=True)} rule(s).")
+        updated = audit_update(queryset=queryset, changes={"enabled": True}, verb="enable", request=request)
+        self.message_user(request, f"Enabled {updated} rule(s).")
 
     @admin.action(description="Disable the selected rules", permissions=["change"])
     def disable(self, request, queryset):
-        self.message_user(request, f"Disabled {queryset.update(enabled=False)} rule(s).")
+        updated = audit_update(queryset=queryset, changes={"enabled": False}, verb="disable", request=request)
+        self.message_user(request, f"Disabled {updated} rule(s).")
 
 
 @admin.register(AlertState)
@@ -73,6 +76,13 @@ class AlertStateAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         # silenced_until is the one field this form edits: changing an alert is silencing it.
         return request.user.has_perm("alerts.silence_alertstate")
+
+    def save_model(self, request, obj, form, change):
+        before = AlertState.objects.filter(pk=obj.pk).values_list("silenced_until", flat=True).first()
+        super().save_model(request, obj, form, change)
+        if before != obj.silenced_until:
+            audit_record(actor=request.user, action="alerts.alertstate.silence" if obj.silenced_until else "alerts.alertstate.silence_lift",
+                         target=obj, before={"silenced_until": before}, after={"silenced_until": obj.silenced_until}, request=request)
 
 
 @admin.register(AlertTransition)

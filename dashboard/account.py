@@ -32,7 +32,7 @@ def api_tokens(request):
     form = ApiTokenForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         made = token_create(user=request.user, name=form.cleaned_data["name"],
-                            expires_in_days=form.cleaned_data["expires_in_days"], now=timezone.now())
+                            expires_in_days=form.cleaned_data["expires_in_days"], now=timezone.now(), request=request)
         form = ApiTokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
     return render(request, "dashboard/api_tokens.html", {
@@ -48,6 +48,6 @@ def api_token_revoke(request, pk: int):
     token = ApiToken.objects.filter(pk=pk, user=request.user).first()
     if token is None:
         raise Http404("No such token of yours.")
-    if token_revoke(token_id=token.pk, user=request.user, now=timezone.now()):
+    if token_revoke(token_id=token.pk, user=request.user, now=timezone.now(), request=request):
         messages.success(request, f"Token {token.name} revoked: it no longer works.")
     return redirect("dashboard:api_tokens")

@@ -26,5 +26,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request, queryset):
-        count = tokens_revoke(tokens=queryset, now=timezone.now())
+        count = tokens_revoke(tokens=queryset, now=timezone.now(), request=request)
         self.message_user(request, f"{count} token(s) revoked.")

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from alerts.evaluation import alert_silence
 from alerts.models import AlertState
 from alerts.selectors import alerts_firing, alerts_history, alerts_silenced, deliveries_recent
+from audit.chain import audit_record
 from dashboard.http import page_permission_required
 from workers.models import TriggerCursor
 from workers.operations import CursorActionRefused, cursor_batch_bisect, cursor_batch_skip
@@ -60,6 +61,8 @@ def alert_silence_view(request, pk: int):
     state = get_object_or_404(AlertState, pk=pk)
     if "lift" in request.POST:
         alert_silence(state_id=state.pk, until=None)
+        audit_record(actor=request.user, action="alerts.alertstate.silence_lift", target=state, request=request,
+                     before={"silenced_until": state.silenced_until}, after={"silenced_until": None})
         messages.success(request, f"{state}: silence lifted.")
         return redirect("dashboard:alerts")
     form = SilenceForm(request.POST)
@@ -68,6 +71,8 @@ def alert_silence_view(request, pk: int):
         return redirect("dashboard:alerts")
     until = form.until_at(now=timezone.now())
     alert_silence(state_id=state.pk, until=until)
+    audit_record(actor=request.user, action="alerts.alertstate.silence", target=state, request=request,
+                 before={"silenced_until": state.silenced_until}, after={"silenced_until": until})
     messages.success(request, f"{state}: silenced until {until:%Y-%m-%d %H:%M} UTC.")
     return redirect("dashboard:alerts")
 
@@ -83,9 +88,11 @@ def cursor(request, pk: int):
 @page_permission_required("workers.operate_trigger")
 @require_POST
 def cursor_skip(request, pk: int):
-    get_object_or_404(TriggerCursor, pk=pk)
+    cursor = get_object_or_404(TriggerCursor, pk=pk)
     try:
         letter = cursor_batch_skip(cursor_id=pk, who=request.user.get_username())
+        audit_record(actor=request.user, action="workers.triggercursor.skip", target=cursor, request=request,
+                     details={"dead_letter_id": letter.pk, "record_count": len(letter.record_ids)})
         messages.success(request, f"Skipped: {len(letter.record_ids)} record(s) are in the dead-letter list; the trigger goes on.")
     except CursorActionRefused as exc:
         messages.error(request, str(exc))
@@ -95,9 +102,11 @@ def cursor_skip(request, pk: int):
 @page_permission_required("workers.operate_trigger")
 @require_POST
 def cursor_bisect(request, pk: int):
-    get_object_or_404(TriggerCursor, pk=pk)
+    cursor = get_object_or_404(TriggerCursor, pk=pk)
     try:
         half = cursor_batch_bisect(cursor_id=pk)
+        audit_record(actor=request.user, action="workers.triggercursor.bisect", target=cursor, request=request,
+                     details={"next_batch_size": half})
         messages.success(request, f"Bisected: the next batch is the first {half} record(s), then the rest.")
     except CursorActionRefused as exc:
         messages.error(request, str(exc))

@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from audit.chain import audit_record
 from dashboard.http import api_auser, bad_request, permission_refused, unauthenticated
 from dashboard.tokens import TokenRefused
 from streams.feed import FeedFilter, FilterError
@@ -104,15 +105,26 @@ async def export(request, fmt: str):
     async def chunks():
         before_id = None
         first = True
-        while True:
-            records, before_id = await sync_to_async(_batch)(flt, before_id)
-            if fmt == "csv":
-                yield _csv(records, header=first)
-            elif records:
-                yield _ndjson(records)
-            if before_id is None:
-                return
-            first = False
+        rows = 0
+        complete = False
+        try:
+            while True:
+                records, before_id = await sync_to_async(_batch)(flt, before_id)
+                if fmt == "csv":
+                    yield _csv(records, header=first)
+                elif records:
+                    yield _ndjson(records)
+                rows += len(records)
+                if before_id is None:
+                    complete = True
+                    return
+                first = False
+        finally:
+            # Recorded once the stream ends, so the count is what was sent; a client that
+            # goes away part-way leaves complete false.
+            await sync_to_async(audit_record)(
+                actor=user, action="streams.changerecord.export", request=request,
+                details={"format": fmt, "filters": [list(pair) for pair in flt.to_params()], "rows": rows, "complete": complete})
 
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"

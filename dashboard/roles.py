@@ -52,7 +52,7 @@ _OPERATOR = _VIEWER + (
     "streams.export_changerecord",
 )
 
-# Configuring sources, triggers, alert rules and channels, and users; and unmasked data.
+# Configuring sources, triggers, alert rules and channels, and users; unmasked data; the audit log.
 _ADMIN = _OPERATOR + (
     "streams.add_streamsource",
     "streams.change_streamsource",
@@ -76,6 +76,7 @@ _ADMIN = _OPERATOR + (
     # Everyone's tokens in the admin, and revoking them (change_).
     "dashboard.view_apitoken",
     "dashboard.change_apitoken",
+    "audit.view_auditentry",
 )
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {VIEWER: _VIEWER, OPERATOR: _OPERATOR, ADMIN: _ADMIN}

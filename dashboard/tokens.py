@@ -18,6 +18,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import transaction
+
+from audit.chain import audit_record, audit_update
 from dashboard.models import ApiToken
 
 PREFIX = "swt_"
@@ -43,9 +46,10 @@ def token_digest(*, secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_create(*, user, name: str, expires_in_days: int, now: datetime) -> TokenMade:
+def token_create(*, user, name: str, expires_in_days: int, now: datetime, request=None) -> TokenMade:
     """A new token for `user`, named `name` (1-100 characters), expiring `expires_in_days`
-    (1..EXPIRY_DAYS_MAX) days after `now`. Raises ValueError for a name or expiry out of range."""
+    (1..EXPIRY_DAYS_MAX) days after `now`, audited as dashboard.apitoken.create (`request` gives
+    the address; never the secret). Raises ValueError for a name or expiry out of range."""
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise ValueError("A token's name is 1 to 100 characters.")
@@ -54,23 +58,28 @@ def token_create(*, user, name: str, expires_in_days: int, now: datetime) -> Tok
     secret = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name, digest=token_digest(secret=secret),
                                     expires_at=now + timedelta(days=expires_in_days))
-    # Audit (issue 12, the audit log): "API token created": who=user, what=token.pk and name, expires_at.
+    audit_record(actor=user, action="dashboard.apitoken.create", target=token, request=request,
+                 after={"name": token.name, "expires_at": token.expires_at.isoformat()})
     return TokenMade(token=token, secret=secret)
 
 
-def token_revoke(*, token_id: int, user, now: datetime) -> bool:
-    """Revoke token `token_id` if `user` owns it and it is not revoked yet. True when this call
-    revoked it; False for another user's token, an unknown one, or one already revoked."""
-    revoked = ApiToken.objects.filter(pk=token_id, user=user, revoked_at=None).update(revoked_at=now)
-    # Audit (issue 12, the audit log): "API token revoked" by its owner, when revoked == 1.
+def token_revoke(*, token_id: int, user, now: datetime, request=None) -> bool:
+    """Revoke token `token_id` if `user` owns it and it is not revoked yet, audited as
+    dashboard.apitoken.revoke. True when this call revoked it; False for another user's token,
+    an unknown one, or one already revoked."""
+    with transaction.atomic():
+        revoked = ApiToken.objects.filter(pk=token_id, user=user, revoked_at=None).update(revoked_at=now)
+        if revoked == 1:
+            audit_record(actor=user, action="dashboard.apitoken.revoke", target=ApiToken.objects.get(pk=token_id),
+                         request=request, before={"revoked_at": None}, after={"revoked_at": now.isoformat()})
     return revoked == 1
 
 
-def tokens_revoke(*, tokens, now: datetime) -> int:
+def tokens_revoke(*, tokens, now: datetime, request) -> int:
     """Revoke every token of the queryset `tokens` not revoked yet (the admin's action, for
-    anyone's tokens); returns how many this call revoked."""
-    # Audit (issue 12, the audit log): "API token revoked" by an admin, one entry per token.
-    return tokens.filter(revoked_at=None).update(revoked_at=now)
+    anyone's tokens), one dashboard.apitoken.revoke audit entry each, the actor being
+    `request`'s user; returns how many this call revoked."""
+    return audit_update(queryset=tokens.filter(revoked_at=None), changes={"revoked_at": now}, verb="revoke", request=request)
 
 
 def token_authenticate(*, authorization: str, now: datetime):

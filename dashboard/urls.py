@@ -17,6 +17,7 @@ urlpatterns = [
     path("triggers/cursors/<int:pk>/skip", alerts.cursor_skip, name="cursor_skip"),
     path("triggers/cursors/<int:pk>/bisect", alerts.cursor_bisect, name="cursor_bisect"),
     path("alerts/", alerts.alerts, name="alerts"),
+    path("audit/", views.audit, name="audit"),
     path("alerts/<int:pk>/silence", alerts.alert_silence_view, name="alert_silence"),
     path("export/records.<str:fmt>", export.export, name="export"),
     path("metrics", views.metrics, name="metrics"),

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from audit.selectors import AuditFilter, AuditFilterError, audit_actions, audit_entries_page
 from dashboard.api import item_history_json, record_detail_json
 from dashboard.charts import RANGES, chart_range
 from dashboard.http import int_param, page_permission_required
@@ -234,3 +235,24 @@ def metrics(request):
         response["WWW-Authenticate"] = 'Bearer realm="shardwatch"'
         return response
     return HttpResponse(metrics_text(now=timezone.now()), content_type=CONTENT_TYPE)
+
+
+@page_permission_required("audit.view_auditentry")
+def audit(request):
+    error = None
+    try:
+        flt = AuditFilter.from_params(request.GET)
+    except AuditFilterError as exc:
+        flt, error = AuditFilter(), str(exc)
+    try:
+        before_id = int_param(request, "before", minimum=1)
+    except FilterError as exc:
+        before_id, error = None, str(exc)
+    entries, following = audit_entries_page(flt=flt, before_id=before_id)
+    next_url = None
+    if following is not None:
+        next_url = "?" + urlencode([*flt.to_params(), ("before", str(following))])
+    return render(request, "dashboard/audit.html", {
+        "entries": entries, "filter": flt, "actions": audit_actions(), "error": error, "next_url": next_url,
+    })
+

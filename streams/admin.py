@@ -2,6 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
+from audit.chain import audit_update
+
 from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
 from streams.sources import SourceError, source_add, table_describe
 from streams.tasks import discover_source
@@ -70,14 +72,14 @@ class StreamSourceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable the selected sources", permissions=["change"])
     def enable(self, request, queryset):
-        updated = queryset.update(enabled=True)
+        updated = audit_update(queryset=queryset, changes={"enabled": True}, verb="enable", request=request)
         for source_id in queryset.values_list("pk", flat=True):
             transaction.on_commit(lambda s=source_id: discover_source.delay(s))
         self.message_user(request, f"Enabled {updated} source(s).")
 
     @admin.action(description="Disable the selected sources", permissions=["change"])
     def disable(self, request, queryset):
-        updated = queryset.update(enabled=False)
+        updated = audit_update(queryset=queryset, changes={"enabled": False}, verb="disable", request=request)
         self.message_user(request, f"Disabled {updated} source(s); their readers stop at the next poll.")
 
 

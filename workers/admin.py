@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from audit.chain import audit_record, audit_update
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from workers.cursors import cursors_reset, cursors_reset_to
 from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
@@ -161,6 +162,8 @@ class TriggerAdmin(admin.ModelAdmin):
             return form
         for trigger in queryset:
             cursors_reset_to(trigger=trigger, at=form.cleaned_data["at"], sequence_number=form.cleaned_data["sequence_number"])
+            audit_record(actor=request.user, action="workers.trigger.reset", target=trigger, request=request,
+                         details={"at": form.cleaned_data["at"], "sequence_number": form.cleaned_data["sequence_number"]})
         self.message_user(request, "Reset; the triggers continue from there.")
         return None
 
@@ -172,6 +175,8 @@ class TriggerAdmin(admin.ModelAdmin):
             return form
         for trigger in queryset:
             start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+            audit_record(actor=request.user, action="workers.trigger.replay", target=trigger, request=request,
+                         details={"start": start, "end": end})
             transaction.on_commit(lambda t=trigger.pk, s=start, e=end: replay_records.delay(t, s.isoformat(), e.isoformat()))
         self.message_user(request, "Replay queued; its invocations appear in the timeline.")
         return None
@@ -203,22 +208,28 @@ class TriggerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable the selected triggers", permissions=["operate"])
     def enable(self, request, queryset):
-        self.message_user(request, f"Enabled {queryset.update(enabled=True)} trigger(s).")
+        updated = audit_update(queryset=queryset, changes={"enabled": True}, verb="enable", request=request)
+        self.message_user(request, f"Enabled {updated} trigger(s).")
 
     @admin.action(description="Disable the selected triggers", permissions=["operate"])
     def disable(self, request, queryset):
-        self.message_user(request, f"Disabled {queryset.update(enabled=False)} trigger(s).")
+        updated = audit_update(queryset=queryset, changes={"enabled": False}, verb="disable", request=request)
+        self.message_user(request, f"Disabled {updated} trigger(s).")
 
     @admin.action(description="Reset position to TRIM_HORIZON (every stored record)", permissions=["operate"])
     def reset_to_trim_horizon(self, request, queryset):
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="TRIM_HORIZON")
+            audit_record(actor=request.user, action="workers.trigger.reset", target=trigger, request=request,
+                         details={"position": "TRIM_HORIZON"})
         self.message_user(request, "Reset; the triggers start again from the oldest stored record.")
 
     @admin.action(description="Reset position to LATEST", permissions=["operate"])
     def reset_to_latest(self, request, queryset):
         for trigger in queryset:
             cursors_reset(trigger=trigger, position="LATEST")
+            audit_record(actor=request.user, action="workers.trigger.reset", target=trigger, request=request,
+                         details={"position": "LATEST"})
         self.message_user(request, "Reset; the triggers skip what is stored now.")
 
 
@@ -243,7 +254,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected dead-letter entries", permissions=["retry"])
     def retry(self, request, queryset):
-        for letter_id in queryset.values_list("pk", flat=True):
+        for letter in queryset:
+            letter_id = letter.pk
+            audit_record(actor=request.user, action="workers.deadletter.retry", target=letter, request=request)
             transaction.on_commit(lambda pk=letter_id: retry_dead_letter.delay(pk))
         self.message_user(request, "Retry queued; the entries are marked when it has run.")
 

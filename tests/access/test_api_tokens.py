@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from audit.models import AuditEntry
 from config.asgi import application
 from dashboard.models import ApiToken
 from dashboard.roles import OPERATOR, role_grant
@@ -240,3 +241,19 @@ def test_it_opens_no_websocket():
         return connected, code
 
     assert async_to_sync(attempt)() == (False, 4401)
+
+
+def test_it_audits_making_and_revoking_a_token_without_its_secret(world, viewer, admin):
+    secret = token_made(viewer)
+    token = ApiToken.objects.get(user__username="viewer")
+    viewer.post(f"/settings/tokens/{token.pk}/revoke")
+    second = token_made(viewer)
+    admin.post("/admin/dashboard/apitoken/", {"action": "revoke", "_selected_action": [ApiToken.objects.latest("pk").pk]})
+
+    entries = list(AuditEntry.objects.filter(action__startswith="dashboard.apitoken.").order_by("pk"))
+
+    assert [(entry.action, entry.actor) for entry in entries] == [
+        ("dashboard.apitoken.create", "viewer"), ("dashboard.apitoken.revoke", "viewer"),
+        ("dashboard.apitoken.create", "viewer"), ("dashboard.apitoken.revoke", "admin"),
+    ]
+    assert all(secret not in str(entry.__dict__) and second not in str(entry.__dict__) for entry in entries)

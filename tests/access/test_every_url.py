@@ -81,6 +81,7 @@ ROUTES = {
         page(lambda w: f"/alerts/{w.state.pk}/silence", "operator", ok=405),
         page(lambda w: f"/alerts/{w.state.pk}/silence", "operator", method="POST", ok=302, data={"hours": "1"}),
     ],
+    "audit/": [page(lambda w: "/audit/", "admin")],
     "export/records.<str:fmt>": [api(lambda w: "/export/records.ndjson", "operator"),
                                  api(lambda w: "/export/records.csv", "operator")],
     # Any role makes tokens for itself. Revoking another's token (the world's is "someone"'s) is 404.

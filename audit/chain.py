@@ -1,0 +1,158 @@
+"""Writing and checking the audit log's hash chain: the one home of both.
+
+Each AuditEntry stores `prev_hash`, the hash of the entry before it ("0" * 64 for the first),
+and `hash`, sha256 over the canonical JSON of its own content including prev_hash
+(entry_hash). audit_record appends under a lock on the AuditChainHead row, so the chain never
+forks; audit_verify walks it. Nothing here reads item data: callers pass what changed on a
+configuration object or what an operator asked for, never a record's values.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditChainHead, AuditEntry
+
+GENESIS = "0" * 64
+HASHED_FIELDS = ("id", "at", "actor", "actor_id", "address", "action", "target_type", "target_id", "target_repr",
+                 "before", "after", "details", "prev_hash")
+
+
+def json_safe(value):
+    """`value` as plain JSON types (datetimes and decimals as Django's JSON encoder writes them),
+    so that what is hashed is what the JSONField gives back."""
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def entry_hash(entry: AuditEntry) -> str:
+    """sha256 hex of the entry's HASHED_FIELDS as canonical JSON (sorted keys, no spaces, `at`
+    as ISO 8601 in UTC with microseconds)."""
+    content = {name: getattr(entry, name) for name in HASHED_FIELDS}
+    content["at"] = entry.at.astimezone(UTC).isoformat()
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def request_address(request) -> str:
+    """Where `request` came from: REMOTE_ADDR, or, when AUDIT_TRUST_X_FORWARDED_FOR is set (a
+    proxy in front that overwrites the header), the first X-Forwarded-For hop. "" without one."""
+    if request is None:
+        return ""
+    if settings.AUDIT_TRUST_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded[:45]
+    return request.META.get("REMOTE_ADDR", "")[:45]
+
+
+def _head_locked() -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        # The first append ever (or after a test's flush); a racing first append loses the
+        # insert here and waits on the lock below.
+        AuditChainHead.objects.bulk_create([AuditChainHead(pk=1, last_id=0, hash=GENESIS)], ignore_conflicts=True)
+        head = AuditChainHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def audit_record(*, actor, action: str, target=None, before: dict | None = None, after: dict | None = None,
+                 request=None, details: dict | None = None) -> AuditEntry:
+    """Append one entry and return it.
+
+    actor: a User, a username (str) or None (Shardwatch itself; an anonymous request's user
+    counts as None). action: "<app_label>.<model>.<verb>". target: a model instance or None.
+    before/after: {field: value} of what changed, secrets already masked (audit.capture.MASK).
+    request: the HttpRequest the action came in on, for the address. details: anything else
+    JSON can hold (an export's filters and row count); never item data.
+
+    Runs in its own atomic block (a savepoint inside the caller's transaction, so the entry
+    commits or rolls back with the change it describes) and holds the chain head's row lock
+    until that transaction ends.
+    """
+    username, user_id = "", None
+    if actor is not None and not isinstance(actor, str):
+        if getattr(actor, "is_authenticated", False):
+            username, user_id = actor.get_username(), actor.pk
+    elif actor:
+        username = actor
+    target_type = target_id = target_repr = ""
+    if target is not None:
+        target_type = target._meta.label_lower
+        target_id = str(target.pk)
+        target_repr = str(target)[:200]
+    with transaction.atomic():
+        head = _head_locked()
+        entry = AuditEntry(
+            id=head.last_id + 1, at=timezone.now(), actor=username[:150], actor_id=user_id,
+            address=request_address(request), action=action, target_type=target_type, target_id=target_id,
+            target_repr=target_repr, before=json_safe(before or {}), after=json_safe(after or {}),
+            details=json_safe(details or {}), prev_hash=head.hash,
+        )
+        entry.hash = entry_hash(entry)
+        entry.save(force_insert=True)
+        head.last_id, head.hash = entry.id, entry.hash
+        head.save(update_fields=["last_id", "hash"])
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """Where the chain stops holding: `entry_id` (the entry whose content no longer matches its
+    hash, or the first one after a hole) and a sentence saying what is wrong."""
+
+    entry_id: int | None
+    problem: str
+
+
+def audit_verify(*, batch: int = 1000) -> tuple[int, list[ChainBreak]]:
+    """Walk the chain from the first entry: (entries checked, breaks in order). An edited entry
+    shows as a hash mismatch at its id; a deleted one as a broken link between the ids either
+    side of the hole (ids are 1..N, see AuditEntry.id); a deleted last entry as a head that
+    names an entry the table no longer has. Empty breaks: intact."""
+    breaks: list[ChainBreak] = []
+    expected_prev, expected_id, checked = GENESIS, 1, 0
+    last_id = 0
+    while True:
+        entries = list(AuditEntry.objects.filter(id__gt=last_id).order_by("id")[:batch])
+        if not entries:
+            break
+        for entry in entries:
+            checked += 1
+            if entry.id != expected_id or entry.prev_hash != expected_prev:
+                breaks.append(ChainBreak(entry.id, f"link broken between entry {last_id or 'start'} and entry {entry.id}"
+                                         + (f" (entries {expected_id}..{entry.id - 1} are missing)" if entry.id > expected_id else "")))
+            if entry_hash(entry) != entry.hash:
+                breaks.append(ChainBreak(entry.id, f"hash mismatch at entry {entry.id}: its content was changed after it was written"))
+            expected_prev, expected_id, last_id = entry.hash, entry.id + 1, entry.id
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is not None and (head.last_id != last_id or (last_id and head.hash != expected_prev)):
+        breaks.append(ChainBreak(head.last_id, f"link broken between entry {last_id or 'start'} and the head, "
+                                               f"which names entry {head.last_id}: the last entries are missing"))
+    return checked, breaks
+
+
+def audit_update(*, queryset, changes: dict, verb: str, request) -> int:
+    """queryset.update(**changes), with one entry ("<app_label>.<model>.<verb>", actor the
+    request's user) per row whose values it changes, before/after holding those fields. For
+    admin actions such as enable and disable, which update in bulk and so send no model signals.
+    Returns what queryset.update returns (rows matched)."""
+    with transaction.atomic():
+        names = list(changes)
+        # By pk: an admin changelist's queryset may join (list_select_related), and PostgreSQL
+        # will not lock the nullable side of an outer join.
+        rows = list(queryset.model._default_manager.filter(pk__in=queryset.values("pk")).select_for_update())
+        updated = queryset.model._default_manager.filter(pk__in=[row.pk for row in rows]).update(**changes)
+        label = queryset.model._meta.label_lower
+        user = getattr(request, "user", None)
+        for row in rows:
+            before = {name: getattr(row, name) for name in names if getattr(row, name) != changes[name]}
+            if before:
+                audit_record(actor=user, action=f"{label}.{verb}", target=row, before=before,
+                             after={name: changes[name] for name in before}, request=request)
+    return updated
