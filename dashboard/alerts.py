@@ -77,7 +77,8 @@ def alert_silence_view(request, pk: int):
     return redirect("dashboard:alerts")
 
 
-@page_permission_required("workers.view_triggercursor")
+# The page shows the failing batch's records, not only the cursor.
+@page_permission_required(("workers.view_triggercursor", "streams.view_changerecord"))
 def cursor(request, pk: int):
     cursor = get_object_or_404(TriggerCursor.objects.select_related("trigger", "shard"), pk=pk)
     invocation, records = cursor_failing_batch(cursor=cursor)

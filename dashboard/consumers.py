@@ -6,6 +6,12 @@ Protocol (also in docs/API.md):
   server  -> {"type": "subscribed", "filter": {...}}
            | {"type": "records", "records": [<feed row>...], "last_id": N}   (only when rows match)
            | {"type": "error", "message": "..."}
+
+Permission is checked once, at connect (_refused), not on every push: a socket lives until it
+closes, so a user whose role is taken away, or who is deactivated, keeps receiving on a socket
+already open; logging out leaves the page, which closes it. Re-checking per push would mean
+reading the user and their permissions afresh for every batch on every socket (scope["user"]
+and its permission cache are the connect's), which costs more than the window it closes.
 """
 
 from channels.db import database_sync_to_async

@@ -14,9 +14,9 @@ from dashboard.tokens import TokenRefused, token_authenticate
 from streams.feed import FeedFilter, FilterError
 
 
-def page_permission_required(perm: str):
+def page_permission_required(perm: str | tuple[str, ...]):
     """For pages and their form posts: an anonymous visitor is sent to the login page, a
-    logged-in user without `perm` ("app_label.codename") gets 403."""
+    logged-in user without `perm` ("app_label.codename", or a tuple of them, all needed) gets 403."""
 
     def decorator(view):
         return login_required(permission_required(perm, raise_exception=True)(view))

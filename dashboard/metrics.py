@@ -47,18 +47,21 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # shardwatch_shards_stuck counts the shards whose checkpoint has been still this long
 # (streams.selectors.shards_stuck); rules.yml's ShardwatchShardStuck says "5 minutes" with it.
 SHARD_STUCK_S = 5 * 60
+# What a logged-in user must hold to read /metrics without METRICS_TOKEN.
+METRICS_PERMISSION = "streams.view_streamsource"
 
 
 def metrics_access(*, request) -> bool:
     """Whether `request` may read /metrics: it sends `Authorization: Bearer <METRICS_TOKEN>`
     (compared in constant time; never when METRICS_TOKEN is empty), or comes from a logged-in,
-    active user."""
+    active user who may see the sources (streams.view_streamsource, which every role holds): the
+    series name every table, trigger and reader, which a user with no role must not learn."""
     token = settings.METRICS_TOKEN
     scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode()):
         return True
     user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated and user.is_active)
+    return bool(user is not None and user.is_active and user.has_perm(METRICS_PERMISSION))
 
 
 def metrics_text(*, now: datetime) -> bytes:

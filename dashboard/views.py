@@ -4,7 +4,7 @@ live get their data URLs through data-* attributes and one static JS file each."
 import json
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -226,9 +226,11 @@ def dead_letters(request):
 
 @require_GET
 def metrics(request):
-    """Prometheus' scrape: a bearer token (METRICS_TOKEN) or a login; 401 otherwise, with the
-    challenge a scraper expects."""
+    """Prometheus' scrape: a bearer token (METRICS_TOKEN) or a login holding METRICS_PERMISSION;
+    401 otherwise, with the challenge a scraper expects, or 403 to a login without it."""
     if not metrics_access(request=request):
+        if request.user.is_authenticated:
+            return HttpResponseForbidden("Reading /metrics needs a role in Shardwatch.\n", content_type="text/plain")
         response = HttpResponse(
             "Send Authorization: Bearer <METRICS_TOKEN>, or log in.\n", status=401, content_type="text/plain"
         )

@@ -24,7 +24,8 @@ def meters_unflushed_forgotten():
 @pytest.fixture
 def owner(client):
     """Who runs the dashboard, logged in: staff in the Admin role, as an upgrade makes the staff
-    that were there before roles (dashboard/migrations/0001_roles.py); not a superuser."""
+    that configured sources or triggers before roles (dashboard/migrations/0001_roles.py); not a
+    superuser."""
     from tests.support.personas import persona_user
 
     client.force_login(persona_user(name="owner", role="Admin", is_staff=True))

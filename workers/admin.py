@@ -134,7 +134,8 @@ class TriggerAdmin(admin.ModelAdmin):
         ]
 
     def pattern_try_view(self, request, pk):
-        if not self.has_view_permission(request):
+        # The page shows the records' items, not only the trigger's settings.
+        if not (self.has_view_permission(request) and request.user.has_perm("streams.view_changerecord")):
             raise PermissionDenied
         trigger = get_object_or_404(Trigger, pk=pk)
         try:

@@ -57,7 +57,7 @@ ROUTES = {
     "readyz": [same_for_all(lambda w: "/readyz", None)],
     "favicon.ico": [same_for_all(lambda w: "/favicon.ico", None)],
     # METRICS_TOKEN or any login: Prometheus' scrape keeps its own rule.
-    "metrics": [same_for_all(lambda w: "/metrics", {"anonymous": 401, "outsider": 200, "viewer": 200, "operator": 200, "admin": 200})],
+    "metrics": [same_for_all(lambda w: "/metrics", {"anonymous": 401, "outsider": 403, "viewer": 200, "operator": 200, "admin": 200})],
     "": [page(lambda w: "/", "viewer")],
     "feed/": [page(lambda w: "/feed/", "viewer")],
     "history/": [page(lambda w: "/history/", "viewer")],
@@ -115,7 +115,7 @@ ROUTES = {
     # No model has a get_absolute_url.
     "admin/r/<path:content_type_id>/<path:object_id>/": [
         admin_page(lambda w: f"/admin/r/{ContentType.objects.get_for_model(w.trigger).pk}/{w.trigger.pk}/", "viewer", ok=404)],
-    "admin/^(?P<app_label>auth|streams|workers|alerts|dashboard)/$": [
+    "admin/^(?P<app_label>streams|workers|alerts|dashboard|auth)/$": [
         admin_page(lambda w: "/admin/streams/", "viewer"),
         admin_page(lambda w: "/admin/workers/", "viewer"),
         admin_page(lambda w: "/admin/alerts/", "viewer"),

@@ -6,7 +6,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from django.test import Client
 
@@ -35,24 +35,42 @@ def test_it_builds_each_role_on_the_one_below():
     assert "streams.view_unmasked_changerecord" in admin - operator
 
 
-def test_it_places_the_users_of_before_roles_so_nobody_is_locked_out():
+def test_it_places_the_users_of_before_roles_granting_no_more_than_they_had(capsys):
     call_command("migrate", "dashboard", "zero", verbosity=0)
     User = get_user_model()
     root = User.objects.create_superuser("root", "root@example.com", PASSWORD)
     staff = User.objects.create_user("staff", password=PASSWORD, is_staff=True)
+    configurer = User.objects.create_user("configurer", password=PASSWORD, is_staff=True)
+    configurer.user_permissions.add(*Permission.objects.filter(codename__in=["add_streamsource", "change_streamsource"]))
+    in_group = User.objects.create_user("in_group", password=PASSWORD, is_staff=True)
+    editors = Group.objects.create(name="trigger editors")
+    editors.permissions.add(*Permission.objects.filter(codename__in=["add_trigger", "change_trigger"]))
+    in_group.groups.add(editors)
+    # Holding the permissions is not enough without the admin's door, nor half of them with it.
+    not_staff = User.objects.create_user("not_staff", password=PASSWORD)
+    not_staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_trigger", "change_trigger"]))
+    half = User.objects.create_user("half", password=PASSWORD, is_staff=True)
+    half.user_permissions.add(Permission.objects.get(codename="change_streamsource"))
     reader = User.objects.create_user("reader", password=PASSWORD)
     gone = User.objects.create_user("gone", password=PASSWORD, is_active=False)
+    capsys.readouterr()
 
     call_command("migrate", "dashboard", verbosity=0)
 
     def roles(user):
-        return sorted(User.objects.get(pk=user.pk).groups.values_list("name", flat=True))
+        return sorted(User.objects.get(pk=user.pk).groups.filter(name__in=ROLES).values_list("name", flat=True))
 
-    assert [roles(user) for user in (root, staff, reader, gone)] == [[], ["Admin"], ["Viewer"], []]
+    users = (root, staff, configurer, in_group, not_staff, half, reader, gone)
+    assert {user.username: roles(user) for user in users} == {
+        "root": [], "staff": ["Viewer"], "configurer": ["Admin"], "in_group": ["Admin"], "not_staff": ["Viewer"],
+        "half": ["Viewer"], "reader": ["Viewer"], "gone": [],
+    }
     assert User.objects.get(pk=root.pk).has_perm("streams.view_unmasked_changerecord")
-    assert User.objects.get(pk=staff.pk).has_perm("workers.change_trigger")
-    reader = User.objects.get(pk=reader.pk)
-    assert reader.has_perm("streams.view_changerecord") and not reader.has_perm("workers.operate_trigger")
+    assert User.objects.get(pk=configurer.pk).has_perm("workers.change_trigger")
+    staff = User.objects.get(pk=staff.pk)
+    assert staff.has_perm("streams.view_changerecord") and not staff.has_perm("auth.change_user")
+    printed = capsys.readouterr().out
+    assert "configurer -> Admin" in printed and "staff -> Viewer" in printed and "root" not in printed
 
 
 def log_in(username):

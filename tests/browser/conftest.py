@@ -227,7 +227,7 @@ def page(request, browser, live_server_url, browser_context_args) -> Iterator[Pa
 @pytest.fixture
 def owner(django_user_model):
     """Who runs Shardwatch: staff in the Admin role (tests/support/personas.py), as an upgrade
-    makes the staff that were there before roles."""
+    makes the staff that configured sources or triggers before roles."""
     from tests.support.personas import persona_user
 
     user = persona_user(name="owner", role="Admin", is_staff=True)

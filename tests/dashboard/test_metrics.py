@@ -83,6 +83,14 @@ def test_it_answers_the_bearer_token_and_a_logged_in_user(client, owner, token):
     assert with_token["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
+def test_it_refuses_a_login_with_no_role_unless_it_sends_the_token(outsider, viewer, token):
+    refused = outsider.get("/metrics")
+    with_token = outsider.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert refused.status_code == 403 and b"shardwatch_" not in refused.content
+    assert with_token.status_code == 200 and viewer.get("/metrics").status_code == 200
+
+
 def samples(text: str) -> dict:
     """{(sample name, frozenset of (label, value))): value} as Prometheus' parser reads `text`."""
     return {
@@ -207,12 +215,13 @@ def test_it_passes_promtool_check_metrics(owner, system):
 
 
 def test_it_reads_a_fixed_number_of_queries(owner, system, django_assert_max_num_queries):
-    with django_assert_max_num_queries(16):
+    # 17 with the login's permission check (METRICS_PERMISSION), which a token's scrape skips.
+    with django_assert_max_num_queries(17):
         owner.get("/metrics")
     source, _ = system
     Trigger.objects.create(name="second", source=source, target=Trigger.Target.PYTHON, handler="x.y")
 
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         assert owner.get("/metrics").status_code == 200
 
 
