@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
 from audit.models import AuditEntry
-from dashboard.roles import ADMIN, OPERATOR, ROLES, role_grant, roles_sync
+from dashboard.roles import ADMIN, OPERATOR, ROLES, VIEWER, role_grant, roles_sync
 from tests.browser.conftest import screenshot
 from tests.browser_oidc.conftest import PROVIDER_NAME
 
@@ -45,6 +45,9 @@ def test_it_logs_in_through_the_provider_with_the_role_its_groups_map_to(page, o
 
 def test_it_refuses_a_user_whose_groups_map_to_no_role(page, oidc_provider, live_server_url):
     roles_sync()
+    # A Viewer from an earlier login, whom the provider has since taken out of sw-viewers.
+    mallory = get_user_model().objects.create_user("mallory")
+    role_grant(user=mallory, role=VIEWER)
 
     sign_in_at_provider(page, login="mallory")
 
@@ -67,3 +70,18 @@ def test_it_offers_the_provider_and_the_password_form_on_the_login_page(page, oi
         "href", "/oidc/authenticate/?next=/"
     )
     expect(page.locator("#login-form")).to_be_visible()
+
+
+def test_it_never_takes_over_a_local_account_of_the_same_name(page, oidc_provider, live_server_url):
+    roles_sync()
+    local = get_user_model().objects.create_user("alice", password="a-long-local-password-1")
+    role_grant(user=local, role=ADMIN)
+
+    sign_in_at_provider(page, login="alice")
+
+    expect(page).to_have_url(re.compile(r"/admin/login/$"))
+    expect(page.locator(".messagelist")).to_contain_text("A local Shardwatch account is called alice")
+    assert roles_of("alice") == {ADMIN}
+    assert not AuditEntry.objects.filter(action="auth.user.login").exists()
+    page.goto("/")
+    expect(page).to_have_url(f"{live_server_url}/admin/login/?next=/")
