@@ -4,9 +4,11 @@ What each one sees and may do there is what their permissions allow, model by mo
 by action (ModelAdmin's has_*_permission and the actions' allowed_permissions)."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpResponseForbidden
 
 
 def admin_allowed(*, user) -> bool:
@@ -35,3 +37,15 @@ class ShardwatchAdminSite(admin.AdminSite):
 
     def has_permission(self, request):
         return admin_allowed(user=request.user)
+
+    def login(self, request, extra_context=None):
+        # Which ways in the login page offers (LOCAL_LOGIN, OIDC_ISSUER: config/oidc.py).
+        context = {
+            "local_login": settings.LOCAL_LOGIN,
+            "oidc_login": bool(settings.OIDC_ISSUER),
+            "oidc_provider_name": settings.OIDC_PROVIDER_NAME,
+            **(extra_context or {}),
+        }
+        if request.method == "POST" and not settings.LOCAL_LOGIN:
+            return HttpResponseForbidden("Local accounts are switched off (LOCAL_LOGIN=off).")
+        return super().login(request, extra_context=context)

@@ -118,3 +118,26 @@ def env_secret_key(name, *, fallback_file: Path, allow_fallback: bool):
         fallback_file.write_text(get_random_secret_key())
         fallback_file.chmod(0o600)
     return fallback_file.read_text().strip()
+
+
+def env_mapping(name, default=_MISSING, *, values):
+    """{key: value} from "key=value,key=value", every value one of `values` (compared without
+    regard to case, returned as listed there). Keys are kept as written; a key given twice, an
+    item without "=" or an empty key is refused."""
+    raw = _raw(name, default)
+    if raw is None:
+        return dict(default)
+    mapping = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = (part.strip() for part in item.rpartition("="))
+        if not sep or not key:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not key=value.")
+        if key in mapping:
+            raise ImproperlyConfigured(f"{name}: {key!r} is given twice.")
+        matched = [choice for choice in values if choice.lower() == value.lower()]
+        if not matched:
+            raise ImproperlyConfigured(f"{name}: {value!r} (for {key!r}) is not one of {', '.join(values)}.")
+        mapping[key] = matched[0]
+    return mapping

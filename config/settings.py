@@ -4,9 +4,21 @@ through config.env, which refuses bad values at start-up."""
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from config.env import env_bool, env_choice, env_float, env_int, env_list, env_secret_key, env_str, env_url
+from config.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_mapping,
+    env_secret_key,
+    env_str,
+    env_url,
+)
+from dashboard.roles import ROLES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -109,6 +121,42 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "admin:login"
+
+# Who may sign in how (config/oidc.py). Local accounts: the username and password form.
+# OpenID Connect: on when OIDC_ISSUER is set; the provider must list
+# <SHARDWATCH_PUBLIC_URL>/oidc/callback/ among the client's redirect URIs.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+OIDC_ISSUER = env_url("OIDC_ISSUER", schemes={"https", "http"}) if env_str("OIDC_ISSUER", "") else ""
+oidc_on = bool(OIDC_ISSUER)
+if not (LOCAL_LOGIN or oidc_on):
+    raise ImproperlyConfigured("LOCAL_LOGIN is off and OIDC_ISSUER is not set: nobody could log in.")
+AUTHENTICATION_BACKENDS = [
+    *(["config.oidc.ShardwatchOIDCBackend"] if oidc_on else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+]
+# What the login page's button says: "Sign in with <OIDC_PROVIDER_NAME>".
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_RP_CLIENT_ID = env_str("OIDC_CLIENT_ID") if oidc_on else ""
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET") if oidc_on else ""
+OIDC_RP_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = env_choice("OIDC_SIGN_ALGO", "RS256", choices=("RS256", "RS384", "RS512", "ES256", "ES384", "ES512"))
+# The claim that names the Django user, and the one that carries the role-bearing groups.
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_ROLES_CLAIM = env_str("OIDC_ROLES_CLAIM", "groups")
+# claim value -> role, e.g. "sw-viewers=Viewer,sw-operators=Operator,sw-admins=Admin".
+OIDC_ROLE_MAP = env_mapping("OIDC_ROLE_MAP", {}, values=ROLES)
+if oidc_on and not OIDC_ROLE_MAP:
+    raise ImproperlyConfigured("OIDC_ROLE_MAP is empty: every OIDC login would be refused.")
+# Endpoints discovered from <OIDC_ISSUER>/.well-known/openid-configuration unless set here.
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_USERINFO_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_JWKS_ENDPOINT", "")
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT_S", 10.0, minimum=1)
+OIDC_USE_PKCE = True
+# client_secret_basic: the token endpoint's default method (OpenID Connect Core 1.0, 9).
+OIDC_TOKEN_USE_BASIC_AUTH = True
+LOGIN_REDIRECT_URL = "/"
 
 # Everything from DynamoDB is untrusted and pages insert it with textContent only; the policy
 # is the second line of defence: no inline or foreign script can run. Inline styles stay

@@ -3,6 +3,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from config import oidc
 from dashboard import probes
 
 urlpatterns = [
@@ -13,5 +14,8 @@ urlpatterns = [
     # that every page links (templates/base.html, admin/base_site.html) rather than a 404.
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
+    # OpenID Connect login (config/oidc.py); the names are mozilla-django-oidc's.
+    path("oidc/authenticate/", oidc.OIDCLoginView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.OIDCCallbackView.as_view(), name="oidc_authentication_callback"),
     path("", include("dashboard.urls")),
 ]

@@ -56,6 +56,9 @@ ROUTES = {
     "healthz": [same_for_all(lambda w: "/healthz", None)],
     "readyz": [same_for_all(lambda w: "/readyz", None)],
     "favicon.ico": [same_for_all(lambda w: "/favicon.ico", None)],
+    # OpenID Connect login, off here (no OIDC_ISSUER): tests/browser_oidc logs in through it.
+    "oidc/authenticate/": [same_for_all(lambda w: "/oidc/authenticate/", {p: 404 for p in PERSONAS})],
+    "oidc/callback/": [same_for_all(lambda w: "/oidc/callback/", {p: 404 for p in PERSONAS})],
     # METRICS_TOKEN or any login: Prometheus' scrape keeps its own rule.
     "metrics": [same_for_all(lambda w: "/metrics", {"anonymous": 401, "outsider": 403, "viewer": 200, "operator": 200, "admin": 200})],
     "": [page(lambda w: "/", "viewer")],

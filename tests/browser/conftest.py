@@ -35,6 +35,7 @@ Playwright
   Debian's `chromium` (scripts/test.sh).
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -113,6 +114,15 @@ def _application():
 def asgi_live_server(django_db_setup, django_db_blocker) -> Iterator[str]:
     """Channels' daphne live server for this package; yields its base URL. Use `live_server_url`
     in tests, which also gives them a database the server can see."""
+    with live_server_running(django_db_blocker=django_db_blocker) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def live_server_running(*, django_db_blocker) -> Iterator[str]:
+    """The live server while the block runs; yields its base URL. The server process sees the
+    settings as they are when the block starts (it is forked then): a package that needs other
+    settings (tests/browser_oidc) overrides them around this block."""
     ARTIFACTS.mkdir(exist_ok=True)
     SERVER_LOG.write_text("")
     allowed_hosts = modify_settings(ALLOWED_HOSTS={"append": HOST})
