@@ -56,6 +56,18 @@ def cell_neutralise(*, text: str) -> str:
     return text
 
 
+# FeedFilter parameters whose values come from items (a key, an attribute path, text, an event
+# pattern's values): the audit entry says they were given, never what they were.
+ITEM_DATA_PARAMS = frozenset({"key", "path", "q", "pattern"})
+GIVEN = "<given>"
+
+
+def export_filters_audited(*, flt: FeedFilter) -> list[list[str]]:
+    """flt's query parameters as [[name, value], ...] for an export's audit entry: source ids,
+    event names, key_match and the time range as given; ITEM_DATA_PARAMS' values as GIVEN."""
+    return [[name, GIVEN if name in ITEM_DATA_PARAMS else value] for name, value in flt.to_params()]
+
+
 def _batch(flt: FeedFilter, before_id: int | None) -> tuple[list[ChangeRecord], int | None]:
     """The next page of matching records, and the id to continue before (None at the end)."""
     queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"))
@@ -110,11 +122,13 @@ async def export(request, fmt: str):
         try:
             while True:
                 records, before_id = await sync_to_async(_batch)(flt, before_id)
+                # Counted before the yield: a client that stops reading after the last batch
+                # closes this generator at that yield, and the batch was sent.
+                rows += len(records)
                 if fmt == "csv":
                     yield _csv(records, header=first)
                 elif records:
                     yield _ndjson(records)
-                rows += len(records)
                 if before_id is None:
                     complete = True
                     return
@@ -124,7 +138,7 @@ async def export(request, fmt: str):
             # goes away part-way leaves complete false.
             await sync_to_async(audit_record)(
                 actor=user, action="streams.changerecord.export", request=request,
-                details={"format": fmt, "filters": [list(pair) for pair in flt.to_params()], "rows": rows, "complete": complete})
+                details={"format": fmt, "filters": export_filters_audited(flt=flt), "rows": rows, "complete": complete})
 
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
