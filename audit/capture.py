@@ -11,9 +11,13 @@ change made outside a request (a migration, a shell, a Celery task) is recorded 
 The models are named by label, not imported: the audit app sits below the apps that own them.
 """
 
+import hashlib
+import hmac
 from contextvars import ContextVar
 
 from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 
@@ -152,10 +156,22 @@ def _logged_in(sender, request, user, **kwargs):
     audit_record(actor=user, action="auth.user.login", target=user, request=request)
 
 
+def login_failed_details(*, username: str) -> dict:
+    """What a failed login's entry keeps of the name typed: {"username": name} when a user of
+    that name exists; else {"username": "unknown user", "attempt": 16 hex characters}, a keyed
+    hash (HMAC-SHA256 with SECRET_KEY) so that repeated attempts with one name can be grouped.
+    People type passwords into the username box; those must not be stored readable."""
+    if username and get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: username}).exists():
+        return {"username": username}
+    attempt = hmac.new(settings.SECRET_KEY.encode(), b"audit-login-failed:" + username.encode(), hashlib.sha256)
+    return {"username": "unknown user", "attempt": attempt.hexdigest()[:16]}
+
+
 def _login_failed(sender, credentials, request=None, **kwargs):
-    # credentials arrive cleansed (the password masked); only the name tried is kept.
+    # credentials arrive cleansed (the password masked); only the name tried is considered.
     username = str(credentials.get("username", ""))[:150]
-    audit_record(actor=None, action="auth.user.login_failed", request=request, details={"username": username})
+    audit_record(actor=None, action="auth.user.login_failed", request=request,
+                 details=login_failed_details(username=username))
 
 
 def receivers_connect() -> None:
