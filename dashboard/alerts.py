@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -60,9 +61,11 @@ def alerts(request):
 def alert_silence_view(request, pk: int):
     state = get_object_or_404(AlertState, pk=pk)
     if "lift" in request.POST:
-        alert_silence(state_id=state.pk, until=None)
-        audit_record(actor=request.user, action="alerts.alertstate.silence_lift", target=state, request=request,
-                     before={"silenced_until": state.silenced_until}, after={"silenced_until": None})
+        # One transaction with its audit entry: an entry that cannot be written undoes the action.
+        with transaction.atomic():
+            alert_silence(state_id=state.pk, until=None)
+            audit_record(actor=request.user, action="alerts.alertstate.silence_lift", target=state, request=request,
+                         before={"silenced_until": state.silenced_until}, after={"silenced_until": None})
         messages.success(request, f"{state}: silence lifted.")
         return redirect("dashboard:alerts")
     form = SilenceForm(request.POST)
@@ -70,9 +73,10 @@ def alert_silence_view(request, pk: int):
         messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
         return redirect("dashboard:alerts")
     until = form.until_at(now=timezone.now())
-    alert_silence(state_id=state.pk, until=until)
-    audit_record(actor=request.user, action="alerts.alertstate.silence", target=state, request=request,
-                 before={"silenced_until": state.silenced_until}, after={"silenced_until": until})
+    with transaction.atomic():
+        alert_silence(state_id=state.pk, until=until)
+        audit_record(actor=request.user, action="alerts.alertstate.silence", target=state, request=request,
+                     before={"silenced_until": state.silenced_until}, after={"silenced_until": until})
     messages.success(request, f"{state}: silenced until {until:%Y-%m-%d %H:%M} UTC.")
     return redirect("dashboard:alerts")
 
@@ -91,9 +95,10 @@ def cursor(request, pk: int):
 def cursor_skip(request, pk: int):
     cursor = get_object_or_404(TriggerCursor, pk=pk)
     try:
-        letter = cursor_batch_skip(cursor_id=pk, who=request.user.get_username())
-        audit_record(actor=request.user, action="workers.triggercursor.skip", target=cursor, request=request,
-                     details={"dead_letter_id": letter.pk, "record_count": len(letter.record_ids)})
+        with transaction.atomic():
+            letter = cursor_batch_skip(cursor_id=pk, who=request.user.get_username())
+            audit_record(actor=request.user, action="workers.triggercursor.skip", target=cursor, request=request,
+                         details={"dead_letter_id": letter.pk, "record_count": len(letter.record_ids)})
         messages.success(request, f"Skipped: {len(letter.record_ids)} record(s) are in the dead-letter list; the trigger goes on.")
     except CursorActionRefused as exc:
         messages.error(request, str(exc))
@@ -105,9 +110,10 @@ def cursor_skip(request, pk: int):
 def cursor_bisect(request, pk: int):
     cursor = get_object_or_404(TriggerCursor, pk=pk)
     try:
-        half = cursor_batch_bisect(cursor_id=pk)
-        audit_record(actor=request.user, action="workers.triggercursor.bisect", target=cursor, request=request,
-                     details={"next_batch_size": half})
+        with transaction.atomic():
+            half = cursor_batch_bisect(cursor_id=pk)
+            audit_record(actor=request.user, action="workers.triggercursor.bisect", target=cursor, request=request,
+                         details={"next_batch_size": half})
         messages.success(request, f"Bisected: the next batch is the first {half} record(s), then the rest.")
     except CursorActionRefused as exc:
         messages.error(request, str(exc))
