@@ -118,6 +118,15 @@ def test_it_records_an_export_with_its_filters_and_row_count_and_no_item_data(wo
     assert "ORDER#1" not in json.dumps([entry.before, entry.after, entry.details])
 
 
+def test_it_keeps_the_filters_of_an_export_but_not_the_item_data_they_name(world, operator):
+    body_of(operator.get(f"/export/records.ndjson?source={world.source.pk}&key=ORDER%231&q=secret-note"))
+
+    filters = dict(map(tuple, only("streams.changerecord.export").details["filters"]))
+
+    assert filters["source"] == str(world.source.pk)
+    assert filters["key"] == filters["q"] == "<given>"
+
+
 def test_it_records_skipping_and_bisecting_a_failing_batch(orders_table, operator):
     for key in ("a", "b", "c"):
         orders_table.put(key)
@@ -145,6 +154,17 @@ def test_it_records_logins_and_failed_logins_without_the_password():
     assert (succeeded.actor, succeeded.address) == ("viewer", "127.0.0.1")
     assert "wrong-password-9" not in json.dumps(list(AuditEntry.objects.values("before", "after", "details")))
     assert not entries("auth.user.change")
+
+
+def test_it_keeps_no_typed_name_of_a_failed_login_for_a_user_that_does_not_exist():
+    # People type their password into the username box: such a name must not be kept readable.
+    Client().post("/admin/login/", {"username": "hunter2-my-password", "password": "x"})
+    Client().post("/admin/login/", {"username": "hunter2-my-password", "password": "y"})
+
+    first, second = entries("auth.user.login_failed")
+    assert first.details["username"] == "unknown user"
+    assert first.details["attempt"] == second.details["attempt"]  # attempts with one name group
+    assert "hunter2" not in json.dumps(list(AuditEntry.objects.values("before", "after", "details")))
 
 
 def test_it_shows_admins_the_audit_log_filtered_and_paged(admin):
