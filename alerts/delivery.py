@@ -105,6 +105,9 @@ class _Connections:
 
     def __init__(self):
         self.made: list[http.client.HTTPConnection] = []
+        # Set by cut(): whatever the send raises next (a reset, a half-read status line) is the
+        # deadline's doing, and says so.
+        self.was_cut = threading.Event()
 
     def make(self, connection_class):
         def connection(*args, **kwargs):
@@ -114,6 +117,7 @@ class _Connections:
         return connection
 
     def cut(self) -> None:
+        self.was_cut.set()
         for made in self.made:
             if made.sock is not None:
                 try:
@@ -164,7 +168,7 @@ def _post(url: str, body: bytes, headers: dict) -> None:
     except urllib.error.HTTPError as exc:
         raise SendFailed(f"HTTP {exc.code} {exc.reason or ''}".strip()) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        if time.monotonic() - started >= SEND_DEADLINE_S:
+        if connections.was_cut.is_set() or time.monotonic() - started >= SEND_DEADLINE_S:
             raise SendFailed(f"No answer within {SEND_DEADLINE_S:g} s") from None
         if isinstance(exc, urllib.error.URLError):
             raise SendFailed(f"{type(exc.reason).__name__}: {exc.reason}") from None
