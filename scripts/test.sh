@@ -6,35 +6,28 @@ cd "$(dirname "$0")/.."
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/shardwatch}"
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 
+# apt_ensure COMMAND PACKAGE WHAT: installs Debian's PACKAGE with apt when COMMAND is missing
+# (as root), or stops and prints the command to run.
+apt_ensure() {
+  command -v "$1" >/dev/null && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "Installing $2 for $3"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "$2"
+  else
+    echo "$3 need Debian's $2. Install it, then run make test again:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends $2" >&2
+    exit 1
+  fi
+}
+
 # The browser tests drive Debian's Chromium (tests/browser/conftest.py); Playwright's own
 # browser download cannot be used, so Chromium comes from apt.
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "Installing Chromium for the browser tests"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends chromium
-  else
-    echo "The browser tests need Debian's Chromium. Install it, then run make test again:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium" >&2
-    exit 1
-  fi
-fi
-
+apt_ensure /usr/bin/chromium chromium "the browser tests"
 # The Prometheus rules and scrape config are checked with promtool (tests/config/test_prometheus.py),
 # from Debian's prometheus package; installing it does not start a Prometheus.
-if ! command -v promtool >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "Installing promtool (Debian's prometheus package) for the Prometheus rules tests"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends prometheus
-  else
-    echo "The Prometheus rules tests need promtool. Install it, then run make test again:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends prometheus" >&2
-    exit 1
-  fi
-fi
+apt_ensure promtool prometheus "the Prometheus rules tests"
 
 .venv/bin/python - <<'PY'
 import os, sys
