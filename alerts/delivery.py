@@ -31,6 +31,7 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts.conditions import link
 from alerts.models import AlertTransition, Channel, Delivery, details_links
 from streams.backoff import backoff_delay
 from workers.targets.webhook import WebhookSecretUnreadable, webhook_secret_decrypt, webhook_signature
@@ -83,7 +84,7 @@ def alert_document(*, transition: AlertTransition) -> dict:
         "summary": transition.summary,
         "details": transition.details,
         "at": transition.at.isoformat(),
-        "url": settings.SHARDWATCH_PUBLIC_URL + reverse("dashboard:alerts"),
+        "url": link(path=reverse("dashboard:alerts")),
     }
 
 
@@ -252,7 +253,7 @@ def channel_test(*, channel: Channel) -> str:
         "alert": "Test notification", "rule_id": None, "condition": "", "kind": "test", "status": "firing",
         "subject": "", "subject_label": channel.name,
         "summary": f"A test of the channel {channel.name}, sent from the admin. Nothing is wrong.",
-        "details": {}, "at": now.isoformat(), "url": settings.SHARDWATCH_PUBLIC_URL + reverse("dashboard:alerts"),
+        "details": {}, "at": now.isoformat(), "url": link(path=reverse("dashboard:alerts")),
     }
     try:
         channel_send(channel=channel, document=document, delivery_id=f"test-{int(now.timestamp())}")
