@@ -29,6 +29,7 @@ MASK = "********"
 # A Slack channel's URL is its credential (dashboard/roles.py keeps channels from the Viewer).
 AUDITED_MODELS: dict[str, frozenset[str]] = {
     "streams.StreamSource": frozenset(),
+    "streams.MaskingRule": frozenset(),
     "workers.Trigger": frozenset({"webhook_secret_encrypted"}),
     "alerts.Rule": frozenset(),
     "alerts.Channel": frozenset({"secret_encrypted", "url"}),

@@ -1,6 +1,7 @@
 """Shardwatch settings. Every value that varies between machines comes from the environment
 through config.env, which refuses bad values at start-up."""
 
+import hashlib
 from pathlib import Path
 
 import dj_database_url
@@ -25,6 +26,12 @@ VAR_DIR = BASE_DIR / "var"
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret_key("SECRET_KEY", fallback_file=VAR_DIR / "secret_key", allow_fallback=DEBUG)
+# The key of masking rules' hash mode (streams.masking): a value hashes the same for as long as
+# this stays the same, so set it to keep hashes stable across a SECRET_KEY rotation. Without
+# it, a key is derived from SECRET_KEY.
+SHARDWATCH_MASKING_KEY = (
+    env_str("SHARDWATCH_MASKING_KEY", "") or hashlib.sha256(b"shardwatch.masking:" + SECRET_KEY.encode()).hexdigest()
+).encode()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # Whether the audit log takes a request's address from the first X-Forwarded-For hop: only
 # behind a proxy that overwrites that header, else a client could write any address there.

@@ -16,7 +16,8 @@ from alerts.evaluation import alert_silence
 from alerts.models import AlertState
 from alerts.selectors import alerts_firing, alerts_history, alerts_silenced, deliveries_recent
 from audit.chain import audit_record
-from dashboard.http import page_permission_required
+from dashboard.http import page_permission_required, request_masking, unmask_context
+from streams.masking import WITHHELD
 from workers.models import TriggerCursor
 from workers.operations import CursorActionRefused, cursor_batch_bisect, cursor_batch_skip
 from workers.selectors import cursor_failing_batch
@@ -86,8 +87,13 @@ def alert_silence_view(request, pk: int):
 def cursor(request, pk: int):
     cursor = get_object_or_404(TriggerCursor.objects.select_related("trigger", "shard"), pk=pk)
     invocation, records = cursor_failing_batch(cursor=cursor)
-    return render(request, "dashboard/cursor.html", {"cursor": cursor, "invocation": invocation, "records": records[:50],
-                                                     "record_count": len(records)})
+    # Only the records' ids and sequence numbers are shown; the handler's error may quote them.
+    masking = request_masking(request, surface="cursor")
+    return render(request, "dashboard/cursor.html", {
+        "cursor": cursor, "invocation": invocation, "records": records[:50], "record_count": len(records),
+        "text_visible": masking.text_visible(source_id=cursor.trigger.source_id), "withheld": WITHHELD,
+        **unmask_context(request, masking=masking),
+    })
 
 
 @page_permission_required("workers.operate_trigger")

@@ -17,15 +17,24 @@ from django.views.decorators.http import require_GET
 from alerts.selectors import alerts_firing
 from dashboard.charts import RANGE_DEFAULT, source_series, trigger_series
 from dashboard.context_processors import alerts_banner
-from dashboard.http import api_permission_required, bad_request, feed_filter, int_param
+from dashboard.http import (
+    UNMASKED_PARAM,
+    api_permission_required,
+    bad_request,
+    feed_filter,
+    int_param,
+    request_masking,
+    unmask_asked,
+)
 from streams.feed import FilterError
 from streams.lambda_event import lambda_event
 from streams.models import ChangeRecord, StreamSource
-from streams.records import PAGE_MAX, item_history, record_get, record_neighbours, records_page
+from streams.masking import Masking
+from streams.records import PAGE_MAX, item_history, item_history_of_record, record_get, record_neighbours, records_page
 from streams.rows import feed_rows, item_history_detail, record_detail
 from streams.selectors import readers_summary, source_health
 from workers.selectors import invocations_after
-from workers.timeline import InvocationFilter, invocation_row
+from workers.timeline import InvocationFilter, invocation_row, invocation_rows_masked
 
 
 @never_cache
@@ -111,15 +120,20 @@ def api_trigger_series(request):
 def api_invocations(request):
     """`GET /api/invocations?trigger=&outcome=&since=<id>&limit=`: invocations recorded after
     `since`, oldest first, as the timeline's websocket sends them; how a timeline catches up
-    after a dropped socket. {"invocations": [...], "last_id": N, "more": bool}"""
+    after a dropped socket. {"invocations": [...], "last_id": N, "more": bool}. Under masking,
+    the error message of a trigger whose source has masking rules is streams.masking.WITHHELD."""
     try:
         flt = InvocationFilter.from_params(request.GET)
         since = int_param(request, "since", default=0, minimum=0)
         limit = int_param(request, "limit", default=200, minimum=1, maximum=500)
     except FilterError as exc:
         return bad_request(str(exc))
+    masking = request_masking(request, surface="invocations")
     page = invocations_after(flt=flt, since=since, limit=limit)
-    rows = [{**invocation_row(invocation), "trigger_name": invocation.trigger.name} for invocation in page]
+    rows = invocation_rows_masked(
+        rows=[{**invocation_row(invocation), "trigger_name": invocation.trigger.name} for invocation in page],
+        masking=masking,
+    )
     return JsonResponse({"invocations": rows, "last_id": rows[-1]["id"] if rows else since, "more": len(rows) == limit})
 
 
@@ -135,7 +149,8 @@ def api_records(request):
         limit = int_param(request, "limit", default=50, minimum=1, maximum=PAGE_MAX)
     except FilterError as exc:
         return bad_request(str(exc))
-    page = records_page(flt=flt, before_id=before, after_id=since, limit=limit)
+    masking = request_masking(request, surface="api_records")
+    page = records_page(flt=flt, masking=masking, before_id=before, after_id=since, limit=limit)
     rows = feed_rows(page)
     body = {"records": rows, "filter": flt.as_json()}
     if since is None:
@@ -146,26 +161,37 @@ def api_records(request):
     return JsonResponse(body)
 
 
-def record_detail_json(record: ChangeRecord) -> dict:
+def _with_unmasked(url: str, unmasked: bool) -> str:
+    if not unmasked:
+        return url
+    return url + ("&" if "?" in url else "?") + f"{UNMASKED_PARAM}=1"
+
+
+def record_detail_json(record: ChangeRecord, *, unmasked: bool = False) -> dict:
     """streams.rows.record_detail with the dashboard's links: the record page embeds it, and
-    /api/records/<id> answers with it."""
+    /api/records/<id> answers with it. `record` is as the viewer sees it (masked or not); its
+    item history link names the item by its key where the key shows unmasked, and by this
+    record where masking hides it. `unmasked` carries ?unmasked=1 onto the links."""
     previous, following = record_neighbours(record=record)
-    return record_detail(
-        record,
-        links={
-            "self": reverse("dashboard:api_record", args=[record.pk]),
-            "page": reverse("dashboard:record", args=[record.pk]),
-            "item_history": reverse("dashboard:item", args=[record.source_id]) + "?" + urlencode({"key": record.item_key}),
-            "previous": reverse("dashboard:record", args=[previous.pk]) if previous else None,
-            "next": reverse("dashboard:record", args=[following.pk]) if following else None,
-            "lambda_event": reverse("dashboard:api_lambda_event", args=[record.pk]),
-        },
-    )
+    if getattr(record, "is_masked", False):
+        item_query = {"record": record.pk}
+    else:
+        item_query = {"key": record.item_key}
+    links = {
+        "self": reverse("dashboard:api_record", args=[record.pk]),
+        "page": reverse("dashboard:record", args=[record.pk]),
+        "item_history": reverse("dashboard:item", args=[record.source_id]) + "?" + urlencode(item_query),
+        "previous": reverse("dashboard:record", args=[previous.pk]) if previous else None,
+        "next": reverse("dashboard:record", args=[following.pk]) if following else None,
+        "lambda_event": reverse("dashboard:api_lambda_event", args=[record.pk]),
+    }
+    return record_detail(record, links={name: url and _with_unmasked(url, unmasked) for name, url in links.items()})
 
 
-def _record_or_404(pk: int) -> ChangeRecord:
+def _record_or_404(request, pk: int, *, surface: str) -> ChangeRecord:
+    masking = request_masking(request, surface=surface)
     try:
-        return record_get(record_id=pk)
+        return record_get(record_id=pk, masking=masking)
     except ChangeRecord.DoesNotExist:
         raise Http404("No such record.") from None
 
@@ -173,36 +199,65 @@ def _record_or_404(pk: int) -> ChangeRecord:
 @require_GET
 @api_permission_required("streams.view_changerecord")
 def api_record(request, pk: int):
-    """`GET /api/records/<id>`: one record with its images, diff and links."""
-    return JsonResponse(record_detail_json(_record_or_404(pk)))
+    """`GET /api/records/<id>[?unmasked=1]`: one record with its images, diff and links, as
+    the caller's masking shows them."""
+    record = _record_or_404(request, pk, surface="api_record")
+    return JsonResponse(record_detail_json(record, unmasked=unmask_asked(request.GET)))
 
 
 @require_GET
 @api_permission_required("streams.view_changerecord")
 def api_lambda_event(request, pk: int):
-    """`GET /api/records/<id>/lambda-event`: the record as a Lambda test event, indented."""
-    return JsonResponse(lambda_event([_record_or_404(pk)]), json_dumps_params={"indent": 2})
+    """`GET /api/records/<id>/lambda-event[?unmasked=1]`: the record as a Lambda test event,
+    indented, as the caller's masking shows it."""
+    return JsonResponse(lambda_event([_record_or_404(request, pk, surface="api_lambda_event")]),
+                        json_dumps_params={"indent": 2})
 
 
-def item_history_json(*, source: StreamSource, item_key: str) -> dict:
-    """One item's stored changes, oldest first: the item page embeds it, and
-    /api/items/<source_id> answers with it."""
-    changes = item_history(source_id=source.pk, item_key=item_key)
+class ItemUnknown(ValueError):
+    """Neither ?key= nor ?record= names an item; the message says what to give."""
+
+
+def item_history_json(*, source: StreamSource, params, masking: Masking) -> dict:
+    """One item's stored changes, oldest first, as `masking` shows them: the item page embeds
+    it, and /api/items/<source_id> answers with it. `params` names the item by ?key= (its key
+    as stored, canonical JSON) or ?record= (one of its records' ids, how a viewer whose masking
+    hides the key opens it). Raises ItemUnknown without either, or for a record of another
+    source."""
+    record_id = str(params.get("record") or "").strip()
+    item_key = params.get("key", "")
+    if record_id:
+        if not record_id.isdigit():
+            raise ItemUnknown("record must be a record id (a whole number).")
+        try:
+            changes = item_history_of_record(record_id=int(record_id), masking=masking)
+        except ChangeRecord.DoesNotExist:
+            raise ItemUnknown("No such record.") from None
+        if changes and changes[0].source_id != source.pk:
+            raise ItemUnknown("That record is not of this source.")
+        item_key = changes[0].item_key if changes else ""
+    elif item_key:
+        changes = item_history(source_id=source.pk, item_key=item_key, masking=masking)
+    else:
+        raise ItemUnknown('Which item? Give key (its key as canonical JSON, e.g. {"pk":{"S":"ORDER#1"}}) or record (one of its records).')
     return item_history_detail(source=source, item_key=item_key, changes=changes, truncated=len(changes) >= PAGE_MAX)
 
 
 @require_GET
 @api_permission_required("streams.view_changerecord")
 def api_item(request, source_id: int):
-    """`GET /api/items/<source_id>?key=<item_key>`: every stored change of one item."""
-    item_key = request.GET.get("key", "")
-    if not item_key:
-        return bad_request("key is required: the item's key as canonical JSON, e.g. {\"pk\":{\"S\":\"ORDER#1\"}}.")
+    """`GET /api/items/<source_id>?key=<item_key>` or `?record=<record id>`: every stored change
+    of one item, as the caller's masking shows them. Under masking that hides a key attribute,
+    ?key= finds nothing (streams.records.item_history says why)."""
     try:
         source = StreamSource.objects.get(pk=source_id)
     except StreamSource.DoesNotExist:
         raise Http404("No such source.") from None
-    return JsonResponse(item_history_json(source=source, item_key=item_key))
+    masking = request_masking(request, surface="api_item")
+    try:
+        return JsonResponse(item_history_json(source=source, params=request.GET, masking=masking))
+    except ItemUnknown as exc:
+        return bad_request(str(exc))
 
 
 @never_cache

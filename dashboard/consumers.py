@@ -17,10 +17,13 @@ and its permission cache are the connect's), which costs more than the window it
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from audit.chain import audit_record
+from dashboard.http import UNMASK_PERMISSION, unmask_asked
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
+from streams.records import masking_load, records_matching
 from workers.models import Trigger
-from workers.timeline import INVOCATIONS_GROUP, InvocationFilter
+from workers.timeline import INVOCATIONS_GROUP, InvocationFilter, invocation_rows_masked
 
 # Close codes in the application range: 4401 mirrors HTTP 401, 4403 mirrors HTTP 403 (logged
 # in, without the permission the socket needs: dashboard/roles.py).
@@ -49,11 +52,24 @@ def _source_groups(source_ids: tuple[int, ...]) -> list[str]:
 
 
 @database_sync_to_async
-def _matching_ids(flt: FeedFilter, ids: list[int]) -> set[int]:
+def _matching_ids(flt: FeedFilter, ids: list[int], *, unmasked: bool) -> set[int]:
     records = flt.apply(ChangeRecord.objects.filter(pk__in=ids))
-    if not flt.pattern:
+    masking = masking_load(unmasked=unmasked)
+    if not flt.pattern and not masking.active:
         return set(records.values_list("pk", flat=True))
-    return {record.pk for record in records.select_related("source", "shard__stream") if flt.matches_record(record)}
+    shown = records_matching(flt=flt, masking=masking, records=records.select_related("source", "shard__stream"))
+    return {record.pk for record in shown}
+
+
+async def _unmask_granted(consumer, *, surface: str) -> bool:
+    """Whether the socket's user may see item data unmasked; audited when granted, as every
+    unmasked view is (dashboard.http.masking_for)."""
+    user = consumer.scope["user"]
+    if not await user.ahas_perm(UNMASK_PERMISSION):
+        return False
+    await database_sync_to_async(audit_record)(
+        actor=user, action="streams.changerecord.unmask", details={"surface": surface, "path": consumer.scope.get("path", "")})
+    return True
 
 
 class FeedConsumer(AsyncJsonWebsocketConsumer):
@@ -61,6 +77,8 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         if await _refused(self, perm="streams.view_changerecord"):
             return
         self.filter = FeedFilter()
+        # Masked until a subscribe asks for unmasked=1 and the user may (streams.masking).
+        self.unmasked = False
         self.joined: list[str] = []
         await self._join(await _source_groups(()))
         await self.accept()
@@ -80,11 +98,17 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict) or content.get("type") != "subscribe":
             await self.send_json({"type": "error", "message": "Send {\"type\": \"subscribe\", \"filter\": {...}}."})
             return
+        params = content.get("filter") or {}
         try:
-            self.filter = FeedFilter.from_params(content.get("filter") or {})
+            self.filter = FeedFilter.from_params(params)
         except FilterError as exc:
             await self.send_json({"type": "error", "message": str(exc)})
             return
+        asked = isinstance(params, dict) and unmask_asked(params)
+        if asked and not await _unmask_granted(self, surface="feed_socket"):
+            await self.send_json({"type": "error", "message": "Seeing item data unmasked needs the Admin role; records stay masked."})
+            asked = False
+        self.unmasked = asked
         # Joining only the groups a filter can match keeps unwanted batches off this socket.
         await self._join(await _source_groups(self.filter.sources))
         await self.send_json({"type": "subscribed", "filter": self.filter.as_json()})
@@ -95,9 +119,12 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=event.get("code", 1012))
 
     async def records_batch(self, event):
-        rows = [row for row in event["records"] if self.filter.matches_row(row)]
+        # The masked rows when the batch's source has masking rules: filters below then test
+        # what this viewer is shown, never the values masking hides.
+        shown = event["records"] if self.unmasked else event.get("records_masked", event["records"])
+        rows = [row for row in shown if self.filter.matches_row(row)]
         if rows and self.filter.needs_database:
-            keep = await _matching_ids(self.filter, [row["id"] for row in rows])
+            keep = await _matching_ids(self.filter, [row["id"] for row in rows], unmasked=self.unmasked)
             rows = [row for row in rows if row["id"] in keep]
         if rows:
             await self.send_json({"type": "records", "records": rows, "last_id": event["last_id"]})
@@ -106,6 +133,11 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
 @database_sync_to_async
 def _trigger_names(trigger_ids: set[int]) -> dict[int, str]:
     return dict(Trigger.objects.filter(pk__in=trigger_ids).values_list("pk", "name"))
+
+
+@database_sync_to_async
+def _rows_masked(rows: list[dict]) -> list[dict]:
+    return invocation_rows_masked(rows=rows, masking=masking_load())
 
 
 class InvocationConsumer(AsyncJsonWebsocketConsumer):
@@ -124,6 +156,7 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
         if await _refused(self, perm="workers.view_invocation"):
             return
         self.filter = InvocationFilter()
+        self.unmasked = False
         # Rows name their trigger; names are looked up once per socket (a trigger added after
         # the page loaded is not in the page's list).
         self.trigger_names: dict[int, str] = {}
@@ -144,6 +177,11 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
         except FilterError as exc:
             await self.send_json({"type": "error", "message": str(exc)})
             return
+        asked = unmask_asked(content)
+        if asked and not await _unmask_granted(self, surface="invocations_socket"):
+            await self.send_json({"type": "error", "message": "Seeing item data unmasked needs the Admin role; error messages stay withheld."})
+            asked = False
+        self.unmasked = asked
         await self.send_json({"type": "subscribed", **self.filter.as_json()})
 
     async def invocations_new(self, event):
@@ -154,4 +192,6 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
         if unknown:
             self.trigger_names.update(await _trigger_names(unknown))
         rows = [{**row, "trigger_name": self.trigger_names.get(row["trigger_id"], "")} for row in rows]
+        if not self.unmasked:
+            rows = await _rows_masked(rows)
         await self.send_json({"type": "invocations", "invocations": rows})

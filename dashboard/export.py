@@ -15,10 +15,12 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from audit.chain import audit_record
-from dashboard.http import api_auser, bad_request, permission_refused, unauthenticated
+from dashboard.http import UNMASK_PERMISSION, api_auser, bad_request, permission_refused, unauthenticated, unmask_asked
 from dashboard.tokens import TokenRefused
 from streams.feed import FeedFilter, FilterError
+from streams.masking import Masking
 from streams.models import ChangeRecord
+from streams.records import masking_load, records_matching
 from streams.rows import record_export
 
 BATCH = 500
@@ -68,14 +70,15 @@ def export_filters_audited(*, flt: FeedFilter) -> list[list[str]]:
     return [[name, GIVEN if name in ITEM_DATA_PARAMS else value] for name, value in flt.to_params()]
 
 
-def _batch(flt: FeedFilter, before_id: int | None) -> tuple[list[ChangeRecord], int | None]:
-    """The next page of matching records, and the id to continue before (None at the end)."""
+def _batch(flt: FeedFilter, before_id: int | None, masking: Masking) -> tuple[list[ChangeRecord], int | None]:
+    """The next page of matching records as `masking` shows them (matched as shown: streams.
+    records.records_matching), and the id to continue before (None at the end)."""
     queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"))
     if before_id is not None:
         queryset = queryset.filter(id__lt=before_id)
     scanned = list(queryset.order_by("-id")[:BATCH])
     following = scanned[-1].pk if len(scanned) == BATCH else None
-    return [record for record in scanned if flt.matches_record(record)], following
+    return records_matching(flt=flt, masking=masking, records=scanned), following
 
 
 def _ndjson(records) -> str:
@@ -113,6 +116,11 @@ async def export(request, fmt: str):
         flt = FeedFilter.from_params(request.GET)
     except FilterError as exc:
         return bad_request(str(exc))
+    # The export's own audit entry says whether it was unmasked; no separate unmask entry.
+    unmasked = unmask_asked(request.GET)
+    if unmasked and not await user.ahas_perm(UNMASK_PERMISSION):
+        return permission_refused(perm=UNMASK_PERMISSION)
+    masking = await sync_to_async(masking_load)(unmasked=unmasked)
 
     async def chunks():
         before_id = None
@@ -121,7 +129,7 @@ async def export(request, fmt: str):
         complete = False
         try:
             while True:
-                records, before_id = await sync_to_async(_batch)(flt, before_id)
+                records, before_id = await sync_to_async(_batch)(flt, before_id, masking)
                 # Counted before the yield: a client that stops reading after the last batch
                 # closes this generator at that yield, and the batch was sent.
                 rows += len(records)
@@ -138,7 +146,8 @@ async def export(request, fmt: str):
             # goes away part-way leaves complete false.
             await sync_to_async(audit_record)(
                 actor=user, action="streams.changerecord.export", request=request,
-                details={"format": fmt, "filters": export_filters_audited(flt=flt), "rows": rows, "complete": complete})
+                details={"format": fmt, "filters": export_filters_audited(flt=flt), "rows": rows, "complete": complete,
+                         "unmasked": unmasked})
 
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"

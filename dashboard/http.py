@@ -6,12 +6,16 @@ from functools import wraps
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.utils import timezone
 
+from audit.chain import audit_record
 from dashboard.tokens import TokenRefused, token_authenticate
 
 from streams.feed import FeedFilter, FilterError
+from streams.masking import Masking
+from streams.records import masking_load
 
 
 def page_permission_required(perm: str | tuple[str, ...]):
@@ -70,7 +74,10 @@ def api_permission_required(perm: str):
             if not user.has_perm(perm):
                 return permission_refused(perm=perm)
             request.user = user
-            return view(request, *args, **kwargs)
+            try:
+                return view(request, *args, **kwargs)
+            except UnmaskRefused:
+                return permission_refused(perm=UNMASK_PERMISSION)
 
         return wrapper
 
@@ -103,3 +110,57 @@ def int_param(request, name: str, *, default=None, minimum=None, maximum=None):
 
 def feed_filter(request) -> FeedFilter:
     return FeedFilter.from_params(request.GET)
+
+
+UNMASK_PERMISSION = "streams.view_unmasked_changerecord"
+UNMASKED_PARAM = "unmasked"
+
+
+class UnmaskRefused(PermissionDenied):
+    """Asked to see item data unmasked without UNMASK_PERMISSION."""
+
+
+def unmask_asked(params) -> bool:
+    """Whether a query string (or a socket's subscribe filter) asks for ?unmasked=1."""
+    return str(params.get(UNMASKED_PARAM) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def masking_for(*, user, unmasked: bool, request=None, surface: str) -> Masking:
+    """The masking a viewer sees item data through: every source's rules (streams.records.
+    masking_load), or none when `unmasked` was asked for and `user` holds UNMASK_PERMISSION.
+
+    Each unmasked view is written to the audit log ("streams.changerecord.unmask", with
+    `surface`, such as "record", and the request's path but never its query string, which may
+    hold filter values). Raises UnmaskRefused (Django answers 403) when `unmasked` is asked for
+    without the permission: a silent masked answer would look like unmasked data to a script."""
+    if not unmasked:
+        return masking_load()
+    if not user.has_perm(UNMASK_PERMISSION):
+        raise UnmaskRefused("Seeing item data unmasked needs the Admin role (streams.view_unmasked_changerecord).")
+    audit_record(actor=user, action="streams.changerecord.unmask", request=request,
+                 details={"surface": surface, "path": request.path if request is not None else ""})
+    return masking_load(unmasked=True)
+
+
+def request_masking(request, *, surface: str) -> Masking:
+    """masking_for the request's user and its ?unmasked= (unmask_asked)."""
+    return masking_for(user=request.user, unmasked=unmask_asked(request.GET), request=request, surface=surface)
+
+
+def unmask_context(request, *, masking: Masking) -> dict:
+    """What templates/dashboard/_unmask_control.html needs: whether this page shows data
+    unmasked, whether it may (the viewer holds UNMASK_PERMISSION and some rule masks), and the
+    page's URL with ?unmasked= set and cleared."""
+    unmasked = unmask_asked(request.GET)
+    params = request.GET.copy()
+    params.pop(UNMASKED_PARAM, None)
+    masked_query = params.urlencode()
+    params[UNMASKED_PARAM] = "1"
+    return {
+        "unmask": {
+            "shown_unmasked": unmasked,
+            "offered": not unmasked and masking.active and request.user.has_perm(UNMASK_PERMISSION),
+            "unmasked_url": f"{request.path}?{params.urlencode()}",
+            "masked_url": request.path + (f"?{masked_query}" if masked_query else ""),
+        }
+    }

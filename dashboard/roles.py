@@ -7,7 +7,8 @@ group an installation builds for itself works too.
 Permission names are Django's ("<app_label>.<codename>"): the model permissions view_, add_,
 change_, delete_ and the custom ones declared in the owning models' Meta:
   streams.export_changerecord          export the feed as NDJSON or CSV
-  streams.view_unmasked_changerecord   see item data unmasked (for masking, which is not built yet)
+  streams.view_unmasked_changerecord   ask to see item data unmasked ("Show unmasked", audited each time);
+                                       everyone else sees it as the masking rules say (streams.masking)
   workers.operate_trigger              enable, disable, reset positions, replay; skip or bisect a failing batch
   workers.retry_deadletter             retry dead-letter entries
   alerts.silence_alertstate            silence an alert, lift a silence
@@ -52,11 +53,16 @@ _OPERATOR = _VIEWER + (
     "streams.export_changerecord",
 )
 
-# Configuring sources, triggers, alert rules and channels, and users; unmasked data; the audit log.
+# Configuring sources and their masking rules, triggers, alert rules and channels, and users;
+# unmasked data; the audit log.
 _ADMIN = _OPERATOR + (
     "streams.add_streamsource",
     "streams.change_streamsource",
     "streams.delete_streamsource",
+    "streams.view_maskingrule",
+    "streams.add_maskingrule",
+    "streams.change_maskingrule",
+    "streams.delete_maskingrule",
     "workers.add_trigger",
     "workers.change_trigger",
     "workers.delete_trigger",

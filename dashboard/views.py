@@ -11,12 +11,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import AuditFilter, AuditFilterError, audit_actions, audit_entries_page
-from dashboard.api import item_history_json, record_detail_json
+from dashboard.api import ItemUnknown, item_history_json, record_detail_json
 from dashboard.charts import RANGES, chart_range
-from dashboard.http import int_param, page_permission_required
+from dashboard.http import UNMASKED_PARAM, int_param, page_permission_required, request_masking, unmask_context
 from dashboard.metrics import CONTENT_TYPE, metrics_access, metrics_text
 from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
+from streams.masking import WITHHELD, Masking
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, record_get, records_page
 from streams.rows import feed_rows, key_parts
@@ -73,13 +74,31 @@ def _filter_context(request) -> dict:
     }
 
 
+def _masked_context(request, *, surface: str) -> tuple[Masking, dict]:
+    """The viewer's masking for a page that shows item data (dashboard.http.request_masking,
+    which audits an unmasked view), and the unmask control's context."""
+    masking = request_masking(request, surface=surface)
+    return masking, unmask_context(request, masking=masking)
+
+
+def _feed_query(flt: FeedFilter, unmask: dict) -> str:
+    """The filter's query string, with unmasked=1 while the page shows data unmasked: the
+    page's script sends it on with every fetch, socket subscription and export link."""
+    params = flt.to_params()
+    if unmask["unmask"]["shown_unmasked"]:
+        params.append((UNMASKED_PARAM, "1"))
+    return urlencode(params)
+
+
 FEED_ROWS = 100
 
 
 @page_permission_required("streams.view_changerecord")
 def feed(request):
     context = _filter_context(request)
-    rows = feed_rows(records_page(flt=context["filter"], limit=FEED_ROWS)) if not context["filter_error"] else []
+    masking, unmask = _masked_context(request, surface="feed")
+    context.update(unmask, feed_query=_feed_query(context["filter"], unmask))
+    rows = feed_rows(records_page(flt=context["filter"], masking=masking, limit=FEED_ROWS)) if not context["filter_error"] else []
     older = rows[-1]["id"] if len(rows) == FEED_ROWS else None
     # Only a REMOVE can be a TTL deletion: the row template of a feed without REMOVEs needs no
     # TTL badge (templates/dashboard/_change_summary.html).
@@ -94,42 +113,49 @@ HISTORY_PAGE = 100
 @page_permission_required("streams.view_changerecord")
 def history(request):
     context = _filter_context(request)
+    masking, unmask = _masked_context(request, surface="history")
+    context.update(unmask, feed_query=_feed_query(context["filter"], unmask))
     try:
         before = int_param(request, "before", minimum=1)
         limit = int_param(request, "limit", default=HISTORY_PAGE, minimum=1, maximum=PAGE_MAX)
     except FilterError as exc:
         before, limit, context["filter_error"] = None, HISTORY_PAGE, str(exc)
-    rows = [] if context["filter_error"] else feed_rows(records_page(flt=context["filter"], before_id=before, limit=limit))
+    rows = [] if context["filter_error"] else feed_rows(records_page(flt=context["filter"], masking=masking, before_id=before, limit=limit))
     older = rows[-1]["id"] if len(rows) == limit else None
+    unmasked = unmask["unmask"]["shown_unmasked"]
     links = {
-        "older_url": _history_url(context["filter"], limit=limit, before=older) if older else "",
-        "newest_url": _history_url(context["filter"], limit=limit) if before else "",
+        "older_url": _history_url(context["filter"], limit=limit, before=older, unmasked=unmasked) if older else "",
+        "newest_url": _history_url(context["filter"], limit=limit, unmasked=unmasked) if before else "",
     }
     return render(request, "dashboard/history.html", {**context, **links, "rows": rows, "before": before})
 
 
-def _history_url(flt: FeedFilter, *, limit: int, before: int | None = None) -> str:
+def _history_url(flt: FeedFilter, *, limit: int, before: int | None = None, unmasked: bool = False) -> str:
     """A history page with the same filter: keyset paging, so `before` is a record id."""
     params = flt.to_params()
     if before:
         params.append(("before", str(before)))
     if limit != HISTORY_PAGE:
         params.append(("limit", str(limit)))
+    if unmasked:
+        params.append((UNMASKED_PARAM, "1"))
     return reverse("dashboard:history") + (f"?{urlencode(params)}" if params else "")
 
 
 @page_permission_required("streams.view_changerecord")
 def record(request, pk: int):
+    masking, unmask = _masked_context(request, surface="record")
     try:
-        change = record_get(record_id=pk)
+        change = record_get(record_id=pk, masking=masking)
     except ChangeRecord.DoesNotExist:
         raise Http404("No such record.") from None
     return render(
         request,
         "dashboard/record.html",
         {
+            **unmask,
             "record": change,
-            "detail": record_detail_json(change),
+            "detail": record_detail_json(change, unmasked=unmask["unmask"]["shown_unmasked"]),
             "key_parts": key_parts(keys=change.keys, key_schema=change.source.key_schema),
             "invocations": invocations_for_record(record_id=change.pk),
         },
@@ -139,11 +165,12 @@ def record(request, pk: int):
 @page_permission_required("streams.view_changerecord")
 def item(request, source_id: int):
     source = get_object_or_404(StreamSource, pk=source_id)
-    item_key = request.GET.get("key", "")
-    if not item_key:
-        raise Http404("Which item? Open item history from a record.")
-    history_json = item_history_json(source=source, item_key=item_key)
-    return render(request, "dashboard/item.html", {"source": source, "history": history_json})
+    masking, unmask = _masked_context(request, surface="item")
+    try:
+        history_json = item_history_json(source=source, params=request.GET, masking=masking)
+    except ItemUnknown as exc:
+        raise Http404(str(exc)) from None
+    return render(request, "dashboard/item.html", {**unmask, "source": source, "history": history_json})
 
 
 @page_permission_required("workers.view_trigger")
@@ -165,10 +192,16 @@ def timeline(request):
         flt, error = InvocationFilter(), str(exc)
     triggers_all = list(Trigger.objects.order_by("name").only("pk", "name"))
     rows = [] if error else invocations_timeline(flt=flt, limit=TIMELINE_ROWS)
+    masking, unmask = _masked_context(request, surface="timeline")
+    for row in rows:
+        # A handler's error may quote the records it was given (workers.timeline.invocation_rows_masked).
+        if row.error_message and not masking.text_visible(source_id=row.trigger.source_id):
+            row.error_message = WITHHELD
     return render(
         request,
         "dashboard/timeline.html",
         {
+            **unmask,
             "invocations": rows,
             "trigger_id": flt.trigger_id,
             "outcome": flt.outcome,
@@ -188,13 +221,19 @@ INVOCATION_DIFFS_SHOWN = 500
 @page_permission_required("workers.view_invocation")
 def invocation(request, pk: int):
     invocation = get_object_or_404(Invocation.objects.select_related("trigger", "shard"), pk=pk)
-    records = invocation_records(invocation=invocation)
+    masking, unmask = _masked_context(request, surface="invocation")
+    records = [masking.record_mask(record) for record in invocation_records(invocation=invocation)]
     missing = len(invocation.record_ids) - len(records)
     payload = json.dumps(lambda_event(records), indent=2) if records else ""
+    # The handler wrote its error and response from the records it was given, masked or not.
+    text_visible = masking.text_visible(source_id=invocation.trigger.source_id)
     return render(
         request,
         "dashboard/invocation.html",
         {
+            **unmask,
+            "text_visible": text_visible,
+            "withheld": WITHHELD,
             "invocation": invocation,
             "payload": payload,
             "missing": missing,
@@ -218,10 +257,14 @@ def dead_letters(request):
     except FilterError:
         trigger_id = None
     trigger = Trigger.objects.filter(pk=trigger_id).first() if trigger_id else None
+    masking, unmask = _masked_context(request, surface="dead_letters")
     letters = dead_letters_list(trigger_id=trigger.pk if trigger else None)
     for letter in letters:
         letter.record_count = len(letter.record_ids)
-    return render(request, "dashboard/dead_letters.html", {"dead_letters": letters, "trigger": trigger})
+        # A reason quotes the handler's last error, which may quote the records it was given.
+        if not masking.text_visible(source_id=letter.trigger.source_id):
+            letter.reason = WITHHELD
+    return render(request, "dashboard/dead_letters.html", {**unmask, "dead_letters": letters, "trigger": trigger})
 
 
 @require_GET

@@ -1,10 +1,13 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from audit.chain import audit_update
 
-from streams.models import ChangeRecord, Gap, Shard, Stream, StreamSource
+from streams.models import ChangeRecord, Gap, MaskingRule, Shard, Stream, StreamSource
 from streams.sources import SourceError, source_add, table_describe
 from streams.tasks import discover_source
 
@@ -31,9 +34,21 @@ class StreamSourceForm(forms.ModelForm):
         return cleaned
 
 
+class MaskingRuleInline(admin.TabularInline):
+    """A source's masking rules, on its page: streams.masking says how paths read. Each change
+    is audited (audit.capture) and takes effect on the next page, API call or pushed batch."""
+
+    model = MaskingRule
+    fields = ["path", "mode"]
+    extra = 1
+    verbose_name = "masking rule"
+    verbose_name_plural = "Masking rules: what people without the unmask permission see masked"
+
+
 @admin.register(StreamSource)
 class StreamSourceAdmin(admin.ModelAdmin):
     form = StreamSourceForm
+    inlines = [MaskingRuleInline]
     list_display = ["table_name", "region", "view_type", "status", "enabled", "retention_days", "last_discovered_at"]
     list_filter = ["status", "enabled", "region"]
     search_fields = ["table_name", "stream_arn"]
@@ -113,10 +128,19 @@ class GapAdmin(admin.ModelAdmin):
 
 @admin.register(ChangeRecord)
 class ChangeRecordAdmin(admin.ModelAdmin):
-    list_display = ["id", "source", "event_name", "item_key", "sequence_number", "approximate_creation_time"]
+    """Records' ids and metadata, never their item data: the admin knows nothing of masking,
+    so a record's keys and images are shown by the dashboard's record page, which masks them;
+    opening a record here goes there."""
+
+    list_display = ["id", "source", "event_name", "sequence_number", "approximate_creation_time"]
     list_filter = ["event_name", "source"]
     list_select_related = ["source"]
     show_full_result_count = False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return redirect(reverse("dashboard:record", args=[int(object_id)]) if object_id.isdigit() else "admin:index")
 
     def has_add_permission(self, request):
         return False

@@ -21,7 +21,9 @@ __all__ = [
     "decode_item",
     "encode",
     "encode_item",
+    "is_mask",
     "item_key",
+    "number_canonical",
     "to_display",
     "typed_entry",
 ]
@@ -36,6 +38,20 @@ MAX_ADJUSTED_EXPONENT = 125
 # Decimal() alone also accepts " 1 ", "1_000", "NaN" and "Infinity", none of which DynamoDB
 # ever sends; a stream that did would be broken and we want to hear about it.
 _NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+# What streams.masking puts in place of a masked value, inside its type tag ({"N": "•••"}): the
+# inner of a masked value is one of these whatever the tag, so anything that reads typed values
+# for people checks is_mask before reading the inner as its tag promises. Neither can be base64,
+# so a masked B is never taken for binary.
+MASK_REDACTED = "\u2022\u2022\u2022"
+MASK_HASH_PREFIX = "hmac:"
+_MASK_HASH = re.compile(r"hmac:[0-9a-f]{16}")
+
+
+def is_mask(inner) -> bool:
+    """Whether a typed value's inner is a masking stand-in (MASK_REDACTED or a hash)."""
+    return type(inner) is str and (inner == MASK_REDACTED or _MASK_HASH.fullmatch(inner) is not None)
 
 
 class WireFormatError(ValueError):
@@ -261,6 +277,14 @@ def _canonical_number(text):
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
+def number_canonical(text: str) -> str:
+    """A DynamoDB number as DynamoDB spells what it stores ("1.00" -> "1", "1E+2" -> "100").
+    Raises ValueError (decimal.InvalidOperation) for text that is not a number."""
+    if type(text) is not str or not _NUMBER.fullmatch(text):
+        raise ValueError(f"not a DynamoDB number: {text!r}")
+    return _canonical_number(text)
+
+
 def item_key(keys: dict) -> str:
     """Canonical string for a record's typed Keys map, used to find an item's history:
     compact JSON with sorted names, keys in wire format (B as base64).
@@ -270,9 +294,9 @@ def item_key(keys: dict) -> str:
     whose sk is 1), and one item must give one key string.
     """
     for value in keys.values():
-        if "N" in value and not _CANONICAL_NUMBER.fullmatch(value["N"]):
+        if "N" in value and not _CANONICAL_NUMBER.fullmatch(value["N"]) and not is_mask(value["N"]):
             keys = {
-                name: {"N": _canonical_number(value["N"])} if "N" in value else value
+                name: {"N": _canonical_number(value["N"])} if "N" in value and not is_mask(value["N"]) else value
                 for name, value in keys.items()
             }
             break
@@ -286,9 +310,12 @@ def to_display(value: dict):
     float in the browser and lose digits), B -> base64 str, SS/BS -> sorted list of str,
     NS -> list of digit strings sorted numerically, NULL -> None, BOOL -> bool, M -> dict,
     L -> list. The type tags are dropped, so N "1" and S "1" look alike: pages that must tell
-    them apart (the diff view) keep the typed value next to this.
+    them apart (the diff view) keep the typed value next to this. A masked value
+    (streams.masking) gives its stand-in text, whatever its tag.
     """
     tag, inner = typed_entry(value)
+    if is_mask(inner):
+        return inner
     if tag == "S" or tag == "N" or tag == "B" or tag == "BOOL":
         return inner
     if tag == "M":

@@ -22,9 +22,9 @@ the same way.
 import json
 from decimal import Decimal
 
-from streams.codec import to_display, typed_entry
+from streams.codec import is_mask, to_display, typed_entry
 
-__all__ = ["diff_images", "record_diff", "summarize"]
+__all__ = ["diff_images", "path_child", "record_diff", "summarize"]
 
 VIEW_TYPES = frozenset({"KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"})
 EVENT_NAMES = frozenset({"INSERT", "MODIFY", "REMOVE"})
@@ -41,10 +41,14 @@ _quote = json.JSONEncoder(ensure_ascii=False).encode
 _compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _child(prefix, name):
+def path_child(prefix: str, name: str) -> str:
+    """The path of map key `name` under `prefix` ("" at the top), spelt as the module docstring says."""
     if name.isascii() and name.isidentifier():
         return f"{prefix}.{name}" if prefix else name
     return f"{prefix}[{_quote(name)}]"
+
+
+_child = path_child
 
 
 def _diff_maps(old, new, prefix, out):
@@ -190,6 +194,8 @@ def _binary_size(text):
 
 
 def _member(tag, member):
+    if is_mask(member):
+        return member
     if tag == "SS":
         return _quote(member)
     if tag == "BS":
@@ -198,11 +204,15 @@ def _member(tag, member):
 
 
 def _members(tag, members):
+    if is_mask(members):
+        return members
     return _shorten("{" + ", ".join(_member(tag, member) for member in members) + "}")
 
 
 def _render(value):
     tag, inner = typed_entry(value)
+    if is_mask(inner):
+        return inner
     if tag == "S":
         text = _quote(inner)
     elif tag == "N":

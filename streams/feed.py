@@ -1,6 +1,7 @@
 """Which change records a person is looking at: the feed's filters, applied the same way to a
 database query (pages, API, export) and to records pushed live to a browser."""
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -129,6 +130,29 @@ class FeedFilter:
         """Free text and patterns look at whole images, which live rows do not carry."""
         return bool(self.text or self.pattern)
 
+    @property
+    def item_filtered(self) -> bool:
+        """Whether the filter looks at item data (key, path, text, pattern): what masking must
+        test again on the masked record."""
+        return bool(self.key or self.path or self.text or self.pattern)
+
+    def matches_shown(self, record) -> bool:
+        """Every item-data test (key, path, text, pattern) against a record as a viewer is
+        shown it (a masked copy: streams.masking.Masking.record_mask), not as stored; the
+        database's tests (q, apply) ran on the stored values, so a record passes only when
+        both the stored and the shown values match. Needs keys and images loaded, and
+        record.source and record.shard.stream for the pattern."""
+        if self.key and not self._key_matches(record.partition_key):
+            return False
+        if self.path and not _paths_match(self.path, [change["path"] for change in record.diff]):
+            return False
+        if self.text:
+            needle = self.text.lower()
+            texts = (record.keys, record.new_image, record.old_image)
+            if not any(value is not None and needle in _stored_text(value).lower() for value in texts):
+                return False
+        return self.matches_record(record)
+
     def matches_record(self, record) -> bool:
         """The event pattern against a saved record's Lambda event (needs record.source and
         record.shard.stream). Always true without a pattern."""
@@ -171,27 +195,36 @@ class FeedFilter:
             )
         return queryset
 
+    def _key_matches(self, partition_key: str) -> bool:
+        if self.key_match == "equals":
+            return partition_key == self._key_column_value
+        return partition_key.startswith(self._key_column_value)
+
     def matches_row(self, row: dict) -> bool:
         """The same test as q() for a pushed feed row; free text is left to the database."""
         if self.sources and row["source_id"] not in self.sources:
             return False
         if self.events and row["event_name"] not in self.events:
             return False
-        if self.key:
-            value = row["partition_key"]
-            if self.key_match == "equals" and value != self._key_column_value:
-                return False
-            if self.key_match == "prefix" and not value.startswith(self._key_column_value):
-                return False
-        if self.path:
-            prefixes = (self.path + ".", self.path + "[")
-            if not any(path == self.path or path.startswith(prefixes) for path in row["paths"]):
-                return False
+        if self.key and not self._key_matches(row["partition_key"]):
+            return False
+        if self.path and not _paths_match(self.path, row["paths"]):
+            return False
         if self.start or self.end:
             created = parse_datetime(row["approximate_creation_time"])
             if (self.start and created < self.start) or (self.end and created > self.end):
                 return False
         return True
+
+
+def _paths_match(wanted: str, paths) -> bool:
+    prefixes = (wanted + ".", wanted + "[")
+    return any(path == wanted or path.startswith(prefixes) for path in paths)
+
+
+def _stored_text(value) -> str:
+    # As StoredJSONField writes images (json.dumps' defaults), which is the text q() searches.
+    return json.dumps(value)
 
 
 def _as_list(value) -> list:

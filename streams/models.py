@@ -2,11 +2,13 @@ import hashlib
 import json
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from streams import aws
 from streams.leases import LeaseQuerySet
+from streams.masking import MaskingError, rule_path_parse
 
 
 def sequence_key(sequence_number: str) -> str:
@@ -261,6 +263,41 @@ class StoredJSONField(models.JSONField):
         return super().from_db_value(value, expression, connection)
 
 
+class MaskingRule(models.Model):
+    """One path of a source's items that people without streams.view_unmasked_changerecord see
+    masked (streams.masking says how paths read and what each mode shows). Stored records are
+    never changed by a rule; adding, changing or deleting one takes effect on the next page,
+    API call or pushed batch."""
+
+    class Mode(models.TextChoices):
+        REDACT = "redact", "Redact: show ••• (type kept)"
+        HASH = "hash", "Hash: show a keyed HMAC (equal values look equal)"
+        REMOVE = "remove", "Remove: leave the attribute out"
+
+    source = models.ForeignKey(StreamSource, on_delete=models.CASCADE, related_name="masking_rules")
+    path = models.CharField(
+        max_length=512,
+        help_text='An attribute path: customer.email, items[0].sku, order["ship to"]; * is any one level, '
+                  "** any number of levels (**.ssn masks ssn anywhere); key attributes too.",
+    )
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.REDACT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "path"], name="unique_masking_rule_path")]
+        ordering = ["source", "path"]
+
+    def __str__(self):
+        return f"{self.path} ({self.mode})"
+
+    def clean(self):
+        try:
+            rule_path_parse(self.path)
+        except MaskingError as exc:
+            raise ValidationError({"path": str(exc)}) from None
+        self.path = self.path.strip()
+
+
 class ChangeRecordQuerySet(models.QuerySet):
     def older_than(self, *, source_id, cutoff):
         """Records a source's retention no longer keeps."""
@@ -334,8 +371,8 @@ class ChangeRecord(models.Model):
                 fields=["partition_key", "id"], name="record_partition_key_idx", opclasses=["text_pattern_ops", ""]
             ),
         ]
-        # view_unmasked_changerecord is held by Admin only; masking (when it comes) shows item
-        # data unmasked to its holders and masked to everyone else.
+        # view_unmasked_changerecord is held by Admin only: its holders may ask to see item data
+        # unmasked (each time audited); everyone else always sees it masked (MaskingRule).
         permissions = [
             ("export_changerecord", "Can export change records (NDJSON, CSV)"),
             ("view_unmasked_changerecord", "Can view item data unmasked"),

@@ -1,6 +1,7 @@
 """Telling browsers about saved records over the Channels layer.
 
-One message per saved batch, not per record: a channel holds a bounded number of messages,
+One message per saved batch, not per record (its rows twice, as "records" and, for a source
+with masking rules, "records_masked", as people without the unmask permission see them): a channel holds a bounded number of messages,
 and per-record sends at hundreds of records a second would overflow it. A failed push loses
 nothing: the records are in the database, and the page fetches what it missed on reconnect.
 """
@@ -13,6 +14,7 @@ import time
 from channels.layers import get_channel_layer
 
 from meters.store import meter_observe
+from streams.records import masking_load
 from streams.rows import feed_row
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,11 @@ def batch_publish(*, source, rows: list[dict]) -> bool:
         "records": [feed_row(row, source=source) for row in rows],
         "last_id": max(row["id"] for row in rows),
     }
+    # The rows as masked viewers see them, made here once rather than by every socket. Read
+    # per batch, so a rule added a moment ago masks the next batch already.
+    masking = masking_load(source_ids=[source.pk])
+    if masking.covers(source.pk):
+        message["records_masked"] = [feed_row(masking.row_mask(row, source=source), source=source) for row in rows]
     sent = group_publish(group=source.group_name, message=message)
     if sent:
         meter_observe(name="shardwatch_push_latency_seconds", labels={"source": source.pk}, value=time.monotonic() - started)

@@ -1,36 +1,63 @@
 """Reading change records back: pages of the feed, one record, one item's history. What each
-is shown as is streams.rows's."""
+is shown as is streams.rows's.
 
+Every reader here takes the viewer's Masking (masking_load) and returns records as that viewer
+may see them: masked copies, never saved. The default, NO_MASKING, is for callers that show no
+one item data (triggers, retention) and for viewers already cleared to see it unmasked."""
+
+from django.conf import settings
 from django.db.models import Q
 
 from streams.feed import FeedFilter
-from streams.models import ChangeRecord, digest_item_key
+from streams.masking import ANY_DEPTH, MODES, Masking, MaskingError, rule_path_parse
+from streams.models import ChangeRecord, MaskingRule, digest_item_key
 from streams.rows import FEED_FIELDS
 
 PAGE_MAX = 500
+NO_MASKING = Masking()
 
 
-def records_page(*, flt: FeedFilter, before_id: int | None = None, after_id: int | None = None, limit: int = 50):
+def records_page(*, flt: FeedFilter, masking: Masking = NO_MASKING, before_id: int | None = None,
+                 after_id: int | None = None, limit: int = 50) -> list[ChangeRecord]:
     """Keyset pages in saved order: newest first, or with after_id the ones saved after it,
-    oldest first (what a reconnecting page missed)."""
+    oldest first (what a reconnecting page missed). Records come back as `masking` shows them
+    (streams.masking), and are matched as they are shown: under masking, the key, path and
+    text filters are tested again on the masked record, so no filter finds a masked value."""
     limit = max(1, min(limit, PAGE_MAX))
-    if flt.pattern:
-        return _pattern_page(flt=flt, before_id=before_id, after_id=after_id, limit=limit)
+    if flt.pattern or (masking.active and flt.item_filtered):
+        return _scanned_page(flt=flt, masking=masking, before_id=before_id, after_id=after_id, limit=limit)
     queryset = flt.apply(ChangeRecord.objects.select_related("source").only(*FEED_FIELDS, "source__table_name", "source__key_schema"))
     if after_id is not None:
-        return list(queryset.filter(id__gt=after_id).order_by("id")[:limit])
-    if before_id is not None:
-        queryset = queryset.filter(id__lt=before_id)
-    return list(queryset.order_by("-id")[:limit])
+        page = queryset.filter(id__gt=after_id).order_by("id")[:limit]
+    else:
+        if before_id is not None:
+            queryset = queryset.filter(id__lt=before_id)
+        page = queryset.order_by("-id")[:limit]
+    return [masking.record_mask(record) for record in page]
 
 
-# An event pattern is tested in Python on each record's Lambda event; a page scans at most this
-# many records for matches, so a pattern that matches nothing costs a bounded query.
+# An event pattern, or a filter re-tested on masked records, is tested in Python on each record;
+# a page scans at most this many records for matches, so a filter that matches nothing costs a
+# bounded query.
 PATTERN_SCAN_MAX = 5000
 PATTERN_CHUNK = 500
 
 
-def _pattern_page(*, flt: FeedFilter, before_id, after_id, limit) -> list[ChangeRecord]:
+def records_matching(*, flt: FeedFilter, masking: Masking, records) -> list[ChangeRecord]:
+    """Of saved records (each with source and shard.stream loaded, images included) that
+    flt.apply already let through, those that match as `masking` shows them, masked."""
+    found = []
+    for record in records:
+        shown = masking.record_mask(record)
+        if shown is record:
+            if flt.matches_record(record):
+                found.append(record)
+        elif flt.matches_shown(shown):
+            found.append(shown)
+    return found
+
+
+def _scanned_page(*, flt: FeedFilter, masking: Masking, before_id, after_id, limit) -> list[ChangeRecord]:
     queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"))
     ascending = after_id is not None
     cursor = after_id if ascending else before_id
@@ -45,12 +72,13 @@ def _pattern_page(*, flt: FeedFilter, before_id, after_id, limit) -> list[Change
             break
         scanned += len(chunk)
         cursor = chunk[-1].pk
-        found.extend(record for record in chunk if flt.matches_record(record))
+        found.extend(records_matching(flt=flt, masking=masking, records=chunk))
     return found[:limit]
 
 
-def record_get(*, record_id: int) -> ChangeRecord:
-    return ChangeRecord.objects.select_related("source", "shard__stream").get(pk=record_id)
+def record_get(*, record_id: int, masking: Masking = NO_MASKING) -> ChangeRecord:
+    """One record, as `masking` shows it. Raises ChangeRecord.DoesNotExist."""
+    return masking.record_mask(ChangeRecord.objects.select_related("source", "shard__stream").get(pk=record_id))
 
 
 def _item_changes(record: ChangeRecord):
@@ -73,10 +101,49 @@ def record_neighbours(*, record: ChangeRecord) -> tuple[ChangeRecord | None, Cha
     return previous, following
 
 
-def item_history(*, source_id: int, item_key: str, limit: int = PAGE_MAX) -> list[ChangeRecord]:
-    """Every stored change of one item, oldest first."""
-    return list(
+def item_history(*, source_id: int, item_key: str, masking: Masking = NO_MASKING, limit: int = PAGE_MAX) -> list[ChangeRecord]:
+    """Every stored change of one item, oldest first, as `masking` shows them.
+
+    `item_key` is the item's key as stored (codec.item_key). Under masking that hides a key
+    attribute, a lookup by that key finds nothing, as if no such item were stored: a viewer who
+    could ask "is there an item with key X?" would learn masked values one guess at a time. Such
+    a viewer opens an item's history from one of its records (item_history_of_record)."""
+    changes = list(
         ChangeRecord.objects.filter(source_id=source_id, item_hash=digest_item_key(item_key), item_key=item_key)
         .select_related("source", "shard")
         .order_by("approximate_creation_time", "sequence_key")[:limit]
     )
+    shown = [masking.record_mask(change) for change in changes]
+    if shown and shown[0].item_key != item_key:
+        return []
+    return shown
+
+
+def item_history_of_record(*, record_id: int, masking: Masking = NO_MASKING, limit: int = PAGE_MAX) -> list[ChangeRecord]:
+    """Every stored change of the item that record `record_id` changed, oldest first, as
+    `masking` shows them: how a viewer whose masking hides the key opens an item's history.
+    Raises ChangeRecord.DoesNotExist."""
+    record = ChangeRecord.objects.only("source_id", "item_key").get(pk=record_id)
+    changes = item_history(source_id=record.source_id, item_key=record.item_key, limit=limit)
+    return [masking.record_mask(change) for change in changes]
+
+
+def masking_load(*, unmasked: bool = False, source_ids=None) -> Masking:
+    """The masking rules in force now, as a Masking (streams.masking); Masking() when
+    `unmasked` (the caller has checked the viewer may see data unmasked, and audited it).
+
+    A rule whose path no longer reads (written to the table other than through the admin)
+    masks the whole of its source's items instead: masking fails closed. `source_ids` limits
+    it to those sources' rules (what a pushed batch of one source needs)."""
+    if unmasked:
+        return Masking()
+    rules: dict[int, list] = {}
+    found = MaskingRule.objects.all() if source_ids is None else MaskingRule.objects.filter(source_id__in=source_ids)
+    for source_id, path, mode in found.values_list("source_id", "path", "mode"):
+        try:
+            segments, mode = rule_path_parse(path), mode if mode in MODES else "redact"
+        except MaskingError:
+            segments, mode = (ANY_DEPTH,), "redact"
+        rules.setdefault(source_id, []).append((segments, mode))
+    return Masking(rules_by_source={source_id: tuple(found) for source_id, found in rules.items()},
+                   key=settings.SHARDWATCH_MASKING_KEY)

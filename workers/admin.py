@@ -13,6 +13,7 @@ from audit.chain import audit_record, audit_update
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from workers.cursors import cursors_reset, cursors_reset_to
 from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
+from streams.records import masking_load
 from workers.operations import pattern_try
 from workers.selectors import trigger_errors, trigger_lag, trigger_last_invocation
 from workers.targets.python import handler_check
@@ -143,6 +144,10 @@ class TriggerAdmin(admin.ModelAdmin):
         except ValueError:
             last = 100
         tried, matched = pattern_try(trigger=trigger, last=last)
+        # The pattern is tried on the data the trigger gets; the page shows it masked, as the
+        # dashboard does before "Show unmasked".
+        masking = masking_load()
+        matched = [masking.record_mask(record) for record in matched]
         context = {**self.admin_site.each_context(request), "trigger": trigger, "tried": tried, "tried_asked": last,
                    "matched": matched, "skipped": tried - len(matched), "title": "Test FilterCriteria"}
         return TemplateResponse(request, "admin/workers/pattern_try.html", context)
@@ -237,6 +242,9 @@ class TriggerAdmin(admin.ModelAdmin):
 @admin.register(Invocation)
 class InvocationAdmin(admin.ModelAdmin):
     list_display = ["started_at", "trigger", "outcome", "record_count", "filtered_count", "attempt", "from_bisect", "duration_ms", "error_type"]
+    # A handler's error and response may quote item data; the dashboard's invocation page shows
+    # them as the viewer's masking allows, the admin knows nothing of masking.
+    exclude = ["error_message", "response_body"]
     list_filter = ["outcome", "trigger"]
     show_full_result_count = False
 
@@ -249,7 +257,9 @@ class InvocationAdmin(admin.ModelAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "trigger", "first_sequence_number", "last_sequence_number", "reason", "retried_at"]
+    list_display = ["created_at", "trigger", "first_sequence_number", "last_sequence_number", "retried_at"]
+    # The reason quotes the handler's last error (see InvocationAdmin); the Dead letters page shows it.
+    exclude = ["reason"]
     list_filter = ["trigger"]
     actions = ["retry"]
 
