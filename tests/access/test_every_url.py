@@ -160,6 +160,8 @@ ADMIN_MODELS = {
     # Made by their owners on /settings/tokens/ only; an admin sees and revokes them.
     "dashboard.apitoken": ("admin", None, None),
 }
+# Change pages that send to the dashboard's page of the object, which masks item data.
+ADMIN_SHOWN_BY_DASHBOARD = {"streams.changerecord"}
 ADMIN_MODEL_ROUTE = re.compile(r"^admin/(\w+)/(\w+)/(|add/|<path:object_id>/|<path:object_id>/(history|delete|change)/)$")
 
 
@@ -178,6 +180,8 @@ def admin_model_checks(app, model, tail):
         # Django's redirect to the change page, for whoever may open the admin at all.
         return [admin_page(lambda w: obj(w), "viewer", ok=302)]
     suffix = tail.rsplit("/", 2)[-2] + "/"
+    if f"{app}.{model}" in ADMIN_SHOWN_BY_DASHBOARD and suffix == "change/":
+        return [admin_page(lambda w: obj(w, suffix), view, ok=302)]
     return [admin_page(lambda w: obj(w, suffix), delete if suffix == "delete/" else view)]
 
 

@@ -49,12 +49,16 @@ def test_it_refuses_the_same_table_twice(make_table):
     assert StreamSource.objects.count() == 1
 
 
+# The source form's inline of masking rules (streams.admin.MaskingRuleInline), posted empty.
+NO_MASKING_RULES = {"masking_rules-TOTAL_FORMS": "0", "masking_rules-INITIAL_FORMS": "0"}
+
+
 def test_it_adds_a_source_in_the_admin(admin_client, make_table):
     table = make_table()
     response = admin_client.post(
         "/admin/streams/streamsource/add/",
         {"table_name": table, "region": "us-east-1", "endpoint_url": "", "start_position": "LATEST",
-         "retention_days": "7", "enabled": "on"},
+         "retention_days": "7", "enabled": "on", **NO_MASKING_RULES},
     )
     assert response.status_code == 302
     source = StreamSource.objects.get(table_name=table)
@@ -67,7 +71,7 @@ def test_it_changes_a_sources_retention_in_the_admin_without_asking_aws_again(ad
     # The table, region and endpoint are read-only once added: the change form does not post them.
     source = source_add(table_name=make_table(), region="us-east-1")
 
-    response = admin_client.post(f"/admin/streams/streamsource/{source.pk}/change/", {"retention_days": "30"})
+    response = admin_client.post(f"/admin/streams/streamsource/{source.pk}/change/", {"retention_days": "30", **NO_MASKING_RULES})
 
     assert response.status_code == 302, response.content.decode()[:2000]
     source.refresh_from_db()
