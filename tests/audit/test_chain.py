@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
-from audit.chain import GENESIS, audit_record
+from audit.chain import GENESIS, audit_record, entry_hash
 from audit.models import AuditEntry
 
 
@@ -24,13 +24,13 @@ def verify() -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def tamper(sql, params):
-    """What someone with the table owner's rights can do: switch off the append-only trigger
-    (audit/migrations/0002_append_only.py), then change the table."""
+def tamper(sql, params, *, table="audit_auditentry"):
+    """What someone with the table owner's rights can do: switch off the table's triggers
+    (audit/migrations/0002_append_only.py), then change it."""
     with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER audit_entry_append_only")
+        cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(sql, params)
-        cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER audit_entry_append_only")
+        cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 
 def three_entries():
@@ -127,3 +127,55 @@ def test_it_takes_the_address_from_x_forwarded_for_only_behind_a_trusted_proxy(s
 
     assert (untrusted.address, trusted.address) == ("10.0.0.5", "203.0.113.9")
     assert (trusted.actor, trusted.actor_id) == ("someone", user.pk)
+
+
+NUMBERS = {"big": 1e20, "one": 1.0, "int": 12345678901234567890123,
+           "nested": {"floats": [0.1, 1.5e-07, 1e23, -2.5], "pi": 3.14159, "flag": True}}
+
+
+@pytest.mark.django_db
+def test_it_verifies_an_entry_whose_numbers_jsonb_spells_otherwise():
+    audit_record(actor="someone", action="test.thing.poke", details=NUMBERS)
+
+    stored = AuditEntry.objects.get()
+    assert stored.details["big"] == 10**20 and isinstance(stored.details["big"], int)  # jsonb's spelling, not 1e+20
+    assert entry_hash(stored) != stored.hash  # so the columns alone cannot be hashed again
+    code, out, _ = verify()
+    assert code == 0 and "intact: 1 entries" in out
+
+
+@pytest.mark.django_db
+def test_it_names_an_entry_whose_json_column_was_edited():
+    entry = audit_record(actor="someone", action="test.thing.poke", details=NUMBERS)
+    tamper("UPDATE audit_auditentry SET details = jsonb_set(details, '{nested,floats,1}', '0.0000002') WHERE id = %s",
+           [entry.id])
+
+    code, _, err = verify()
+
+    assert code == 1
+    assert f"hash mismatch at entry {entry.id}: its details changed after it was written" in err
+
+
+@pytest.mark.django_db
+def test_it_names_an_entry_whose_hashed_text_was_edited():
+    _, second, _ = three_entries()
+    tamper("UPDATE audit_auditentry SET canonical = replace(canonical, 'user2', 'userX') WHERE id = %s", [second.id])
+
+    code, _, err = verify()
+
+    assert code == 1
+    assert f"hash mismatch at entry {second.id}: its hashed text was changed" in err
+    assert "link broken" not in err
+
+
+@pytest.mark.django_db
+def test_it_hashes_the_columns_again_for_entries_written_before_the_text_was_kept():
+    _, second, _ = three_entries()
+    tamper("UPDATE audit_auditentry SET canonical = ''", [])
+    assert verify()[0] == 0
+
+    tamper("UPDATE audit_auditentry SET actor = 'someone-else' WHERE id = %s", [second.id])
+
+    code, _, err = verify()
+    assert code == 1
+    assert f"hash mismatch at entry {second.id}: its content was changed" in err
