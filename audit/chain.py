@@ -21,6 +21,8 @@ from django.utils import timezone
 from audit.models import AuditChainHead, AuditEntry
 
 GENESIS = "0" * 64
+# The action of the entry audit_record adds when it finds the head missing or set back.
+HEAD_RESTORED = "audit.chain.head_restored"
 HASHED_FIELDS = ("id", "at", "actor", "actor_id", "address", "action", "target_type", "target_id", "target_repr",
                  "before", "after", "details", "prev_hash")
 
@@ -112,14 +114,20 @@ def request_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "")[:45]
 
 
-def _head_locked() -> AuditChainHead:
+def chain_tail() -> tuple[int, str]:
+    """(id, hash) of the entry with the highest id; (0, GENESIS) while there is none."""
+    return AuditEntry.objects.order_by("-id").values_list("id", "hash").first() or (0, GENESIS)
+
+
+def _head_locked() -> tuple[AuditChainHead, bool]:
+    """The head row, locked, and whether it was missing at first look."""
     head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        # The first append ever (or after a test's flush); a racing first append loses the
-        # insert here and waits on the lock below.
-        AuditChainHead.objects.bulk_create([AuditChainHead(pk=1, last_id=0, hash=GENESIS)], ignore_conflicts=True)
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
-    return head
+    if head is not None:
+        return head, False
+    # The first append ever (or after a test's flush), or a head someone deleted; a racing
+    # append loses the insert here and waits on the lock below.
+    AuditChainHead.objects.bulk_create([AuditChainHead(pk=1, last_id=0, hash=GENESIS)], ignore_conflicts=True)
+    return AuditChainHead.objects.select_for_update().get(pk=1), True
 
 
 def _append(head: AuditChainHead, **fields) -> AuditEntry:
@@ -145,6 +153,15 @@ def audit_record(*, actor, action: str, target=None, before: dict | None = None,
     Runs in its own atomic block (a savepoint inside the caller's transaction, so the entry
     commits or rolls back with the change it describes) and holds the chain head's row lock
     until that transaction ends.
+
+    A damaged head never stops a write. When the head is missing (deleted) or names an entry
+    before the last one there is (set back), appending after it would reuse an id and fail, and
+    starting again at 1 would hide everything before. So the chain continues after its last
+    entry, and first gets one entry more, HEAD_RESTORED, saying what the head was found as
+    (details {"head": null} or {"head": {"last_id", "hash"}, "last_entry_id"}): the damage is
+    written into the chain itself, and audit_verify names that entry for as long as the log is
+    kept. A head that names entries beyond the last one (the last entries were deleted) is
+    appended after as it is: the hole that leaves is what audit_verify reports.
     """
     username, user_id = "", None
     if actor is not None and not isinstance(actor, str):
@@ -158,7 +175,13 @@ def audit_record(*, actor, action: str, target=None, before: dict | None = None,
         target_id = str(target.pk)
         target_repr = str(target)[:200]
     with transaction.atomic():
-        head = _head_locked()
+        head, was_missing = _head_locked()
+        tail_id, tail_hash = chain_tail()
+        if tail_id > head.last_id:
+            found = None if was_missing else {"last_id": head.last_id, "hash": head.hash}
+            head.last_id, head.hash = tail_id, tail_hash
+            _append(head, actor="", actor_id=None, address="", action=HEAD_RESTORED, target_type="", target_id="",
+                    target_repr="", before={}, after={}, details={"head": found, "last_entry_id": tail_id})
         entry = _append(
             head, actor=username[:150], actor_id=user_id, address=request_address(request), action=action,
             target_type=target_type, target_id=target_id, target_repr=target_repr, before=json_safe(before or {}),
@@ -170,17 +193,28 @@ def audit_record(*, actor, action: str, target=None, before: dict | None = None,
 @dataclass(frozen=True)
 class ChainBreak:
     """Where the chain stops holding: `entry_id` (the entry whose content no longer matches its
-    hash, or the first one after a hole) and a sentence saying what is wrong."""
+    hash, the first one after a hole, a HEAD_RESTORED entry, or None for a missing head) and a
+    sentence saying what is wrong."""
 
     entry_id: int | None
     problem: str
+
+
+def _restored_problem(entry: AuditEntry) -> str:
+    found = entry.details.get("head") if isinstance(entry.details, dict) else None
+    what = "was missing" if found is None else f"had been set back to entry {found.get('last_id')}"
+    return (f"head restored at entry {entry.id}: the chain head {what} when the next entry was written, "
+            f"so the chain was continued after entry {entry.id - 1}")
 
 
 def audit_verify(*, batch: int = 1000) -> tuple[int, list[ChainBreak]]:
     """Walk the chain from the first entry: (entries checked, breaks in order). An edited entry
     shows as a hash mismatch at its id (entry_problem); a deleted one as a broken link between
     the ids either side of the hole (ids are 1..N, see AuditEntry.id); a deleted last entry as a
-    head that names an entry the table no longer has. Empty breaks: intact."""
+    head that names an entry the table no longer has; a deleted head as a missing head while
+    entries exist, and, once audit_record has written again, as the HEAD_RESTORED entry it
+    left. Empty breaks: intact. A TRUNCATE of both tables leaves nothing to check: compare
+    chain_tail with a copy kept elsewhere (`manage.py audit_verify` prints it)."""
     breaks: list[ChainBreak] = []
     expected_prev, expected_id, checked = GENESIS, 1, 0
     last_id = 0
@@ -196,11 +230,22 @@ def audit_verify(*, batch: int = 1000) -> tuple[int, list[ChainBreak]]:
             problem = entry_problem(entry)
             if problem:
                 breaks.append(ChainBreak(entry.id, f"hash mismatch at entry {entry.id}: {problem}"))
+            if entry.action == HEAD_RESTORED:
+                breaks.append(ChainBreak(entry.id, _restored_problem(entry)))
             expected_prev, expected_id, last_id = entry.hash, entry.id + 1, entry.id
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and (head.last_id != last_id or (last_id and head.hash != expected_prev)):
+    if head is None:
+        if checked:
+            breaks.append(ChainBreak(None, f"the chain head is missing though entries run to {last_id}: it was deleted"))
+    elif head.last_id > last_id:
         breaks.append(ChainBreak(head.last_id, f"link broken between entry {last_id or 'start'} and the head, "
                                                f"which names entry {head.last_id}: the last entries are missing"))
+    elif head.last_id < last_id:
+        breaks.append(ChainBreak(head.last_id, f"the chain head names entry {head.last_id} though entries run to "
+                                               f"{last_id}: it was set back"))
+    elif last_id and head.hash != expected_prev:
+        breaks.append(ChainBreak(last_id, f"link broken between entry {last_id} and the head, whose hash is not "
+                                          f"that entry's: one of them was changed"))
     return checked, breaks
 
 

@@ -1,5 +1,6 @@
 """The chain itself: each entry linked to the one before, an edited or deleted entry found and
-named by `manage.py audit_verify`, and two writers at once never forking it."""
+named by `manage.py audit_verify`, a damaged head never stopping a write, and two writers at
+once never forking it."""
 
 import threading
 from io import StringIO
@@ -10,8 +11,8 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
-from audit.chain import GENESIS, audit_record, entry_hash
-from audit.models import AuditEntry
+from audit.chain import GENESIS, HEAD_RESTORED, audit_record, entry_hash
+from audit.models import AuditChainHead, AuditEntry
 
 
 def verify() -> tuple[int, str, str]:
@@ -179,3 +180,39 @@ def test_it_hashes_the_columns_again_for_entries_written_before_the_text_was_kep
     code, _, err = verify()
     assert code == 1
     assert f"hash mismatch at entry {second.id}: its content was changed" in err
+
+
+@pytest.mark.django_db
+def test_it_names_a_deleted_head_and_keeps_writing_after_the_last_entry():
+    three_entries()
+    tamper("DELETE FROM audit_auditchainhead", [], table="audit_auditchainhead")
+
+    code, _, err = verify()
+    assert code == 1 and "the chain head is missing though entries run to 3" in err
+
+    later = audit_record(actor="later", action="test.thing.poke")
+
+    restored = AuditEntry.objects.get(id=4)
+    assert (restored.action, restored.details) == (HEAD_RESTORED, {"head": None, "last_entry_id": 3})
+    assert (later.id, later.prev_hash) == (5, restored.hash)
+    code, _, err = verify()
+    assert code == 1
+    assert "head restored at entry 4: the chain head was missing" in err
+    assert "link broken" not in err and "hash mismatch" not in err and "is missing" not in err
+
+
+@pytest.mark.django_db
+def test_it_names_a_head_set_back_and_keeps_writing_after_the_last_entry():
+    first, _, third = three_entries()
+    tamper("UPDATE audit_auditchainhead SET last_id = %s, hash = %s", [first.id, first.hash], table="audit_auditchainhead")
+
+    code, _, err = verify()
+    assert code == 1 and "the chain head names entry 1 though entries run to 3: it was set back" in err
+
+    later = audit_record(actor="later", action="test.thing.poke")
+
+    assert AuditEntry.objects.get(id=4).details == {"head": {"last_id": 1, "hash": first.hash}, "last_entry_id": 3}
+    assert later.id == 5 and AuditEntry.objects.get(id=4).prev_hash == third.hash
+    code, _, err = verify()
+    assert code == 1 and "head restored at entry 4: the chain head had been set back to entry 1" in err
+    assert "link broken" not in err and "it was set back" not in err
