@@ -1,6 +1,6 @@
 """The chain itself: each entry linked to the one before, an edited or deleted entry found and
-named by `manage.py audit_verify`, a damaged head never stopping a write, and two writers at
-once never forking it."""
+named by `manage.py audit_verify`, the head and the tables guarded, a damaged head never
+stopping a write, and two writers at once never forking it."""
 
 import threading
 from io import StringIO
@@ -27,7 +27,7 @@ def verify() -> tuple[int, str, str]:
 
 def tamper(sql, params, *, table="audit_auditentry"):
     """What someone with the table owner's rights can do: switch off the table's triggers
-    (audit/migrations/0002_append_only.py), then change it."""
+    (audit/migrations/0002_append_only.py, 0004_truncate_and_head_guard.py), then change it."""
     with connection.cursor() as cursor:
         cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         cursor.execute(sql, params)
@@ -180,6 +180,32 @@ def test_it_hashes_the_columns_again_for_entries_written_before_the_text_was_kep
     code, _, err = verify()
     assert code == 1
     assert f"hash mismatch at entry {second.id}: its content was changed" in err
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_truncate_of_the_audit_tables():
+    three_entries()
+
+    for table in ("audit_auditentry", "audit_auditchainhead"):
+        with pytest.raises(DatabaseError, match="cannot be truncated"), transaction.atomic(), connection.cursor() as cursor:
+            # The test settings allow TRUNCATE for the flush between tests; a deployment does not.
+            cursor.execute("SET LOCAL shardwatch.audit_allow_truncate = 'off'")
+            cursor.execute(f"TRUNCATE {table}")
+
+    assert AuditEntry.objects.count() == 3 and AuditChainHead.objects.get().last_id == 3
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_delete_the_head_or_move_it_back():
+    three_entries()
+
+    for sql in ("DELETE FROM audit_auditchainhead", "UPDATE audit_auditchainhead SET last_id = 2",
+                "UPDATE audit_auditchainhead SET hash = %s"):
+        with pytest.raises(DatabaseError, match="head"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [GENESIS] if "%s" in sql else None)
+
+    head = AuditChainHead.objects.get()
+    assert (head.last_id, head.hash) == (3, AuditEntry.objects.get(id=3).hash)
 
 
 @pytest.mark.django_db
