@@ -21,6 +21,10 @@ class AuditEntry(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # The exact text `hash` is taken over (audit.chain.entry_canonical), kept because jsonb gives
+    # back some numbers in another spelling (1e+20 as 100000000000000000000), so the columns
+    # alone cannot always be hashed again. Empty on entries written before it was kept.
+    canonical = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-id"]
