@@ -428,6 +428,12 @@ class Masking:
         values = {name: getattr(record, name) for name in _RECORD_FIELDS if name in record.__dict__}
         for name, value in self.row_mask(values, source=record.source).items():
             setattr(masked, name, value)
+        # A field the query deferred would load from the database, unmasked, when first read
+        # from the copy: it is set to None instead, so a caller that forgot to load it shows
+        # nothing rather than the stored value.
+        for name in _RECORD_FIELDS:
+            if name not in record.__dict__:
+                setattr(masked, name, None)
         masked.is_masked = True
         return masked
 
