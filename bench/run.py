@@ -41,7 +41,7 @@ def benchmarks() -> dict:
     """Every benchmark by name, in the order they run. Call once Django is set up."""
     # Imported here, not at the top: these modules import models, which need django.setup(),
     # and this module must stay importable without it (see the module docstring).
-    from bench import alerts, browser, fanout, filters, ingest, latency, metrics, readers, triggers
+    from bench import alerts, browser, fanout, filters, ingest, latency, masking, metrics, readers, triggers
 
     return {
         "ingest": ingest.bench_ingest,
@@ -50,6 +50,7 @@ def benchmarks() -> dict:
         "fanout": fanout.bench_fanout,
         "browser": browser.bench_write_to_browser,
         "filters": filters.bench_filters,
+        "masking": masking.bench_masking,
         "triggers": triggers.bench_triggers,
         "readers": readers.bench_readers,
         "alerts": alerts.bench_alert_notify,
@@ -57,7 +58,7 @@ def benchmarks() -> dict:
     }
 
 
-NAMES = ["ingest", "latency", "feed", "fanout", "browser", "filters", "triggers", "readers", "alerts", "metrics"]
+NAMES = ["ingest", "latency", "feed", "fanout", "browser", "filters", "masking", "triggers", "readers", "alerts", "metrics"]
 
 NEEDS_DYNAMODB = {"ingest", "latency", "fanout", "browser", "triggers", "readers", "alerts"}
 

@@ -30,7 +30,6 @@ masked value (kafka-ui#4115 is that hole). No database access here.
 """
 
 import copy
-import hashlib
 import hmac
 import json
 import re
@@ -156,7 +155,7 @@ def path_text(segments) -> str:
 # and can still match below it while any position is left.
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Rule:
     segments: tuple
     mode: str
@@ -201,6 +200,9 @@ def _step(states: _States, segment) -> tuple[str | None, _States]:
         if any(position < len(rule.segments) for position in moved):
             below.append((rule, moved))
     return verdict, tuple(below)
+
+
+_TRANSITIONS_KEPT = 10_000
 
 
 # --- masked values --------------------------------------------------------------------------
@@ -249,8 +251,16 @@ class Masking:
     rules_by_source: dict = field(default_factory=dict)  # {source_id: ((path segments, mode), ...)}
     key: bytes = b""
     _compiled: dict = field(default=None, init=False, repr=False, compare=False)
+    _transitions: dict = field(default=None, init=False, repr=False, compare=False)
+    _state_ids: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        # Walks carry a state as a small int (0: no rule can match here or below), and
+        # (state, segment) -> (mode, next state) is remembered: items of one table share their
+        # attribute names, so a masked page or batch takes the same few steps over and over.
+        object.__setattr__(self, "_transitions", {})
+        object.__setattr__(self, "_state_ids", {(): 0})
+        object.__setattr__(self, "_states", [()])
         compiled = {
             source_id: tuple(_Rule(tuple(segments), mode) for segments, mode in rules)
             for source_id, rules in self.rules_by_source.items() if rules
@@ -266,13 +276,34 @@ class Masking:
     def covers(self, source_id: int) -> bool:
         return source_id in self._compiled
 
-    def _start(self, source_id) -> _States:
-        rules = self._compiled.get(source_id, ())
-        return tuple((rule, rule.closure(frozenset({0}))) for rule in rules)
+    def _state_id(self, states: _States) -> int:
+        found = self._state_ids.get(states)
+        if found is None:
+            found = self._state_ids[states] = len(self._states)
+            self._states.append(states)
+        return found
+
+    def _next(self, state: int, segment) -> tuple[str | None, int]:
+        key = (state, type(segment) is int, segment)
+        found = self._transitions.get(key)
+        if found is None:
+            if len(self._transitions) > _TRANSITIONS_KEPT:
+                self._transitions.clear()
+            verdict, below = _step(self._states[state], segment)
+            found = self._transitions[key] = (verdict, self._state_id(below))
+        return found
+
+    def _start(self, source_id) -> int:
+        key = ("start", source_id)
+        found = self._transitions.get(key)
+        if found is None:
+            rules = self._compiled.get(source_id, ())
+            found = self._transitions[key] = self._state_id(tuple((rule, rule.closure(frozenset({0}))) for rule in rules))
+        return found
 
     def value_hash(self, value) -> dict:
         """{tag: "hmac:<16 hex>"}: the hash mode's stand-in for a typed value."""
-        digest = hmac.new(self.key, _canonical_json(_canonical(value)).encode(), hashlib.sha256).hexdigest()
+        digest = hmac.digest(self.key, _canonical_json(_canonical(value)).encode(), "sha256").hex()
         return {_tag(value): codec.MASK_HASH_PREFIX + digest[:16]}
 
     def _apply(self, mode: str, value) -> dict:
@@ -289,10 +320,10 @@ class Masking:
             return image
         return self._map(image, self._start(source_id))
 
-    def _map(self, attributes: dict, states: _States) -> dict:
+    def _map(self, attributes: dict, states: int) -> dict:
         out = {}
         for name, value in attributes.items():
-            verdict, below = _step(states, name)
+            verdict, below = self._next(states, name)
             if verdict == REMOVE:
                 continue
             if verdict:
@@ -303,7 +334,7 @@ class Masking:
                 out[name] = value
         return out
 
-    def _value(self, value, states: _States):
+    def _value(self, value, states: int):
         """Rules that may match below `value` (a typed value) applied inside it."""
         if not isinstance(value, dict) or len(value) != 1:
             return value
@@ -313,7 +344,7 @@ class Masking:
         if tag == "L" and isinstance(inner, list):
             out = []
             for index, element in enumerate(inner):
-                verdict, below = _step(states, index)
+                verdict, below = self._next(states, index)
                 if verdict == REMOVE:
                     continue
                 out.append(self._apply(verdict, element) if verdict else self._value(element, below) if below else element)
@@ -339,7 +370,7 @@ class Masking:
                 continue
             states = start
             for depth, segment in enumerate(segments):
-                verdict, states = _step(states, segment)
+                verdict, states = self._next(states, segment)
                 last = depth == len(segments) - 1
                 if verdict == REMOVE:
                     break

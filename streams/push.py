@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 
 from meters.store import meter_observe
 from streams.records import masking_load
-from streams.rows import feed_row
+from streams.rows import FEED_FIELDS, feed_row
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,11 @@ def batch_publish(*, source, rows: list[dict]) -> bool:
     # per batch, so a rule added a moment ago masks the next batch already.
     masking = masking_load(source_ids=[source.pk])
     if masking.covers(source.pk):
-        message["records_masked"] = [feed_row(masking.row_mask(row, source=source), source=source) for row in rows]
+        # Only what a feed row shows is masked: the images stay on the server.
+        message["records_masked"] = [
+            feed_row(masking.row_mask({name: row[name] for name in FEED_FIELDS}, source=source), source=source)
+            for row in rows
+        ]
     sent = group_publish(group=source.group_name, message=message)
     if sent:
         meter_observe(name="shardwatch_push_latency_seconds", labels={"source": source.pk}, value=time.monotonic() - started)
