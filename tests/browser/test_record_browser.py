@@ -2,11 +2,13 @@
 DynamoDB Local and read from its stream: the diff they draw, copying, and escaping."""
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
 
 from streams.models import ChangeRecord
+from streams.records import masking_load
 from streams.sources import source_add
 from tests.browser.conftest import ingest, install_xss_tripwire, screenshot, xss_fired
 
@@ -325,3 +327,86 @@ def test_it_shows_markup_from_dynamodb_as_text(logged_in_page, hostile, csp_bypa
     expect(page.locator(".history-key-cell").first).to_have_text(f"pk={IMG}{SCRIPT}")
     assert_nothing_injected(page)
     screenshot(page, "xss-history")
+
+
+MASKED = "\u2022\u2022\u2022"
+
+
+def test_it_shows_markup_from_dynamodb_as_text_or_masked_under_masking_rules(logged_in_page, hostile, csp_bypassed):
+    # One rule of each mode on attributes that are markup (the key among them), one on a plain
+    # number inside markup, and one that reaches nothing; the list's payload stays unmasked.
+    img, script = json.dumps(IMG), json.dumps(SCRIPT)
+    rules = {
+        "pk": "hash",
+        f"[{img}]": "redact",
+        f"[{script}][{img}]": "hash",
+        f"[{json.dumps(SCRIPT + IMG)}]": "remove",
+        f"[{script}].n": "redact",
+        "**.ssn": "remove",
+    }
+    for path, mode in rules.items():
+        hostile.source.masking_rules.create(path=path, mode=mode)
+    masking = masking_load()
+
+    def hashed(value):
+        [(tag, stand_in)] = masking.value_hash(value).items()
+        return stand_in
+
+    key_shown = "pk=" + hashed({"S": IMG + SCRIPT})
+    page = logged_in_page
+    install_xss_tripwire(page)
+
+    open_record(page, hostile.pk)
+
+    expect(page.locator(".record-key")).to_have_text(key_shown)
+    expect(page.locator("#unmask-on")).to_be_visible()  # the owner is an Admin: masked until asked
+    expect(page.locator("#changes li.change")).to_have_count(2)
+    assert node(page, "#changes li.change", f"[{img}]") == {
+        "className": "change ch-changed",
+        "text": f"changed [{img}] S {MASKED} → {MASKED}",
+    }
+    added, removed = hashed({"S": IMG + "!"}), hashed({"S": IMG})
+    assert node(page, "#changes li.change", f"[{script}][{img}]") == {
+        "className": "change ch-changed",
+        "text": f"changed [{script}][{img}] SS +{{{added}}} -{{{removed}}}",
+    }
+    assert node(page, "#changes li.change", f"[{json.dumps(SCRIPT + IMG)}]") is None
+    assert node(page, "[data-image='new'] li.node", f"[{json.dumps(SCRIPT + IMG)}]") is None
+    whole_set = hashed({"SS": [SCRIPT, IMG + "!"]})
+    assert node(page, "[data-image='new'] li.node", f"[{script}][{img}]") == {
+        "className": "node hl-changed",
+        "text": f"{IMG} SS {whole_set}",
+    }
+    assert node(page, "[data-image='new'] li.node", f"[{script}].n")["text"] == f"n N {MASKED}"
+    assert node(page, "[data-image='old'] li.node", f"[{img}]")["text"] == f"{IMG} S {MASKED}"
+    assert node(page, "[data-image='new'] li.node", "list[0]")["text"] == f"[0] S {img}"
+    # What the script drew as masked is all stand-ins, each set apart by its class.
+    shown = set(page.locator("#record .masked").all_text_contents())
+    assert {MASKED, added, removed, whole_set, hashed({"S": IMG + SCRIPT})} <= shown
+    assert all(stand_in == MASKED or re.fullmatch(r"hmac:[0-9a-f]{16}", stand_in) for stand_in in shown), shown
+    assert_nothing_injected(page)
+    screenshot(page, "xss-record-masked")
+
+    page.get_by_role("button", name="Raw DynamoDB JSON").click()
+    raw = json.loads(page.locator("#raw-json").inner_text())
+    assert raw["dynamodb"]["Keys"] == {"pk": {"S": hashed({"S": IMG + SCRIPT})}}
+    assert raw["dynamodb"]["NewImage"][IMG] == {"S": MASKED}
+    assert SCRIPT + IMG not in raw["dynamodb"]["NewImage"]
+    assert raw["dynamodb"]["NewImage"]["list"] == {"L": [{"S": IMG}]}
+    assert_nothing_injected(page)
+
+    # The key is masked, so the item's history is reached through the record, not the key.
+    page.locator("#link-item-history").click()
+    page.wait_for_selector("#item[data-ready='true']")
+    expect(page.locator("h1 .record-key")).to_have_text(key_shown)
+    expect(page.locator("#state-body")).to_contain_text(IMG)
+    assert node(page, "#state-body li.node", f"[{img}]")["text"] == f"{IMG} S {MASKED}"
+    page.locator(".item-change .show-state").first.click()
+    expect(page.locator("#state-body")).to_contain_text(SCRIPT)  # a name: rules mask values, not names
+    assert_nothing_injected(page)
+    screenshot(page, "xss-item-masked")
+
+    page.goto("/history/")
+    expect(page.locator(".history-row")).to_have_count(2)
+    expect(page.locator(".history-key-cell").first).to_have_text(key_shown)
+    assert_nothing_injected(page)
