@@ -1,6 +1,6 @@
 """Setting the demo up: waiting for DynamoDB Local, the demo table with its stream, the
-source that watches it, the example trigger on it and an alert rule on that. Each step is idempotent, so a restarted
-demo finds what it made before and adds nothing twice.
+source that watches it with a few masking rules, the example trigger on it and an alert rule on that. Each step is
+idempotent, so a restarted demo finds what it made before and adds nothing twice.
 """
 
 import logging
@@ -13,7 +13,7 @@ from django.db import transaction
 from alerts.models import Channel, Rule
 
 from streams import aws
-from streams.models import StreamSource
+from streams.models import MaskingRule, StreamSource
 from streams.sources import source_add
 from streams.tasks import discover_source
 from workers.models import Trigger
@@ -91,6 +91,32 @@ def _discovery_queue(source: StreamSource) -> None:
         # The source is saved; only queueing its first discovery failed (Redis not up yet).
         # Beat's periodic discovery picks it up, so the writer need not die for this.
         log.warning("Added %s, but could not queue its discovery (%s); beat will discover it.", source.table_name, exc)
+
+
+# One rule of each mode (streams.masking) on what demo/traffic.py writes, so that the demo's
+# pages show masked values and an Admin's "Show unmasked": the email redacted (•••), the name and
+# the card's last four digits hashed (equal values still look equal across orders), the postal
+# code removed.
+DEMO_MASKING_RULES = (
+    ("customer.email", MaskingRule.Mode.REDACT),
+    ("customer.name", MaskingRule.Mode.HASH),
+    ("payment.last4", MaskingRule.Mode.HASH),
+    ("customer.address.zip", MaskingRule.Mode.REMOVE),
+)
+
+
+def masking_ensure(*, source: StreamSource) -> int:
+    """The demo's masking rules (DEMO_MASKING_RULES) on `source`, unless it has masking rules
+    already: rules someone edited or deleted in the admin stay as they left them. Returns how
+    many rules were added now."""
+    with transaction.atomic():
+        # Locks the source, so that two writers started at once add the rules once.
+        StreamSource.objects.select_for_update().get(pk=source.pk)
+        if MaskingRule.objects.filter(source=source).exists():
+            return 0
+        for path, mode in DEMO_MASKING_RULES:
+            MaskingRule.objects.create(source=source, path=path, mode=mode)
+    return len(DEMO_MASKING_RULES)
 
 
 # The example handler's dotted path. Until it moved to the demo app it was

@@ -123,7 +123,9 @@ cat <<EOF
   Shardwatch demo:  $URL
   Log in as viewer, operator or admin (one user of each role) with the passwords above. DynamoDB Local: $AWS_ENDPOINT_URL_DYNAMODB
   The writer creates the table demo-orders and adds it as a source, the example trigger and an alert
-  rule whose webhook the alerts process prints. Ctrl-C stops everything.
+  rule whose webhook the alerts process prints. The source masks the customer's email, name and postal
+  code and the card's last four digits: everyone sees them masked, and admin can "Show unmasked" (audited).
+  Ctrl-C stops everything.
 
 EOF
 exec .venv/bin/honcho -f Procfile start "${processes[@]}"

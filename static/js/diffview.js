@@ -27,6 +27,16 @@
   // anything else is JSON-quoted in brackets, list elements take an index.
   const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+  // A masked value keeps its tag and holds a stand-in whatever the tag ({"B": "•••"},
+  // {"M": "hmac:…"}, {"SS": "•••"}); mirror of streams.codec.is_mask, checked before the inner
+  // is read as its tag promises. Neither stand-in is valid base64, so a masked B is never binary.
+  const MASK_REDACTED = "\u2022\u2022\u2022";
+  const MASK_HASH = /^hmac:[0-9a-f]{16}$/;
+
+  function isMask(inner) {
+    return typeof inner === "string" && (inner === MASK_REDACTED || MASK_HASH.test(inner));
+  }
+
   function childPath(prefix, name) {
     if (IDENTIFIER.test(name)) return prefix ? prefix + "." + name : name;
     return prefix + "[" + JSON.stringify(name) + "]";
@@ -58,6 +68,7 @@
 
   function toDisplay(value) {
     const [tag, inner] = typedEntry(value);
+    if (isMask(inner)) return inner;
     if ((tag === "M" || tag === "L" || SET_TAGS.has(tag)) && !isContainer(tag, inner)) return inner;
     if (tag === "M") {
       const out = {};
@@ -77,6 +88,7 @@
   }
 
   function memberText(tag, member) {
+    if (isMask(member)) return member;
     if (tag === "SS") return JSON.stringify(member);
     if (tag === "BS") return "<" + binarySize(member) + " bytes>";
     return String(member);
@@ -87,7 +99,8 @@
   function valueText(value, width) {
     const [tag, inner] = typedEntry(value);
     let text;
-    if (tag === "S") text = JSON.stringify(inner);
+    if (isMask(inner)) text = inner;
+    else if (tag === "S") text = JSON.stringify(inner);
     else if (tag === "N") text = String(inner);
     else if (tag === "BOOL") text = inner ? "true" : "false";
     else if (tag === "NULL") text = "null";
@@ -101,9 +114,18 @@
     return typedEntry(value)[0];
   }
 
+  function isMasked(value) {
+    return isMask(typedEntry(value)[1]);
+  }
+
+  // "node-value", and "masked" too when the value is a stand-in, so it reads as masked.
+  function valueClass(value, className) {
+    return isMasked(value) ? className + " masked" : className;
+  }
+
   function typedValue(value, width) {
     const wrap = el("span", "typed");
-    wrap.append(el("span", "node-tag", tagOf(value)), " ", el("span", "node-value", valueText(value, width)));
+    wrap.append(el("span", "node-tag", tagOf(value)), " ", el("span", valueClass(value, "node-value"), valueText(value, width)));
     return wrap;
   }
 
@@ -174,7 +196,8 @@
     wrap.append("{");
     members.forEach((member, position) => {
       if (position) wrap.append(", ");
-      wrap.append(el("span", marked.has(member) ? markClass : "member", memberText(tag, member)));
+      const className = marked.has(member) ? markClass : "member";
+      wrap.append(el("span", isMask(member) ? className + " masked" : className, memberText(tag, member)));
     });
     wrap.append("}");
     return wrap;
@@ -219,7 +242,9 @@
     }
 
     item.append(nodeHead(name, value, isIndex), " ");
-    if (SET_TAGS.has(tag) && isContainer(tag, inner)) {
+    if (isMask(inner)) {
+      item.append(el("span", "node-value masked", inner));
+    } else if (SET_TAGS.has(tag) && isContainer(tag, inner)) {
       item.append(setMembers(tag, inner, change, context.side));
     } else {
       item.append(el("span", "node-value v-" + tag, scalarText(tag, inner)));
@@ -253,7 +278,7 @@
     span.append(sign + "{");
     members.forEach((member, position) => {
       if (position) span.append(", ");
-      span.append(el("span", "member", memberText(tag, member)));
+      span.append(el("span", isMask(member) ? "member masked" : "member", memberText(tag, member)));
     });
     span.append("}");
     return span;
@@ -277,8 +302,8 @@
     } else {
       detail.append(
         el("span", "node-tag", tagOf(change.new)), " ",
-        el("span", "node-value old-value", valueText(change.old)), " → ",
-        el("span", "node-value new-value", valueText(change.new)),
+        el("span", valueClass(change.old, "node-value old-value"), valueText(change.old)), " → ",
+        el("span", valueClass(change.new, "node-value new-value"), valueText(change.new)),
       );
     }
     return detail;
@@ -346,6 +371,7 @@
 
   window.ShardwatchDiff = {
     el,
+    isMask,
     typedEntry,
     childPath,
     pathPrefixes,

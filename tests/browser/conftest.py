@@ -255,6 +255,24 @@ def logged_in_page(page, owner, live_server_url) -> Page:
     return page
 
 
+@pytest.fixture
+def persona_page(page, live_server_url):
+    """Logs `page` in as a persona of tests/support/personas.py ("viewer", "operator", "admin",
+    "outsider") through the real login form; returns the page, showing the overview. Call it at
+    most once a test: each persona is a user made for that call."""
+    from tests.support.personas import PASSWORD as PERSONA_PASSWORD
+    from tests.support.personas import PERSONAS, persona_user
+
+    def logged_in_as(name: str) -> Page:
+        user = persona_user(name=name, role=PERSONAS[name])
+        page.goto("/admin/login/?next=/")
+        log_in(page, username=user.username, password=PERSONA_PASSWORD)
+        page.wait_for_url(f"{live_server_url}/")
+        return page
+
+    return logged_in_as
+
+
 def log_in(page: Page, *, username: str, password: str) -> None:
     """Fills in and submits the login form the page shows."""
     page.fill("#id_username", username)

@@ -11,6 +11,7 @@ from channels.layers import get_channel_layer
 from playwright.sync_api import expect
 
 from streams.models import ChangeRecord
+from streams.records import masking_load
 from streams.sources import source_add
 from tests.browser.conftest import in_thread, ingest, install_xss_tripwire, screenshot, wait_for_socket, xss_fired
 
@@ -389,3 +390,31 @@ def test_it_applies_an_event_pattern_to_live_rows(logged_in_page, orders):
 
     expect(page.locator(ROWS)).to_have_count(2)
     expect(page.locator(f"{ROWS} .feed-key-cell")).to_have_text(["pk=ORDER#3", "pk=ORDER#2"])
+
+
+def test_it_shows_a_viewer_pushed_rows_masked(persona_page, orders):
+    for path, mode in (("status", "redact"), ("email", "hash"), ("card", "remove")):
+        orders.masking_rules.create(path=path, mode=mode)
+    masking = masking_load()
+    orders.put("ORDER#1", status="PENDING", email="ada@example.com")
+    ingest(orders)
+    page = persona_page("viewer")
+    open_feed(page)
+    expect(page.locator(ROWS)).to_have_count(1)
+    expect(page.locator("#unmask-on")).to_have_count(0)
+
+    orders.put("ORDER#1", status="SHIPPED", email="grace@example.com", card="4111111111111111")
+    ingest(orders)
+
+    expect(page.locator(ROWS)).to_have_count(2)
+    pushed = page.locator(ROWS).first
+    was, now = (masking.value_hash({"S": email})["S"] for email in ("ada@example.com", "grace@example.com"))
+    expect(pushed.locator(".feed-summary")).to_have_text(f"email: {was} → {now}, status: ••• → •••")
+    expect(pushed.locator(".feed-key-cell")).to_have_text("pk=ORDER#1")
+    for hidden in ("SHIPPED", "grace", "4111", "card"):
+        expect(page.locator("#feed")).not_to_contain_text(hidden)
+    # The row the socket brought is the row the server renders for this viewer.
+    built = pushed.evaluate("row => row.outerHTML")
+    reload(page)
+    assert page.locator(ROWS).first.evaluate("row => row.outerHTML") == built
+    screenshot(page, "viewer-masked-rows")

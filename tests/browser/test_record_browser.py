@@ -2,11 +2,14 @@
 DynamoDB Local and read from its stream: the diff they draw, copying, and escaping."""
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
 
+from audit.models import AuditEntry
 from streams.models import ChangeRecord
+from streams.records import masking_load
 from streams.sources import source_add
 from tests.browser.conftest import ingest, install_xss_tripwire, screenshot, xss_fired
 
@@ -325,3 +328,189 @@ def test_it_shows_markup_from_dynamodb_as_text(logged_in_page, hostile, csp_bypa
     expect(page.locator(".history-key-cell").first).to_have_text(f"pk={IMG}{SCRIPT}")
     assert_nothing_injected(page)
     screenshot(page, "xss-history")
+
+
+MASKED = "\u2022\u2022\u2022"
+
+
+def test_it_shows_markup_from_dynamodb_as_text_or_masked_under_masking_rules(logged_in_page, hostile, csp_bypassed):
+    # One rule of each mode on attributes that are markup (the key among them), one on a plain
+    # number inside markup, and one that reaches nothing; the list's payload stays unmasked.
+    img, script = json.dumps(IMG), json.dumps(SCRIPT)
+    rules = {
+        "pk": "hash",
+        f"[{img}]": "redact",
+        f"[{script}][{img}]": "hash",
+        f"[{json.dumps(SCRIPT + IMG)}]": "remove",
+        f"[{script}].n": "redact",
+        "**.ssn": "remove",
+    }
+    for path, mode in rules.items():
+        hostile.source.masking_rules.create(path=path, mode=mode)
+    masking = masking_load()
+
+    def hashed(value):
+        [(tag, stand_in)] = masking.value_hash(value).items()
+        return stand_in
+
+    key_shown = "pk=" + hashed({"S": IMG + SCRIPT})
+    page = logged_in_page
+    install_xss_tripwire(page)
+
+    open_record(page, hostile.pk)
+
+    expect(page.locator(".record-key")).to_have_text(key_shown)
+    expect(page.locator("#unmask-on")).to_be_visible()  # the owner is an Admin: masked until asked
+    expect(page.locator("#changes li.change")).to_have_count(2)
+    assert node(page, "#changes li.change", f"[{img}]") == {
+        "className": "change ch-changed",
+        "text": f"changed [{img}] S {MASKED} → {MASKED}",
+    }
+    added, removed = hashed({"S": IMG + "!"}), hashed({"S": IMG})
+    assert node(page, "#changes li.change", f"[{script}][{img}]") == {
+        "className": "change ch-changed",
+        "text": f"changed [{script}][{img}] SS +{{{added}}} -{{{removed}}}",
+    }
+    assert node(page, "#changes li.change", f"[{json.dumps(SCRIPT + IMG)}]") is None
+    assert node(page, "[data-image='new'] li.node", f"[{json.dumps(SCRIPT + IMG)}]") is None
+    whole_set = hashed({"SS": [SCRIPT, IMG + "!"]})
+    assert node(page, "[data-image='new'] li.node", f"[{script}][{img}]") == {
+        "className": "node hl-changed",
+        "text": f"{IMG} SS {whole_set}",
+    }
+    assert node(page, "[data-image='new'] li.node", f"[{script}].n")["text"] == f"n N {MASKED}"
+    assert node(page, "[data-image='old'] li.node", f"[{img}]")["text"] == f"{IMG} S {MASKED}"
+    assert node(page, "[data-image='new'] li.node", "list[0]")["text"] == f"[0] S {img}"
+    # What the script drew as masked is all stand-ins, each set apart by its class.
+    shown = set(page.locator("#record .masked").all_text_contents())
+    assert {MASKED, added, removed, whole_set, hashed({"S": IMG + SCRIPT})} <= shown
+    assert all(stand_in == MASKED or re.fullmatch(r"hmac:[0-9a-f]{16}", stand_in) for stand_in in shown), shown
+    assert_nothing_injected(page)
+    screenshot(page, "xss-record-masked")
+
+    page.get_by_role("button", name="Raw DynamoDB JSON").click()
+    raw = json.loads(page.locator("#raw-json").inner_text())
+    assert raw["dynamodb"]["Keys"] == {"pk": {"S": hashed({"S": IMG + SCRIPT})}}
+    assert raw["dynamodb"]["NewImage"][IMG] == {"S": MASKED}
+    assert SCRIPT + IMG not in raw["dynamodb"]["NewImage"]
+    assert raw["dynamodb"]["NewImage"]["list"] == {"L": [{"S": IMG}]}
+    assert_nothing_injected(page)
+
+    # The key is masked, so the item's history is reached through the record, not the key.
+    page.locator("#link-item-history").click()
+    page.wait_for_selector("#item[data-ready='true']")
+    expect(page.locator("h1 .record-key")).to_have_text(key_shown)
+    expect(page.locator("#state-body")).to_contain_text(IMG)
+    assert node(page, "#state-body li.node", f"[{img}]")["text"] == f"{IMG} S {MASKED}"
+    page.locator(".item-change .show-state").first.click()
+    expect(page.locator("#state-body")).to_contain_text(SCRIPT)  # a name: rules mask values, not names
+    assert_nothing_injected(page)
+    screenshot(page, "xss-item-masked")
+
+    page.goto("/history/")
+    expect(page.locator(".history-row")).to_have_count(2)
+    expect(page.locator(".history-key-cell").first).to_have_text(key_shown)
+    assert_nothing_injected(page)
+
+
+UNMASK_ACTION = "streams.changerecord.unmask"
+
+
+@pytest.fixture
+def masked_order(order):
+    """The order's records, its source masking the city (hash), the tags (redact) and qty (remove);
+    returns (records, hashed) where hashed(typed value) is the stand-in the hash mode shows."""
+    source = order[0].source
+    for path, mode in (("address.city", "hash"), ("tags", "redact"), ("qty", "remove")):
+        source.masking_rules.create(path=path, mode=mode)
+    masking = masking_load()
+
+    def hashed(value):
+        [(tag, stand_in)] = masking.value_hash(value).items()
+        return stand_in
+
+    return order, hashed
+
+
+def test_it_shows_an_admin_masked_values_until_asked_and_audits_each_unmasked_view(persona_page, masked_order, live_server_url):
+    (insert, modify, shipped), hashed = masked_order
+    page = persona_page("admin")
+    city = change_line(page, "address.city").locator(".change-detail")
+    masked_city = f'S {hashed({"S": "Paris"})} → {hashed({"S": "Lyon"})}'
+
+    open_record(page, modify.pk)
+
+    expect(city).to_have_text(masked_city)
+    expect(city.locator(".masked")).to_have_count(2)
+    expect(change_line(page, "tags").locator(".change-detail")).to_have_text(f"SS +{{{MASKED}}} -{{{MASKED}}}")
+    expect(change_line(page, "qty")).to_have_count(0)
+    expect(tree_node(page, "new", "qty")).to_have_count(0)
+    expect(tree_node(page, "new", "tags").locator(".masked")).to_have_text(MASKED)
+    expect(page.locator("#unmask-banner")).to_have_count(0)
+    assert not AuditEntry.objects.filter(action=UNMASK_ACTION).exists()
+    screenshot(page, "admin-masked")
+
+    with page.expect_navigation():
+        page.locator("#unmask-on").click()
+    page.wait_for_selector("#record[data-ready='true']")
+
+    expect(page).to_have_url(f"{live_server_url}/records/{modify.pk}/?unmasked=1")
+    expect(page.locator("#unmask-banner")).to_be_visible()
+    expect(page.locator("#unmask-on")).to_have_count(0)
+    expect(city).to_have_text('S "Paris" → "Lyon"')
+    expect(change_line(page, "qty").locator(".change-detail")).to_have_text('N 1 → S "1"')
+    expect(change_line(page, "tags").locator(".member-added")).to_have_text('+{"priority"}')
+    expect(page.locator("#record .masked")).to_have_count(0)
+    # The page's links keep showing it unmasked (each of those views is audited in turn).
+    expect(page.locator("#link-item-history")).to_have_attribute("href", re.compile(r"[?&]unmasked=1"))
+    [entry] = AuditEntry.objects.filter(action=UNMASK_ACTION)
+    assert entry.actor == "admin"
+    assert entry.details == {"surface": "record", "path": f"/records/{modify.pk}/"}
+    screenshot(page, "admin-unmasked")
+
+    with page.expect_navigation():
+        page.locator("#unmask-off").click()
+    page.wait_for_selector("#record[data-ready='true']")
+
+    expect(page).to_have_url(f"{live_server_url}/records/{modify.pk}/")
+    expect(city).to_have_text(masked_city)
+    expect(page.locator("#unmask-banner")).to_have_count(0)
+    expect(page.locator("#unmask-on")).to_be_visible()
+    assert AuditEntry.objects.filter(action=UNMASK_ACTION).count() == 1
+
+
+def test_it_gives_a_viewer_masked_values_to_see_and_to_copy_and_no_way_to_unmask(persona_page, masked_order):
+    (insert, modify, shipped), hashed = masked_order
+    page = persona_page("viewer")
+
+    open_record(page, modify.pk)
+
+    expect(change_line(page, "address.city").locator(".change-detail")).to_have_text(
+        f'S {hashed({"S": "Paris"})} → {hashed({"S": "Lyon"})}'
+    )
+    expect(page.locator("#unmask-on")).to_have_count(0)
+    expect(page.locator("#unmask-offer")).to_have_count(0)
+    expect(page.locator("#download-lambda")).not_to_have_attribute("href", re.compile("unmasked"))
+
+    page.get_by_role("button", name="Copy as JSON").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied the record as JSON.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    page.get_by_role("button", name="Copy as Lambda test event").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied the Lambda test event.")
+    event = page.evaluate("navigator.clipboard.readText()")
+
+    for record in (json.loads(copied), json.loads(event)["Records"][0]):
+        assert record["eventID"] == modify.event_id
+        new, old = record["dynamodb"]["NewImage"], record["dynamodb"]["OldImage"]
+        assert new["address"]["M"]["city"] == {"S": hashed({"S": "Lyon"})}
+        assert old["address"]["M"]["city"] == {"S": hashed({"S": "Paris"})}
+        assert new["tags"] == old["tags"] == {"SS": MASKED}
+        assert "qty" not in new and "qty" not in old
+        assert new["status"] == {"S": "PENDING"}  # what no rule names is copied as it is
+    for text in (copied, event):
+        assert "Lyon" not in text and "Paris" not in text and "priority" not in text
+    assert not AuditEntry.objects.filter(action=UNMASK_ACTION).exists()
+
+    refused = page.goto(f"/records/{modify.pk}/?unmasked=1")
+    assert refused.status == 403
+    assert not AuditEntry.objects.filter(action=UNMASK_ACTION).exists()

@@ -14,10 +14,11 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
-from demo.provision import table_ensure
+from demo.provision import DEMO_MASKING_RULES, table_ensure
 from demo.examples import notify_shipped
 from demo.traffic import DemoState, demo_run, demo_step, state_load
-from streams.models import StreamSource
+from streams.models import MaskingRule, StreamSource
+from streams.records import masking_load
 from tests.support import dynamodb_local
 from workers.handler_host import LambdaContext
 
@@ -253,6 +254,38 @@ def test_it_creates_and_registers_the_demo_table(dynamodb):
 
     [trigger] = Trigger.objects.filter(source=source)  # one example trigger, however often run
     assert trigger.handler == "demo.examples.notify_shipped" and trigger.report_batch_item_failures
+    # Its masking rules, once however often run: one of each mode.
+    assert sorted(source.masking_rules.values_list("path", "mode")) == sorted(DEMO_MASKING_RULES)
+    assert {mode for _, mode in DEMO_MASKING_RULES} == set(MaskingRule.Mode)
+    assert out.getvalue().count("Added masking rules") == 1
+
+
+@pytest.mark.django_db
+def test_it_masks_what_the_demo_writes_about_customers_and_cards(dynamodb):
+    table = f"demo-{uuid.uuid4().hex[:10]}"
+    call_command("demo_writer", "--create", "--table", table, "--count", "0", stdout=io.StringIO())
+    source = StreamSource.objects.get(table_name=table)
+    run_steps(client=dynamodb, table=table, seed=5, steps=80)
+    masking = masking_load()
+
+    items = [masking.image_mask(item, source_id=source.pk) for item in scan_all(client=dynamodb, table=table)]
+
+    paid = [item for item in items if "payment" in item]
+    assert items and paid
+    for item in items:
+        customer = item["customer"]["M"]
+        assert customer["email"] == {"S": "\u2022\u2022\u2022"}
+        assert re.fullmatch(r"hmac:[0-9a-f]{16}", customer["name"]["S"])
+        assert set(customer["address"]["M"]) == {"city", "country"}
+        assert item["status"]["S"] in ("PENDING", "PAID", "SHIPPED", "DELIVERED")  # no rule: as written
+    for item in paid:
+        assert re.fullmatch(r"hmac:[0-9a-f]{16}", item["payment"]["M"]["last4"]["S"])
+        assert item["payment"]["M"]["method"]["S"] in ("card", "paypal", "invoice")
+
+    # A rule someone deleted stays deleted when the demo starts again.
+    source.masking_rules.filter(path="customer.address.zip").delete()
+    call_command("demo_writer", "--create", "--table", table, "--count", "0", stdout=io.StringIO())
+    assert source.masking_rules.count() == len(DEMO_MASKING_RULES) - 1
 
 
 PASSWORD_LINE = re.compile(r"^Admin user: admin  password: (\S+)$", re.MULTILINE)

@@ -1,5 +1,5 @@
 """`manage.py demo_writer`: orders-like traffic for the demo table (demo/traffic.py), and with
---create the table, its source and the example trigger first (demo/provision.py)."""
+--create the table, its source with its masking rules and the example trigger first (demo/provision.py)."""
 
 import os
 import random
@@ -12,10 +12,12 @@ from django.db import connections
 
 from demo.provision import (
     DEFAULT_TABLE,
+    DEMO_MASKING_RULES,
     DEMO_ALERT_RULE,
     DEMO_TRIGGER,
     alert_ensure,
     dynamodb_wait,
+    masking_ensure,
     source_ensure,
     table_ensure,
     trigger_ensure,
@@ -104,6 +106,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if added:
             self.stdout.write(f"Watching {source.table_name} ({source.region}) as a source.")
+        if masking_ensure(source=source):
+            rules = ", ".join(f"{path} ({mode})" for path, mode in DEMO_MASKING_RULES)
+            self.stdout.write(f"Added masking rules on {source.table_name}: {rules}; an Admin can Show unmasked.")
         if trigger_ensure(source=source):
             self.stdout.write(f"Added the example trigger {DEMO_TRIGGER} (see Triggers in the dashboard).")
         if alert_ensure(receiver_url=alert_receiver_url()):
