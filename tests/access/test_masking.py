@@ -230,6 +230,14 @@ def test_it_withholds_handler_text_on_the_trigger_pages(triggered, viewer):
     assert {row["error_message"] for row in api if row["outcome"] != "success"} == {WITHHELD}
 
 
+def test_it_shows_the_viewer_no_secret_on_the_other_pages_naming_records(triggered, viewer):
+    for url in ["/", "/triggers/", "/alerts/", f"/admin/workers/trigger/{triggered.answering.pk}/test-pattern/",
+                f"/admin/workers/trigger/{triggered.failing.pk}/test-pattern/"]:
+        response = viewer.get(url)
+        assert response.status_code == 200, url
+        assert SECRET_MARK not in response.content.decode().lower(), url
+
+
 def test_it_keeps_handler_text_from_the_admin_pages(triggered, admin):
     urls = [f"/admin/workers/invocation/{triggered.answered.pk}/change/", f"/admin/workers/invocation/{triggered.failed.pk}/change/",
             "/admin/workers/invocation/", f"/admin/workers/deadletter/{triggered.letter.pk}/change/", "/admin/workers/deadletter/",
@@ -442,23 +450,30 @@ def test_it_keeps_the_secret_out_of_alerts_on_a_failing_trigger(triggered, admin
 
     from django.utils import timezone
 
-    from alerts.models import AlertState, AlertTransition, Rule
+    from alerts.models import AlertState, AlertTransition, Channel, Rule
+    from tests.support.alert_receivers import alert_receiver
     from tests.support.alerting import evaluate_and_send
 
-    for condition, threshold in [(Rule.Condition.POISON_RECORD, 1), (Rule.Condition.TRIGGER_ERROR_RATE, 1),
-                                 (Rule.Condition.DEAD_LETTERS, 0)]:
-        Rule.objects.create(name=f"r-{condition}", condition=condition, trigger=triggered.failing, threshold=threshold,
-                            window_s=3600)
-    evaluate_and_send(now=timezone.now() + timedelta(seconds=1))
+    with alert_receiver() as receiver:
+        channel = Channel.objects.create(name="slack", kind=Channel.Kind.SLACK, url=receiver.url + "/slack")
+        for condition, threshold in [(Rule.Condition.POISON_RECORD, 1), (Rule.Condition.TRIGGER_ERROR_RATE, 1),
+                                     (Rule.Condition.DEAD_LETTERS, 0)]:
+            rule = Rule.objects.create(name=f"r-{condition}", condition=condition, trigger=triggered.failing,
+                                       threshold=threshold, window_s=3600)
+            rule.channels.set([channel])
+        evaluate_and_send(now=timezone.now() + timedelta(seconds=1))
+        sent = [request["body"].decode() for request in receiver.received]
 
-    states = list(AlertState.objects.all())
+    states = list(AlertState.objects.select_related("rule"))
     assert {state.rule.condition for state in states} == {"poison_record", "trigger_error_rate", "dead_letters"}
-    for state in states:
-        assert state.status == AlertState.Status.FIRING
-        assert SECRET_MARK not in (state.summary + json.dumps(state.details)).lower(), state.rule.condition
-    for transition in AlertTransition.objects.all():
-        assert SECRET_MARK not in json.dumps([transition.summary if hasattr(transition, "summary") else "",
-                                              getattr(transition, "details", {})]).lower()
+    assert all(state.status == AlertState.Status.FIRING for state in states)
+    assert len(sent) == 3
+    texts = [state.summary + json.dumps(state.details) for state in states]
+    texts += [transition.summary + json.dumps(transition.details) for transition in AlertTransition.objects.all()]
+    texts += sent
+    assert all(SECRET_MARK not in text.lower() for text in texts)
+    # The poison-record alert names the error's type, so it is about this failure.
+    assert any("ValueError" in text for text in sent)
     page = admin.get("/alerts/").content.decode()
     assert "ValueError" in page and SECRET_MARK not in page.lower()
 
