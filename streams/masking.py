@@ -133,6 +133,10 @@ def _bracket(text: str, start: int) -> tuple[int, object]:
     if end == -1:
         raise MaskingError(f"Unclosed [ at character {start + 1} of {text!r}.")
     inner = text[start + 1:end]
+    if inner in (ANY_ONE, ANY_DEPTH):
+        # Suggesting ["*"] here would lead to a rule on a name "*", which masks no list element.
+        raise MaskingError(f"[{inner}]: write a wildcard as a segment of its own, .{inner} (items.{inner} for "
+                           f"every element of items); [\"{inner}\"] names an attribute called {inner}.")
     if not inner.isdigit():
         raise MaskingError(f"[{inner}] must be a list index (a whole number) or a quoted name such as [\"{inner}\"].")
     return end + 1, int(inner)

@@ -96,3 +96,16 @@ def record_sequence(event, context):
         "keys": keys(event),
         "seen": [(record["dynamodb"]["Keys"]["pk"]["S"], int(record["dynamodb"]["SequenceNumber"])) for record in event["Records"]],
     })
+
+
+def note_images_answering(event, context):
+    """Notes the new images it is sent and answers with them, as a handler that returns what it
+    shipped: its response quotes item data."""
+    images = [record["dynamodb"].get("NewImage") for record in event["Records"]]
+    handler_log.note({"keys": keys(event), "images": images})
+    return {"shipped": images}
+
+
+def images_seen() -> list:
+    """The new images note_images_answering was sent in this test, in order."""
+    return [image for entry in handler_log.notes() for image in entry.get("images", [])]
