@@ -14,7 +14,7 @@ from audit.chain import audit_record
 from dashboard.tokens import TokenRefused, token_authenticate
 
 from streams.feed import FeedFilter, FilterError
-from streams.masking import Masking
+from streams.masking import UNMASK_PERMISSION, Masking
 from streams.records import masking_load
 
 
@@ -112,7 +112,6 @@ def feed_filter(request) -> FeedFilter:
     return FeedFilter.from_params(request.GET)
 
 
-UNMASK_PERMISSION = "streams.view_unmasked_changerecord"
 UNMASKED_PARAM = "unmasked"
 
 

@@ -45,6 +45,8 @@ __all__ = [
     "rule_path_parse",
 ]
 
+# Who may ask to see item data unmasked (held by the Admin role, dashboard/roles.py).
+UNMASK_PERMISSION = "streams.view_unmasked_changerecord"
 REDACT, HASH, REMOVE = "redact", "hash", "remove"
 MODES = (REDACT, HASH, REMOVE)
 # Strongest first: where rules disagree about one value, the one that shows least wins.

@@ -13,6 +13,7 @@ from audit.chain import audit_record, audit_update
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from workers.cursors import cursors_reset, cursors_reset_to
 from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
+from streams.masking import UNMASK_PERMISSION
 from streams.records import masking_load
 from workers.operations import pattern_try
 from workers.selectors import trigger_errors, trigger_lag, trigger_last_invocation
@@ -143,12 +144,19 @@ class TriggerAdmin(admin.ModelAdmin):
             last = max(1, min(int(request.GET.get("last", 100)), 5000))
         except ValueError:
             last = 100
-        tried, matched = pattern_try(trigger=trigger, last=last)
-        # The pattern is tried on the data the trigger gets; the page shows it masked, as the
-        # dashboard does before "Show unmasked".
+        # Tried on the records as this viewer may see them: which records a pattern on a masked
+        # attribute matches would otherwise tell its values. Holders of the unmask permission
+        # try it on the stored data, as the trigger will.
+        # Either way the page shows them masked, as the dashboard does before "Show unmasked".
         masking = masking_load()
-        matched = [masking.record_mask(record) for record in matched]
+        tried_masked = masking.covers(trigger.source_id) and not request.user.has_perm(UNMASK_PERMISSION)
+        if tried_masked:
+            tried, matched = pattern_try(trigger=trigger, last=last, masking=masking)
+        else:
+            tried, matched = pattern_try(trigger=trigger, last=last)
+            matched = [masking.record_mask(record) for record in matched]
         context = {**self.admin_site.each_context(request), "trigger": trigger, "tried": tried, "tried_asked": last,
+                   "tried_masked": tried_masked,
                    "matched": matched, "skipped": tried - len(matched), "title": "Test FilterCriteria"}
         return TemplateResponse(request, "admin/workers/pattern_try.html", context)
 

@@ -15,6 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from streams.lambda_event import event_payload, lambda_record, record_event_json
+from streams.masking import Masking
+from streams.records import NO_MASKING
 from streams.models import ChangeRecord
 from workers.batches import patterns_compile
 from workers.cursors import pending_since_next
@@ -82,13 +84,17 @@ def dead_letter_retry(*, letter: DeadLetter) -> list[Invocation]:
     return invocations
 
 
-def pattern_try(*, trigger: Trigger, last: int = 100) -> tuple[int, list[ChangeRecord]]:
-    """The trigger's filter patterns against its source's newest `last` records: how many were
-    tried, and which would be sent."""
+def pattern_try(*, trigger: Trigger, last: int = 100, masking: Masking = NO_MASKING) -> tuple[int, list[ChangeRecord]]:
+    """The trigger's filter patterns against its source's newest `last` records as `masking`
+    shows them: how many were tried, and which would be sent. Under masking the patterns see
+    masked values, so which records match never tells a viewer a masked value (the trigger
+    itself matches the stored ones, and may send more)."""
     patterns = patterns_compile(tuple(trigger.filter_patterns))
-    records = list(
-        ChangeRecord.objects.filter(source_id=trigger.source_id).select_related("source", "shard__stream").order_by("-id")[:last]
-    )
+    records = [
+        masking.record_mask(record)
+        for record in ChangeRecord.objects.filter(source_id=trigger.source_id)
+        .select_related("source", "shard__stream").order_by("-id")[:last]
+    ]
     if not patterns:
         return len(records), records
     return len(records), [record for record in records if any(p.matches(lambda_record(record)) for p in patterns)]

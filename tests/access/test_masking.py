@@ -635,3 +635,20 @@ def test_it_withholds_handler_errors_on_the_invocations_socket(live_sources, per
         assert [answer["type"] for answer in answers] == ["subscribed"]
         assert CARD in row["error_message"]
         assert AuditEntry.objects.filter(action="streams.changerecord.unmask", details__surface="invocations_socket").count() == 1
+
+
+def test_it_tries_a_triggers_pattern_on_masked_values_for_a_viewer(masked, viewer, admin):
+    # A pattern on a masked attribute: which records it matches would tell a viewer the value.
+    trigger = trigger_for(masked.orders, "note_images_answering",
+                          filter_patterns=[json.dumps({"dynamodb": {"NewImage": {"card": {"S": [{"prefix": "S3CRET-card"}]}}}})])
+    url = f"/admin/workers/trigger/{trigger.pk}/test-pattern/"
+
+    as_viewer = viewer.get(url).content.decode()
+    as_admin = admin.get(url).content.decode()
+
+    assert re.search(r"<strong>0</strong> of 2 would be sent", as_viewer)
+    assert 'id="pattern-try-masked"' in as_viewer
+    # The admin tries it on the stored data, as the trigger will, and still sees no value.
+    assert re.search(r"<strong>2</strong> of 2 would be sent", as_admin)
+    assert 'id="pattern-try-masked"' not in as_admin
+    assert not [secret for secret in SECRETS if secret in as_viewer + as_admin]
