@@ -652,3 +652,9 @@ def test_it_tries_a_triggers_pattern_on_masked_values_for_a_viewer(masked, viewe
     assert re.search(r"<strong>2</strong> of 2 would be sent", as_admin)
     assert 'id="pattern-try-masked"' not in as_admin
     assert not [secret for secret in SECRETS if secret in as_viewer + as_admin]
+
+
+def test_it_marks_a_masked_key_on_the_record_page(masked, viewer):
+    page = viewer.get(f"/records/{masked.person.pk}/").content.decode()
+
+    assert re.search(r'<span class="key-value masked">hmac:[0-9a-f]{16}</span>', page)
