@@ -65,3 +65,49 @@ def test_it_finds_no_invocation_or_dead_letter_by_withheld_text_through_the_admi
     for lookup in ("error_message__icontains", "response_body__icontains"):
         assert invocation_url not in operator.get("/admin/workers/invocation/", {lookup: "alice"}).content.decode()
     assert letter_url not in operator.get("/admin/workers/deadletter/", {"reason__icontains": "alice"}).content.decode()
+
+
+@pytest.fixture
+def fake_source():
+    """A source read from a fake stream (tests/support/fake_streams.py), which may send what
+    no DynamoDB does; ingest keeps such values as sent (streams.ingest)."""
+    from streams import aws
+    from streams.models import Stream, StreamSource
+    from tests.support.fake_streams import ARN, FakeShard, FakeStreams
+
+    endpoint = "http://fake-streams.invalid"
+
+    def make(records) -> StreamSource:
+        aws.client_install(service="dynamodbstreams", region="us-east-1", endpoint_url=endpoint,
+                           client=FakeStreams([FakeShard("shardId-1", records=records)]))
+        source = StreamSource.objects.create(
+            table_name="fake", region="us-east-1", endpoint_url=endpoint, stream_arn=ARN,
+            view_type="NEW_AND_OLD_IMAGES", key_schema=["pk"], status=StreamSource.Status.ACTIVE,
+        )
+        Stream.objects.create(source=source, arn=ARN)
+        return source
+
+    yield make
+    aws.forget_clients()
+
+
+def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(fake_source, viewer):
+    from tests.support.fake_streams import stream_record
+    from tests.support.readers import read_until_idle
+
+    untyped_map = stream_record(sequence_number=f"{1:021d}", pk="untyped",
+                                new={"profile": {"ssn": {"S": SECRET}, "name": {"S": "Al"}}})
+    unknown_tag = stream_record(sequence_number=f"{2:021d}", pk="unknown",
+                                new={"profile": {"Q": {"ssn": {"S": SECRET}}}})
+    text_image = stream_record(sequence_number=f"{3:021d}", pk="text", new={})
+    text_image["dynamodb"]["NewImage"] = f"ssn {SECRET}"
+    source = fake_source([untyped_map, unknown_tag, text_image])
+    MaskingRule.objects.create(source=source, path="**.ssn", mode="redact")
+    read_until_idle(source_id=source.pk)
+
+    records = list(ChangeRecord.objects.filter(source=source).order_by("sequence_key"))
+    assert len(records) == 3 and all(SECRET in str(record.new_image) for record in records)
+    for record in records:
+        for url in (f"/api/records/{record.pk}", f"/api/records/{record.pk}/lambda-event", f"/records/{record.pk}/"):
+            response = viewer.get(url)
+            assert response.status_code == 200 and SECRET not in response.content.decode(), url
