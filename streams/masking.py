@@ -211,6 +211,11 @@ def _step(states: _States, segment) -> tuple[str | None, _States]:
 _TRANSITIONS_KEPT = 10_000
 
 
+# Tags whose inner holds no typed values: nothing below them for a rule to reach.
+_SET_TAGS = frozenset({"SS", "NS", "BS"})
+_LEAF_TAGS = frozenset({"S", "N", "B", "NULL", "BOOL"}) | _SET_TAGS
+
+
 # --- masked values --------------------------------------------------------------------------
 
 
@@ -321,9 +326,13 @@ class Masking:
 
     def image_mask(self, image, *, source_id: int):
         """An image or Keys map (attribute name -> typed value) with `source_id`'s rules
-        applied; None stays None, and anything not a map is returned as it is."""
-        if image is None or not isinstance(image, dict) or not self.covers(source_id):
+        applied; None stays None, and anything not a map (what a broken stream sent) is
+        codec.MASK_REDACTED under masking."""
+        if image is None or not self.covers(source_id):
             return image
+        if not isinstance(image, dict):
+            # Kept as a stream sent it (streams.ingest): a rule cannot say what in it to mask.
+            return codec.MASK_REDACTED
         return self._map(image, self._start(source_id))
 
     def _map(self, attributes: dict, states: int) -> dict:
@@ -341,10 +350,16 @@ class Masking:
         return out
 
     def _value(self, value, states: int):
-        """Rules that may match below `value` (a typed value) applied inside it."""
+        """Rules that may match below `value` (a typed value) applied inside it. A value in no
+        typed form masking can read into (ingest keeps what a stream sent that way: an untyped
+        map, an unknown tag) is redacted whole: a rule might have reached into it."""
+        if value == {}:
+            return value  # an empty map as DynamoDB Local sends it (codec.typed_entry)
         if not isinstance(value, dict) or len(value) != 1:
-            return value
+            return {"?": codec.MASK_REDACTED}
         ((tag, inner),) = value.items()
+        if tag in _LEAF_TAGS and not isinstance(inner, dict) and not (isinstance(inner, list) and tag not in _SET_TAGS):
+            return value
         if tag == "M" and isinstance(inner, dict):
             return {"M": self._map(inner, states)}
         if tag == "L" and isinstance(inner, list):
@@ -355,7 +370,7 @@ class Masking:
                     continue
                 out.append(self._apply(verdict, element) if verdict else self._value(element, below) if below else element)
             return {"L": out}
-        return value
+        return {tag if isinstance(tag, str) else "?": codec.MASK_REDACTED}
 
     # Diffs: each change's path is stepped through from the top.
 
@@ -429,6 +444,8 @@ class Masking:
             return row
         masked = dict(row)
         keys = self.image_mask(row.get("keys") or {}, source_id=source.pk)
+        if not isinstance(keys, dict):
+            keys = {}
         masked["keys"] = keys
         for image in ("old_image", "new_image"):
             if image in row:

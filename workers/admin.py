@@ -13,6 +13,7 @@ from audit.chain import audit_record, audit_update
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from workers.cursors import cursors_reset, cursors_reset_to
 from workers.models import MAX_PATTERNS, DeadLetter, Invocation, Trigger
+from streams.admin import ListFilterLookupsOnly
 from streams.masking import UNMASK_PERMISSION
 from streams.records import masking_load
 from workers.operations import pattern_try
@@ -248,7 +249,7 @@ class TriggerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invocation)
-class InvocationAdmin(admin.ModelAdmin):
+class InvocationAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     list_display = ["started_at", "trigger", "outcome", "record_count", "filtered_count", "attempt", "from_bisect", "duration_ms", "error_type"]
     # A handler's error and response may quote item data; the dashboard's invocation page shows
     # them as the viewer's masking allows, the admin knows nothing of masking.
@@ -264,7 +265,7 @@ class InvocationAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(ListFilterLookupsOnly, admin.ModelAdmin):
     list_display = ["created_at", "trigger", "first_sequence_number", "last_sequence_number", "retried_at"]
     # The reason quotes the handler's last error (see InvocationAdmin); the Dead letters page shows it.
     exclude = ["reason"]
