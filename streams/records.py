@@ -85,6 +85,10 @@ def record_get(*, record_id: int, masking: Masking = NO_MASKING) -> ChangeRecord
 
 
 def _item_changes(record: ChangeRecord):
+    if getattr(record, "is_masked", False):
+        # A masked copy's item_key is the masked one; item_hash is still the stored key's digest
+        # (a SHA-1, so the key itself is not needed to tell items apart).
+        return ChangeRecord.objects.filter(source_id=record.source_id, item_hash=record.item_hash)
     return ChangeRecord.objects.filter(
         source_id=record.source_id, item_hash=record.item_hash, item_key=record.item_key
     )

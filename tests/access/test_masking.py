@@ -658,3 +658,16 @@ def test_it_marks_a_masked_key_on_the_record_page(masked, viewer):
     page = viewer.get(f"/records/{masked.person.pk}/").content.decode()
 
     assert re.search(r'<span class="key-value masked">hmac:[0-9a-f]{16}</span>', page)
+
+
+def test_it_links_the_changes_of_an_item_whose_key_is_masked(masked, dynamodb, viewer):
+    write(dynamodb, masked.people.table_name, {"pk": {"S": KEY}, "status": {"S": "PLAIN-moved"}})
+    assert read_until_idle(source_id=masked.people.pk) == 1
+    later = ChangeRecord.objects.filter(source=masked.people).order_by("id").last()
+
+    earlier_page = viewer.get(f"/records/{masked.person.pk}/").content.decode()
+    later_page = viewer.get(f"/records/{later.pk}/").content.decode()
+
+    assert f'href="/records/{later.pk}/" rel="next"' in earlier_page
+    assert f'href="/records/{masked.person.pk}/" rel="prev"' in later_page
+    assert_masked(later_page, where="record page of the later change")
