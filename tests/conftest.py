@@ -171,3 +171,17 @@ def orders_table(make_table, dynamodb):
     source.put = put
     source.ingest = lambda: read_until_idle(source_id=source.pk)
     return source
+
+
+@pytest.fixture
+def one_shard_source():
+    """make(records) -> a source read from a fake stream (tests/support/fake_streams.py) of one
+    shard holding `records`: DynamoDB Local refuses to store some values (an empty set, NULL
+    false, an unknown tag), so only a fake stream can send them; ingest keeps such values as
+    sent (streams.ingest)."""
+    from streams import aws
+    from tests.support.fake_sources import fake_source_create
+    from tests.support.fake_streams import FakeShard, FakeStreams
+
+    yield lambda records: fake_source_create(FakeStreams([FakeShard("shardId-1", records=records)]))
+    aws.forget_clients()

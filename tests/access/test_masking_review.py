@@ -3,8 +3,12 @@ learn a masked value through, besides the dashboard's own pages. Each test puts 
 watched table under a masking rule, then asks for it the way a curious viewer would."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from streams.models import ChangeRecord, MaskingRule
+from tests.support.fake_streams import stream_record
+from tests.support.readers import read_until_idle
 from workers.models import DeadLetter, Invocation, Outcome, Trigger
 
 pytestmark = pytest.mark.django_db
@@ -67,33 +71,7 @@ def test_it_finds_no_invocation_or_dead_letter_by_withheld_text_through_the_admi
     assert letter_url not in operator.get("/admin/workers/deadletter/", {"reason__icontains": "alice"}).content.decode()
 
 
-@pytest.fixture
-def fake_source():
-    """A source read from a fake stream (tests/support/fake_streams.py), which may send what
-    no DynamoDB does; ingest keeps such values as sent (streams.ingest)."""
-    from streams import aws
-    from streams.models import Stream, StreamSource
-    from tests.support.fake_streams import ARN, FakeShard, FakeStreams
-
-    endpoint = "http://fake-streams.invalid"
-
-    def make(records) -> StreamSource:
-        aws.client_install(service="dynamodbstreams", region="us-east-1", endpoint_url=endpoint,
-                           client=FakeStreams([FakeShard("shardId-1", records=records)]))
-        source = StreamSource.objects.create(
-            table_name="fake", region="us-east-1", endpoint_url=endpoint, stream_arn=ARN,
-            view_type="NEW_AND_OLD_IMAGES", key_schema=["pk"], status=StreamSource.Status.ACTIVE,
-        )
-        Stream.objects.create(source=source, arn=ARN)
-        return source
-
-    yield make
-    aws.forget_clients()
-
-
-def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(fake_source, viewer):
-    from tests.support.fake_streams import stream_record
-    from tests.support.readers import read_until_idle
+def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(one_shard_source, viewer):
 
     untyped_map = stream_record(sequence_number=f"{1:021d}", pk="untyped",
                                 new={"profile": {"ssn": {"S": SECRET}, "name": {"S": "Al"}}})
@@ -101,7 +79,7 @@ def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(fake_sourc
                                 new={"profile": {"Q": {"ssn": {"S": SECRET}}}})
     text_image = stream_record(sequence_number=f"{3:021d}", pk="text", new={})
     text_image["dynamodb"]["NewImage"] = f"ssn {SECRET}"
-    source = fake_source([untyped_map, unknown_tag, text_image])
+    source = one_shard_source([untyped_map, unknown_tag, text_image])
     MaskingRule.objects.create(source=source, path="**.ssn", mode="redact")
     read_until_idle(source_id=source.pk)
 
@@ -114,8 +92,6 @@ def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(fake_sourc
 
 
 def test_it_answers_a_lookup_by_a_masked_key_without_reading_the_items_changes(masked, viewer):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     # An answer that reads the item's changes before saying "none" takes longer for a key that
     # is stored than for one that is not: a timing oracle for masked keys.

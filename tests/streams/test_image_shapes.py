@@ -19,11 +19,10 @@ import orjson
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from streams import aws
 from streams.lambda_event import event_json, event_rows
-from streams.models import ChangeRecord, Shard, Stream, StreamSource
+from streams.models import ChangeRecord, Shard
 from streams.sources import source_add
-from tests.support.fake_streams import ARN, FakeShard, FakeStreams, stream_record
+from tests.support.fake_streams import stream_record
 from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -267,29 +266,7 @@ def test_it_sends_and_serves_the_reshaped_images_everywhere(table, dynamodb, own
     assert 'id="reshaped-note"' in page and "OldImage, NewImage" in page
 
 
-@pytest.fixture
-def fake_source():
-    """A source read from tests/fake_streams.py: DynamoDB Local refuses to store the values
-    below (an empty set, NULL false, an unknown tag), so only a fake stream can send them."""
-    endpoint = "http://fake-streams.invalid"
-
-    def make(records) -> StreamSource:
-        aws.client_install(
-            service="dynamodbstreams", region="us-east-1", endpoint_url=endpoint,
-            client=FakeStreams([FakeShard("shardId-1", records=records)]),
-        )
-        source = StreamSource.objects.create(
-            table_name="fake", region="us-east-1", endpoint_url=endpoint, stream_arn=ARN,
-            view_type="NEW_AND_OLD_IMAGES", key_schema=["pk"], status=StreamSource.Status.ACTIVE,
-        )
-        Stream.objects.create(source=source, arn=ARN)
-        return source
-
-    yield make
-    aws.forget_clients()
-
-
-def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(fake_source, owner):
+def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(one_shard_source, owner):
     # Shapes no DynamoDB sends (AttributeValue, DynamoDB API reference: sets are never empty,
     # NULL holds true, the tags are S N B SS NS BS M L NULL BOOL), beside empty maps. Ingest
     # walks an image whose text holds {} or [] (an empty set does itself), so that is where
@@ -317,7 +294,7 @@ def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(fake_s
         lone,
         stream_record(sequence_number=f"{5:021d}", pk="after", new=aws_shaped),
     ]
-    source = fake_source(records)
+    source = one_shard_source(records)
 
     read_until_idle(source_id=source.pk)
 
