@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 import psycopg
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from meters.store import meter_count
@@ -97,10 +97,13 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
             row["changed_paths"] = "\n" + "\n".join(change["path"] for change in row["diff"]) + "\n"
         hash_value = row["keys"].get(hash_key)
         if hash_value is not None:
-            row["partition_key"] = str(codec.to_display(hash_value))[:PARTITION_KEY_INDEXED]
+            # The NUL stand-in before the cut, so that a filter's key, escaped the same way
+            # (streams.feed), is cut at the same place.
+            row["partition_key"] = codec.nul_escape(text=str(codec.to_display(hash_value)))[:PARTITION_KEY_INDEXED]
     except Exception as exc:  # noqa: BLE001 - one bad record must not stop the shard
-        log.warning("could not decode record %s: %s: %s", sequence_number, type(exc).__name__, exc)
-        row["decode_error"] = f"{type(exc).__name__}: {exc}"
+        # The type only: the message may quote item data (a value, a name), which logs must not carry.
+        log.warning("could not decode record %s: %s", sequence_number, type(exc).__name__)
+        row["decode_error"] = codec.nul_escape(text=f"{type(exc).__name__}: {exc}")
         row["diff"], row["diff_complete"] = [], False
         row["item_key"] = row["item_key"] or _json_or_repr(data.get("Keys"))
         for image in ("keys", "old_image", "new_image"):
@@ -175,8 +178,9 @@ def _images_reshape(row: dict) -> None:
     if sent:
         row["images_as_sent"] = sent
     if problems:
-        log.warning("record %s has values in no DynamoDB typed form: %s", row["sequence_number"], "; ".join(problems))
-        row["shape_error"] = "\n".join(problems)
+        # How many, not which: a problem names its path, and paths are item data (attribute names).
+        log.warning("record %s has %s values in no DynamoDB typed form", row["sequence_number"], len(problems))
+        row["shape_error"] = codec.nul_escape(text="\n".join(problems))
 
 
 def _timestamp(value):
@@ -242,7 +246,7 @@ _COLUMNS = [
     ("item_hash", "text"),
     ("partition_key", "text"),
     ("changed_paths", "text"),
-    ("diff", "jsonb"),
+    ("diff", "json"),
     ("diff_complete", "boolean"),
     ("user_identity", "jsonb"),
     ("is_ttl_delete", "boolean"),
@@ -362,6 +366,98 @@ def records_insert(rows: list[dict]) -> list[dict]:
     return fresh
 
 
+# A row whose values the database or the JSON writer refuses: a text too long for its column, a
+# string PostgreSQL cannot hold, one orjson cannot write (a lone surrogate). Not the errors of a
+# database that is unreachable or busy: those are retried from the checkpoint, as they should be.
+# (COPY runs on psycopg's own cursor, whose errors Django does not wrap.)
+_UNSTORABLE = (DataError, psycopg.DataError, TypeError, ValueError)
+_TEXT_LIMITS = {
+    **{name: ChangeRecord._meta.get_field(name).max_length for name, kind in _COLUMNS if kind == "text"},
+    "partition_key": PARTITION_KEY_INDEXED,
+}
+
+
+def _records_insert_kept(rows: list[dict]) -> list[dict]:
+    """records_insert, where a batch the database refuses is inserted a row at a time, and a
+    row it refuses is inserted as row_kept makes it: a record that cannot be stored as read is
+    stored flagged rather than stalling its shard, which would read the same batch forever."""
+    try:
+        with transaction.atomic():
+            return records_insert(rows)
+    except _UNSTORABLE as exc:
+        # The type only: a database's message quotes the row it refused, item data included.
+        log.warning(
+            "shard %s: a batch of %s records (sequence numbers %s to %s) could not be stored as read (%s); "
+            "storing them one at a time",
+            rows[0]["shard_id"], len(rows), rows[0]["sequence_number"], rows[-1]["sequence_number"], type(exc).__name__,
+        )
+    fresh = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                fresh += records_insert([row])
+        except _UNSTORABLE as exc:
+            log.error(
+                "record %s could not be stored as read (%s); stored with what was refused as text, see its decode_error",
+                row["sequence_number"], type(exc).__name__,
+            )
+            fresh += records_insert([row_kept(row=row, error=exc)])
+    return fresh
+
+
+def row_kept(*, row: dict, error: Exception) -> dict:
+    """What is stored of a row (change_record_row) that the database or the JSON writer refused
+    (`error`): the same record, flagged in decode_error, with its diff left out (a diff that
+    could not be stored says nothing reliable) and each refused value in a form that is stored:
+
+    - text columns: U+0000 as codec.NUL_STAND_IN, unpaired surrogates as \\udXXX, cut to the
+      column's length;
+    - JSON columns (the images): kept if orjson can write them (the json type takes any text it
+      writes); otherwise {"unreadable": <their Python repr, ASCII only>}, as change_record_row
+      keeps images it cannot read.
+
+    The item key is recomputed into item_hash from what is kept, so the record still has an item
+    history (of its own, if its key had to change)."""
+    kept = {**row, _TEXT: {}}
+    for name, limit in _TEXT_LIMITS.items():
+        kept[name] = _text_kept(kept[name], limit=limit)
+    for name, kind in _COLUMNS:
+        if kind in ("json", "jsonb") and kept[name] is not None:
+            kept[name] = _json_kept(kept[name], kind=kind)
+    size = kept["size_bytes"]
+    kept["size_bytes"] = min(max(size, 0), 2**31 - 1) if type(size) is int else 0
+    kept["diff"], kept["diff_complete"], kept["changed_paths"] = [], False, ""
+    reason = f"Could not be stored as read ({type(error).__name__}); what was refused is kept as text, and no diff."
+    kept["decode_error"] = f"{reason}\n{kept['decode_error']}" if kept["decode_error"] else reason
+    kept["item_hash"] = digest_item_key(kept["item_key"])
+    return kept
+
+
+def _text_kept(value, *, limit: int | None) -> str:
+    text = value if type(value) is str else str(value)
+    text = codec.nul_escape(text=text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return text[:limit] if limit else text
+
+
+def _json_kept(value, *, kind: str):
+    try:
+        text = orjson.dumps(value)
+    except TypeError:
+        return {"unreadable": ascii(value)}
+    # jsonb refuses \u0000 where json takes it (PostgreSQL docs, "JSON Types").
+    return _nul_free(value) if kind == "jsonb" and b"\\u0000" in text else value
+
+
+def _nul_free(value):
+    if type(value) is str:
+        return codec.nul_escape(text=value)
+    if type(value) is dict:
+        return {codec.nul_escape(text=name): _nul_free(member) for name, member in value.items()}
+    if type(value) is list:
+        return [_nul_free(member) for member in value]
+    return value
+
+
 def records_save(*, shard: Shard, owner: str, records: list[dict], finished: bool) -> int | None:
     """Save one GetRecords batch and advance the shard's checkpoint in one transaction.
 
@@ -393,7 +489,7 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     if finished:
         updates.update(state=Shard.State.FINISHED, finished_at=received_at)
     with transaction.atomic():
-        fresh = records_insert(rows) if rows else []
+        fresh = _records_insert_kept(rows) if rows else []
         # Conditional on the lease (a batch of unusable records only included): the gaps are
         # written only while the lease is ours, as records are.
         moved = Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(**updates)
