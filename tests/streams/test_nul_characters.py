@@ -109,9 +109,7 @@ def test_it_keeps_the_diff_exact_and_writes_nul_in_paths_and_keys_as_json_does(s
     assert '["na\\u0000me"]' in [change["path"] for change in named.diff]
     assert "\n[\"na\\u0000me\"]\n" in named.changed_paths
     mapped = stored(source, "mapped")
-    assert {"path": 'm["ke\\u0000y"]', "kind": "added", "old": None, "new": {"S": "v"}} in mapped.diff or any(
-        change["path"] == "m" and change["new"] == ITEMS["map key"]["m"] for change in mapped.diff
-    )
+    assert {"path": "m", "kind": "added", "old": None, "new": ITEMS["map key"]["m"]} in mapped.diff
     modify = ChangeRecord.objects.get(source=source, event_name="MODIFY")
     assert {"path": '["ni\\u0000ck"]', "kind": "added", "old": None, "new": {"S": SECRET}} in modify.diff
     # The partition key column and the item key write U+0000 as the six characters \u0000.
