@@ -259,10 +259,15 @@ _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _TABLE = ChangeRecord._meta.db_table
 
 # A record read twice (after a crash, or from an older checkpoint) conflicts on
-# (shard, sequence_key) and is skipped; RETURNING names only the rows that are new.
+# (shard, sequence_key) and is skipped; RETURNING names only the rows that are new. The JSON
+# columns arrive as strings holding their JSON text, cast after: json_to_recordset turns every
+# string it parses into text, nested ones too, and text cannot hold the U+0000 that an image's
+# \u0000 stands for (streams.codec.NUL_STAND_IN), while the text "\u0000" casts to json as it is.
 _INSERT_POSTGRES = f"""
     INSERT INTO {_TABLE} ({_NAMES})
-    SELECT {_NAMES} FROM json_to_recordset(%s::json) AS r({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)})
+    SELECT {", ".join(f"{name}::{kind}" if kind in ("json", "jsonb") else name for name, kind in _COLUMNS)}
+    FROM json_to_recordset(%s::json)
+        AS r({", ".join(f"{name} {'text' if kind in ('json', 'jsonb') else kind}" for name, kind in _COLUMNS)})
     ORDER BY sequence_key
     ON CONFLICT (shard_id, sequence_key) DO NOTHING
     RETURNING id, sequence_number
@@ -289,6 +294,15 @@ def _payload_row(row: dict) -> dict:
     for name, _ in _IMAGES:
         if payload[name] is not None:
             payload[name] = orjson.Fragment(_json_text(row, name, payload[name]))
+    return payload
+
+
+def _postgres_payload_row(row: dict) -> dict:
+    """The row's columns for _INSERT_POSTGRES: JSON columns as strings holding their JSON text."""
+    payload = {name: row[name] for name, _ in _COLUMNS}
+    for name, kind in _COLUMNS:
+        if kind in ("json", "jsonb") and payload[name] is not None:
+            payload[name] = _json_text(row, name, payload[name]).decode()
     return payload
 
 
@@ -334,7 +348,7 @@ def _insert_postgres(rows: list[dict]) -> dict[str, int]:
                     for row in rows:
                         copy.write_row(_copy_values(row))
         except psycopg.errors.UniqueViolation:
-            cursor.execute(_INSERT_POSTGRES, [orjson.dumps([_payload_row(row) for row in rows]).decode()])
+            cursor.execute(_INSERT_POSTGRES, [orjson.dumps([_postgres_payload_row(row) for row in rows]).decode()])
             return {sequence_number: pk for pk, sequence_number in cursor.fetchall()}
         cursor.execute(
             f"SELECT id, sequence_number FROM {_TABLE} WHERE shard_id = %s AND sequence_key BETWEEN %s AND %s",
