@@ -23,6 +23,7 @@ __all__ = [
     "encode_item",
     "is_mask",
     "item_key",
+    "nul_escape",
     "number_canonical",
     "to_display",
     "typed_entry",
@@ -52,6 +53,23 @@ _MASK_HASH = re.compile(r"hmac:[0-9a-f]{16}")
 def is_mask(inner) -> bool:
     """Whether a typed value's inner is a masking stand-in (MASK_REDACTED or a hash)."""
     return type(inner) is str and (inner == MASK_REDACTED or _MASK_HASH.fullmatch(inner) is not None)
+
+
+# DynamoDB strings, and so attribute names and key values, may hold U+0000: "Strings are
+# Unicode with UTF-8 binary encoding" and names "must be encoded using UTF-8" (developer guide,
+# "Supported data types and naming rules in Amazon DynamoDB"), with no character excluded.
+# PostgreSQL's text columns cannot hold it, nor can jsonb (its json type can, as the escape
+# \u0000: PostgreSQL docs, "JSON Types"). Text Shardwatch derives from items for its own
+# columns (the partition key shown, filters given in URLs) writes it as JSON writes it, these
+# six characters; item_key and diff paths are JSON text and write it so already.
+NUL_STAND_IN = "\\u0000"
+
+
+def nul_escape(*, text: str) -> str:
+    """`text` with each U+0000 written as NUL_STAND_IN (the six characters \\u0000), so that
+    PostgreSQL's text columns take it and SQLite keeps the same text. A text that already holds
+    those six characters reads the same afterwards: the stand-in is for matching, not decoding."""
+    return text.replace("\x00", NUL_STAND_IN) if "\x00" in text else text
 
 
 class WireFormatError(ValueError):

@@ -12,6 +12,7 @@ from django.db.models.functions import Cast
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from streams.codec import nul_escape
 from streams.filters import MAX_PATTERN_LENGTH, InvalidPattern, compile_pattern
 from streams.lambda_event import lambda_record
 from streams.models import PARTITION_KEY_INDEXED, ChangeRecord
@@ -75,14 +76,17 @@ class FeedFilter:
         pattern = (params.get("pattern") or "").strip()
         if len(pattern) > MAX_PATTERN_LENGTH:
             raise FilterError(f"pattern is limited to {MAX_PATTERN_LENGTH} characters, as in Lambda.")
+        # A U+0000 typed into key, path or q (%00 in a URL) reads as the stand-in those columns
+        # and the images' JSON text hold it as (codec.NUL_STAND_IN): so it finds those records,
+        # and PostgreSQL, which cannot take U+0000 in a query's text, is never given it.
         return cls(
             pattern=pattern,
             sources=sources,
             events=tuple(sorted(set(events))),
-            key=(params.get("key") or "").strip(),
+            key=nul_escape(text=(params.get("key") or "").strip()),
             key_match=key_match,
-            path=(params.get("path") or "").strip(),
-            text=text,
+            path=nul_escape(text=(params.get("path") or "").strip()),
+            text=nul_escape(text=text),
             start=start,
             end=end,
         )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 import psycopg
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from meters.store import meter_count
@@ -97,10 +97,13 @@ def change_record_row(*, record: dict, source_id: int, shard_id: int, hash_key: 
             row["changed_paths"] = "\n" + "\n".join(change["path"] for change in row["diff"]) + "\n"
         hash_value = row["keys"].get(hash_key)
         if hash_value is not None:
-            row["partition_key"] = str(codec.to_display(hash_value))[:PARTITION_KEY_INDEXED]
+            # The NUL stand-in before the cut, so that a filter's key, escaped the same way
+            # (streams.feed), is cut at the same place.
+            row["partition_key"] = codec.nul_escape(text=str(codec.to_display(hash_value)))[:PARTITION_KEY_INDEXED]
     except Exception as exc:  # noqa: BLE001 - one bad record must not stop the shard
-        log.warning("could not decode record %s: %s: %s", sequence_number, type(exc).__name__, exc)
-        row["decode_error"] = f"{type(exc).__name__}: {exc}"
+        # The type only: the message may quote item data (a value, a name), which logs must not carry.
+        log.warning("could not decode record %s: %s", sequence_number, type(exc).__name__)
+        row["decode_error"] = codec.nul_escape(text=f"{type(exc).__name__}: {exc}")
         row["diff"], row["diff_complete"] = [], False
         row["item_key"] = row["item_key"] or _json_or_repr(data.get("Keys"))
         for image in ("keys", "old_image", "new_image"):
@@ -175,8 +178,9 @@ def _images_reshape(row: dict) -> None:
     if sent:
         row["images_as_sent"] = sent
     if problems:
-        log.warning("record %s has values in no DynamoDB typed form: %s", row["sequence_number"], "; ".join(problems))
-        row["shape_error"] = "\n".join(problems)
+        # How many, not which: a problem names its path, and paths are item data (attribute names).
+        log.warning("record %s has %s values in no DynamoDB typed form", row["sequence_number"], len(problems))
+        row["shape_error"] = codec.nul_escape(text="\n".join(problems))
 
 
 def _timestamp(value):
@@ -242,7 +246,7 @@ _COLUMNS = [
     ("item_hash", "text"),
     ("partition_key", "text"),
     ("changed_paths", "text"),
-    ("diff", "jsonb"),
+    ("diff", "json"),
     ("diff_complete", "boolean"),
     ("user_identity", "jsonb"),
     ("is_ttl_delete", "boolean"),
@@ -255,10 +259,15 @@ _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _TABLE = ChangeRecord._meta.db_table
 
 # A record read twice (after a crash, or from an older checkpoint) conflicts on
-# (shard, sequence_key) and is skipped; RETURNING names only the rows that are new.
+# (shard, sequence_key) and is skipped; RETURNING names only the rows that are new. The JSON
+# columns arrive as strings holding their JSON text, cast after: json_to_recordset turns every
+# string it parses into text, nested ones too, and text cannot hold the U+0000 that an image's
+# \u0000 stands for (streams.codec.NUL_STAND_IN), while the text "\u0000" casts to json as it is.
 _INSERT_POSTGRES = f"""
     INSERT INTO {_TABLE} ({_NAMES})
-    SELECT {_NAMES} FROM json_to_recordset(%s::json) AS r({", ".join(f"{name} {kind}" for name, kind in _COLUMNS)})
+    SELECT {", ".join(f"{name}::{kind}" if kind in ("json", "jsonb") else name for name, kind in _COLUMNS)}
+    FROM json_to_recordset(%s::json)
+        AS r({", ".join(f"{name} {'text' if kind in ('json', 'jsonb') else kind}" for name, kind in _COLUMNS)})
     ORDER BY sequence_key
     ON CONFLICT (shard_id, sequence_key) DO NOTHING
     RETURNING id, sequence_number
@@ -285,6 +294,15 @@ def _payload_row(row: dict) -> dict:
     for name, _ in _IMAGES:
         if payload[name] is not None:
             payload[name] = orjson.Fragment(_json_text(row, name, payload[name]))
+    return payload
+
+
+def _postgres_payload_row(row: dict) -> dict:
+    """The row's columns for _INSERT_POSTGRES: JSON columns as strings holding their JSON text."""
+    payload = {name: row[name] for name, _ in _COLUMNS}
+    for name, kind in _COLUMNS:
+        if kind in ("json", "jsonb") and payload[name] is not None:
+            payload[name] = _json_text(row, name, payload[name]).decode()
     return payload
 
 
@@ -330,7 +348,7 @@ def _insert_postgres(rows: list[dict]) -> dict[str, int]:
                     for row in rows:
                         copy.write_row(_copy_values(row))
         except psycopg.errors.UniqueViolation:
-            cursor.execute(_INSERT_POSTGRES, [orjson.dumps([_payload_row(row) for row in rows]).decode()])
+            cursor.execute(_INSERT_POSTGRES, [orjson.dumps([_postgres_payload_row(row) for row in rows]).decode()])
             return {sequence_number: pk for pk, sequence_number in cursor.fetchall()}
         cursor.execute(
             f"SELECT id, sequence_number FROM {_TABLE} WHERE shard_id = %s AND sequence_key BETWEEN %s AND %s",
@@ -360,6 +378,98 @@ def records_insert(rows: list[dict]) -> list[dict]:
         if pk is not None:
             fresh.append({**row, "id": pk})
     return fresh
+
+
+# A row whose values the database or the JSON writer refuses: a text too long for its column, a
+# string PostgreSQL cannot hold, one orjson cannot write (a lone surrogate). Not the errors of a
+# database that is unreachable or busy: those are retried from the checkpoint, as they should be.
+# (COPY runs on psycopg's own cursor, whose errors Django does not wrap.)
+_UNSTORABLE = (DataError, psycopg.DataError, TypeError, ValueError)
+_TEXT_LIMITS = {
+    **{name: ChangeRecord._meta.get_field(name).max_length for name, kind in _COLUMNS if kind == "text"},
+    "partition_key": PARTITION_KEY_INDEXED,
+}
+
+
+def _records_insert_kept(rows: list[dict]) -> list[dict]:
+    """records_insert, where a batch the database refuses is inserted a row at a time, and a
+    row it refuses is inserted as row_kept makes it: a record that cannot be stored as read is
+    stored flagged rather than stalling its shard, which would read the same batch forever."""
+    try:
+        with transaction.atomic():
+            return records_insert(rows)
+    except _UNSTORABLE as exc:
+        # The type only: a database's message quotes the row it refused, item data included.
+        log.warning(
+            "shard %s: a batch of %s records (sequence numbers %s to %s) could not be stored as read (%s); "
+            "storing them one at a time",
+            rows[0]["shard_id"], len(rows), rows[0]["sequence_number"], rows[-1]["sequence_number"], type(exc).__name__,
+        )
+    fresh = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                fresh += records_insert([row])
+        except _UNSTORABLE as exc:
+            log.error(
+                "record %s could not be stored as read (%s); stored with what was refused as text, see its decode_error",
+                row["sequence_number"], type(exc).__name__,
+            )
+            fresh += records_insert([row_kept(row=row, error=exc)])
+    return fresh
+
+
+def row_kept(*, row: dict, error: Exception) -> dict:
+    """What is stored of a row (change_record_row) that the database or the JSON writer refused
+    (`error`): the same record, flagged in decode_error, with its diff left out (a diff that
+    could not be stored says nothing reliable) and each refused value in a form that is stored:
+
+    - text columns: U+0000 as codec.NUL_STAND_IN, unpaired surrogates as \\udXXX, cut to the
+      column's length;
+    - JSON columns (the images): kept if orjson can write them (the json type takes any text it
+      writes); otherwise {"unreadable": <their Python repr, ASCII only>}, as change_record_row
+      keeps images it cannot read.
+
+    The item key is recomputed into item_hash from what is kept, so the record still has an item
+    history (of its own, if its key had to change)."""
+    kept = {**row, _TEXT: {}}
+    for name, limit in _TEXT_LIMITS.items():
+        kept[name] = _text_kept(kept[name], limit=limit)
+    for name, kind in _COLUMNS:
+        if kind in ("json", "jsonb") and kept[name] is not None:
+            kept[name] = _json_kept(kept[name], kind=kind)
+    size = kept["size_bytes"]
+    kept["size_bytes"] = min(max(size, 0), 2**31 - 1) if type(size) is int else 0
+    kept["diff"], kept["diff_complete"], kept["changed_paths"] = [], False, ""
+    reason = f"Could not be stored as read ({type(error).__name__}); what was refused is kept as text, and no diff."
+    kept["decode_error"] = f"{reason}\n{kept['decode_error']}" if kept["decode_error"] else reason
+    kept["item_hash"] = digest_item_key(kept["item_key"])
+    return kept
+
+
+def _text_kept(value, *, limit: int | None) -> str:
+    text = value if type(value) is str else str(value)
+    text = codec.nul_escape(text=text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    return text[:limit] if limit else text
+
+
+def _json_kept(value, *, kind: str):
+    try:
+        text = orjson.dumps(value)
+    except TypeError:
+        return {"unreadable": ascii(value)}
+    # jsonb refuses \u0000 where json takes it (PostgreSQL docs, "JSON Types").
+    return _nul_free(value) if kind == "jsonb" and b"\\u0000" in text else value
+
+
+def _nul_free(value):
+    if type(value) is str:
+        return codec.nul_escape(text=value)
+    if type(value) is dict:
+        return {codec.nul_escape(text=name): _nul_free(member) for name, member in value.items()}
+    if type(value) is list:
+        return [_nul_free(member) for member in value]
+    return value
 
 
 def records_save(*, shard: Shard, owner: str, records: list[dict], finished: bool) -> int | None:
@@ -393,7 +503,7 @@ def records_save(*, shard: Shard, owner: str, records: list[dict], finished: boo
     if finished:
         updates.update(state=Shard.State.FINISHED, finished_at=received_at)
     with transaction.atomic():
-        fresh = records_insert(rows) if rows else []
+        fresh = _records_insert_kept(rows) if rows else []
         # Conditional on the lease (a batch of unusable records only included): the gaps are
         # written only while the lease is ours, as records are.
         moved = Shard.objects.filter(pk=shard.pk, lease_owner=owner).update(**updates)

@@ -338,7 +338,9 @@ class ChangeRecord(models.Model):
     # "\npath\n" per changed path, so "which records changed status" is a substring match
     # that works the same on PostgreSQL and SQLite.
     changed_paths = models.TextField(blank=True)
-    diff = models.JSONField(default=list)
+    # json, not jsonb, as the images are: a diff holds values of the images, and jsonb refuses a
+    # string holding U+0000, which DynamoDB allows (streams.codec.NUL_STAND_IN). Only ever read whole.
+    diff = StoredJSONField(default=list)
     diff_complete = models.BooleanField(default=True, help_text="False when the view type hides one side.")
     user_identity = models.JSONField(null=True)
     is_ttl_delete = models.BooleanField(default=False)

@@ -40,6 +40,7 @@ import queue
 import random
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ STOP_CHECK_S = 0.1
 def reader_name() -> str:
     """host:pid of this process, as the Streams page shows who reads a shard."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _exception_type(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
 @dataclass
@@ -276,12 +281,17 @@ class Reader:
         self.stats.polls += 1
         try:
             poll = shard_apply(reading=reading, owner=self.owner, fetched=fetched, now=timezone.now())
-        except Exception:
+        except Exception as exc:
             # What was written is unknown (a database error, a broker that refused the message
             # announcing the batch): forget the shard, so that the next renewal reads its row and
             # checkpoint again and reading resumes from what was committed. The other shards
-            # this reader holds go on.
-            log.exception("shard %s: acting on a read failed; reading it again from its checkpoint", reading.shard.shard_id)
+            # this reader holds go on. Logged without the exception's message: a database's
+            # quotes the row it refused, item data included. Where it failed is in the frames.
+            log.error(
+                "shard %s: acting on a read failed after sequence number %s (%s); reading it again from its checkpoint\n%s",
+                reading.shard.shard_id, reading.shard.checkpoint or "(none)", _exception_type(exc),
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
             self.stats.errors += 1
             del self.readings[pk]
             close_old_connections()

@@ -118,6 +118,9 @@ def item_history(*, source_id: int, item_key: str, masking: Masking = NO_MASKING
 
     A key that masking would change is answered before the database is asked: an answer that
     read the item's changes first would take longer for a stored key than for any other."""
+    # A stored key never holds U+0000 (JSON writes it \u0000), and PostgreSQL cannot be asked
+    # for one: a key given with it reads as JSON would write it.
+    item_key = codec.nul_escape(text=item_key)
     if _key_masked(item_key=item_key, source_id=source_id, masking=masking):
         return []
     changes = list(
