@@ -10,6 +10,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from meters.store import meter_count, meter_observe
+from streams.codec import nul_escape
 from workers.destinations import destination_notify
 from workers.models import DeadLetter, Invocation, Outcome
 from workers.timeline import invocation_row, invocations_publish
@@ -37,9 +38,11 @@ def invocation_save(*, cursor, batch_records, filtered, outcome, result=None, at
         started_at=started_at,
         duration_ms=result.duration_ms if result else 0.0,
         outcome=outcome,
-        error_type=result.error_type if result else "",
-        error_message=(result.error_message if result else error)[:10000],
-        response_body=(result.body if result else "")[:65536],
+        # A handler's text may hold NUL (an item's value echoed back), which PostgreSQL's text
+        # columns refuse; an invocation that cannot be saved would be retried forever.
+        error_type=nul_escape(text=result.error_type if result else "")[:255],
+        error_message=nul_escape(text=result.error_message if result else error)[:10000],
+        response_body=nul_escape(text=result.body if result else "")[:65536],
     )
     row = invocation_row(invocation)
     transaction.on_commit(lambda: announce(row) if announce else invocations_publish([row]))
@@ -89,7 +92,7 @@ def dead_letter_save(*, cursor, records, invocation, reason: str) -> DeadLetter:
         first_sequence_number=records[0].sequence_number,
         last_sequence_number=records[-1].sequence_number,
         record_ids=[record.pk for record in records],
-        reason=reason,
+        reason=nul_escape(text=reason),
     )
     transaction.on_commit(lambda: destination_notify(letter_id=letter.pk))
     labels = {"trigger": cursor.trigger_id}

@@ -109,3 +109,9 @@ def note_images_answering(event, context):
 def images_seen() -> list:
     """The new images note_images_answering was sent in this test, in order."""
     return [image for entry in handler_log.notes() for image in entry.get("images", [])]
+
+
+def fail_quoting_name(event, context):
+    """Fails quoting the first record's name attribute as it is: a handler's text may hold any
+    character an item holds, NUL included."""
+    raise ValueError(f"cannot ship {event['Records'][0]['dynamodb']['NewImage']['name']['S']}")
