@@ -53,8 +53,8 @@ def _source_groups(source_ids: tuple[int, ...]) -> list[str]:
 
 @database_sync_to_async
 def _matching_ids(flt: FeedFilter, ids: list[int], *, unmasked: bool) -> set[int]:
-    records = flt.apply(ChangeRecord.objects.filter(pk__in=ids))
     masking = masking_load(unmasked=unmasked)
+    records = flt.apply(ChangeRecord.objects.filter(pk__in=ids), masked_sources=masking.sources)
     if not flt.pattern and not masking.active:
         return set(records.values_list("pk", flat=True))
     shown = records_matching(flt=flt, masking=masking, records=records.select_related("source", "shard__stream"))

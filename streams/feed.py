@@ -153,7 +153,7 @@ class FeedFilter:
         if self.text:
             needle = self.text.lower()
             texts = (record.keys, record.new_image, record.old_image)
-            if not any(value is not None and needle in _stored_text(value).lower() for value in texts):
+            if not any(value is not None and _text_found(needle, value) for value in texts):
                 return False
         return self.matches_record(record)
 
@@ -164,7 +164,11 @@ class FeedFilter:
             return True
         return self._compiled.matches(lambda_record(record))
 
-    def q(self) -> Q:
+    def q(self, *, masked_sources: frozenset = frozenset()) -> Q:
+        """The filter as a database condition on the stored values. For `masked_sources`
+        (those whose items the viewer sees masked) the key is left to matches_shown, which tests
+        the masked value: a viewer shown a hash finds the records that hash stands for, and
+        never finds a record by the value the hash hides."""
         condition = Q()
         if self.sources:
             condition &= Q(source_id__in=self.sources)
@@ -172,8 +176,10 @@ class FeedFilter:
             condition &= Q(event_name__in=self.events)
         if self.key:
             lookup = "partition_key" if self.key_match == "equals" else "partition_key__startswith"
-            condition &= Q(**{lookup: self._key_column_value})
+            condition &= _unless_masked(Q(**{lookup: self._key_column_value}), masked_sources)
         if self.path:
+            # Masking only takes paths away or folds them into their map's, which a path filter
+            # of the map matches too: the stored paths find everything the masked ones could.
             condition &= (
                 Q(changed_paths__contains=f"\n{self.path}\n")
                 | Q(changed_paths__contains=f"\n{self.path}.")
@@ -185,18 +191,21 @@ class FeedFilter:
             condition &= Q(approximate_creation_time__lte=self.end)
         return condition
 
-    def apply(self, queryset):
-        queryset = queryset.filter(self.q())
+    def apply(self, queryset, *, masked_sources: frozenset = frozenset()):
+        """`queryset` narrowed by q() and the text filter, on the stored values; for
+        `masked_sources` the key and text tests are left to matches_shown (see q)."""
+        queryset = queryset.filter(self.q(masked_sources=masked_sources))
         if self.text:
             queryset = queryset.annotate(
                 _keys_text=Cast("keys", TextField()),
                 _new_text=Cast("new_image", TextField()),
                 _old_text=Cast("old_image", TextField()),
-            ).filter(
+            ).filter(_unless_masked(
                 Q(_keys_text__icontains=self.text)
                 | Q(_new_text__icontains=self.text)
-                | Q(_old_text__icontains=self.text)
-            )
+                | Q(_old_text__icontains=self.text),
+                masked_sources,
+            ))
         return queryset
 
     def _key_matches(self, partition_key: str) -> bool:
@@ -221,14 +230,19 @@ class FeedFilter:
         return True
 
 
+def _unless_masked(condition: Q, masked_sources: frozenset) -> Q:
+    return Q(source_id__in=sorted(masked_sources)) | condition if masked_sources else condition
+
+
 def _paths_match(wanted: str, paths) -> bool:
     prefixes = (wanted + ".", wanted + "[")
     return any(path == wanted or path.startswith(prefixes) for path in paths)
 
 
-def _stored_text(value) -> str:
-    # As StoredJSONField writes images (json.dumps' defaults), which is the text q() searches.
-    return json.dumps(value)
+def _text_found(needle: str, value) -> bool:
+    # The text q() searches is the stored JSON: ingest writes non-ASCII characters as they are,
+    # StoredJSONField's own saves as \u escapes. Either spelling found counts.
+    return needle in json.dumps(value, ensure_ascii=False).lower() or needle in json.dumps(value).lower()
 
 
 def _as_list(value) -> list:

@@ -284,6 +284,11 @@ class Masking:
         look at masked records."""
         return bool(self._compiled)
 
+    @property
+    def sources(self) -> frozenset:
+        """The ids of the sources with rules: those whose items this viewer sees masked."""
+        return frozenset(self._compiled)
+
     def covers(self, source_id: int) -> bool:
         return source_id in self._compiled
 
@@ -353,8 +358,10 @@ class Masking:
         """Rules that may match below `value` (a typed value) applied inside it. A value in no
         typed form masking can read into (ingest keeps what a stream sent that way: an untyped
         map, an unknown tag) is redacted whole: a rule might have reached into it."""
-        if value == {}:
-            return value  # an empty map as DynamoDB Local sends it (codec.typed_entry)
+        if value is None or value == {}:
+            # A diff's missing side (an added or removed attribute), or an empty map as
+            # DynamoDB Local sends it (codec.typed_entry): nothing to mask.
+            return value
         if not isinstance(value, dict) or len(value) != 1:
             return {"?": codec.MASK_REDACTED}
         ((tag, inner),) = value.items()

@@ -61,7 +61,7 @@ def records_matching(*, flt: FeedFilter, masking: Masking, records) -> list[Chan
 
 
 def _scanned_page(*, flt: FeedFilter, masking: Masking, before_id, after_id, limit) -> list[ChangeRecord]:
-    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"))
+    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"), masked_sources=masking.sources)
     ascending = after_id is not None
     cursor = after_id if ascending else before_id
     found: list[ChangeRecord] = []

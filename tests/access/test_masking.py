@@ -20,6 +20,7 @@ from audit.models import AuditEntry
 from config.asgi import application
 from streams import codec
 from streams.models import ChangeRecord, MaskingRule
+from streams.records import masking_load
 from streams.sources import source_add
 from tests.access.test_every_url import streamed
 from tests.handlers.triggers import images_seen
@@ -71,7 +72,7 @@ def masked(make_table, dynamodb):
     MaskingRule.objects.create(source=people, path="pk", mode="hash")
 
     write(dynamodb, orders.table_name, {
-        "pk": {"S": "ORDER#1"}, "status": {"S": "PLAIN-placed"}, "card": {"S": CARD},
+        "pk": {"S": "ORDER#1"}, "status": {"S": "PLAIN-placed"}, "card": {"S": CARD}, "city": {"S": "PLAIN-Genève"},
         "profile": {"M": {"ssn": {"S": SSN}, "name": {"S": "PLAIN-Ann"}}},
         "contacts": {"L": [{"S": CONTACT}]}, "note": {"S": NOTE},
     })
@@ -283,8 +284,15 @@ def filters_on_secrets():
 def filters_on_plain(m):
     """(name, query parameters, the records they must find): the same filters on unmasked values."""
     orders = {m.inserted.pk, m.modified.pk}
+    # The person's key as a viewer sees it: a hash finds what it stands for.
+    shown_key = masking_load().value_hash({"S": KEY})["S"]
     return [
         ("text", {"q": "PLAIN-Ann"}, orders),
+        # Not ASCII: ingest stores it as it is, and the masked record's text must find it too.
+        ("text not in ASCII", {"q": "Genève"}, orders),
+        ("key equals a hash shown", {"key": shown_key}, {m.person.pk}),
+        ("key prefix of a hash shown", {"key": shown_key[:10], "key_match": "prefix"}, {m.person.pk}),
+        ("text of a hash shown", {"q": shown_key}, {m.person.pk}),
         ("text on the person", {"q": "PLAIN-person"}, {m.person.pk}),
         ("key equals", {"key": "ORDER#1"}, orders),
         ("key prefix", {"key": "ORDER", "key_match": "prefix"}, orders),
@@ -527,7 +535,7 @@ def live_sources(make_table, dynamodb):
 
     def push():
         write(dynamodb, orders.table_name, {
-            "pk": {"S": "ORDER#1"}, "status": {"S": "PLAIN-placed"}, "card": {"S": CARD},
+            "pk": {"S": "ORDER#1"}, "status": {"S": "PLAIN-placed"}, "card": {"S": CARD}, "city": {"S": "PLAIN-Genève"},
             "profile": {"M": {"ssn": {"S": SSN}}}, "contacts": {"L": [{"S": CONTACT}]}, "note": {"S": NOTE},
         })
         write(dynamodb, people.table_name, {"pk": {"S": KEY}, "status": {"S": "PLAIN-person"}})

@@ -289,3 +289,16 @@ def test_it_works_out_the_key_and_changed_paths_again_from_masked_values():
     assert shown["changed_paths"] == "\npk\n"
     assert "SECRET" not in repr(shown) and "4111" not in repr(shown)
     assert shown["decode_error"].startswith("(withheld")
+
+
+def test_it_keeps_the_missing_side_of_an_added_or_removed_map_missing():
+    # An INSERT adds customer whole; the rule reaches inside it, and old stays null (not a
+    # masked value of no type).
+    changes = diff_images(old=None, new={"customer": {"M": {"email": {"S": "a@example.com"}, "name": {"S": "Ann"}}}})
+
+    [added] = masking(("customer.email", "redact")).diff_mask(changes, source_id=SOURCE)
+
+    assert added["old"] is None
+    assert added["new"] == {"M": {"email": {"S": codec.MASK_REDACTED}, "name": {"S": "Ann"}}}
+    [removed] = masking(("customer.email", "redact")).diff_mask(diff_images(old=added["new"], new=None), source_id=SOURCE)
+    assert removed["new"] is None
