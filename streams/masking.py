@@ -450,9 +450,14 @@ class Masking:
         if not self.covers(source.pk):
             return row
         masked = dict(row)
-        keys = self.image_mask(row.get("keys") or {}, source_id=source.pk)
+        stored_keys = row.get("keys") or {}
+        keys = self.image_mask(stored_keys, source_id=source.pk)
         if not isinstance(keys, dict):
             keys = {}
+        elif isinstance(stored_keys, dict) and len(keys) < len(stored_keys):
+            # A record without its key names no item: a key attribute that a rule removes is
+            # redacted in Keys instead (it is still left out of the images).
+            keys = {name: keys.get(name) or {_tag(value): codec.MASK_REDACTED} for name, value in stored_keys.items()}
         masked["keys"] = keys
         for image in ("old_image", "new_image"):
             if image in row:

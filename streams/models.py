@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from streams import aws
 from streams.leases import LeaseQuerySet
-from streams.masking import MaskingError, rule_path_parse
+from streams.masking import MaskingError, Wildcard, rule_path_parse
 
 
 def sequence_key(sequence_number: str) -> str:
@@ -292,10 +292,16 @@ class MaskingRule(models.Model):
 
     def clean(self):
         try:
-            rule_path_parse(self.path)
+            segments = rule_path_parse(self.path)
         except MaskingError as exc:
             raise ValidationError({"path": str(exc)}) from None
         self.path = self.path.strip()
+        key_schema = self.source.key_schema if self.source_id else []
+        if self.mode == self.Mode.REMOVE and len(segments) == 1 and (
+            segments[0] in key_schema or (isinstance(segments[0], Wildcard) and key_schema)
+        ):
+            raise ValidationError({"mode": "A key attribute cannot be removed: a record without its key names no "
+                                           "item (it is redacted in Keys instead). Use redact or hash."})
 
 
 class ChangeRecordQuerySet(models.QuerySet):

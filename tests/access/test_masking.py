@@ -450,6 +450,23 @@ def test_it_explains_an_unreadable_rule_path_in_the_admin_form(masked, admin, pa
     assert AuditEntry.objects.count() == before
 
 
+def test_it_refuses_a_rule_removing_a_key_attribute_and_redacts_one_already_stored(masked, admin, viewer):
+    source = masked.people
+    pk_rule = MaskingRule.objects.get(source=source)
+    response = admin.post(f"/admin/streams/streamsource/{source.pk}/change/", source_form(
+        source, [], initial=[{"id": str(pk_rule.pk), "path": "pk", "mode": "remove"}]))
+    assert response.status_code == 200
+    assert "A key attribute cannot be removed" in response.content.decode()
+    assert MaskingRule.objects.get(pk=pk_rule.pk).mode == "hash"
+
+    # Written other than through the form, it leaves the key redacted, so the item still has one.
+    MaskingRule.objects.filter(pk=pk_rule.pk).update(mode="remove")
+    detail = viewer.get(f"/api/records/{masked.person.pk}").json()
+    assert detail["keys"] == {"pk": {"S": codec.MASK_REDACTED}} and "pk" not in detail["new_image"]
+    item = viewer.get(f"/api/items/{source.pk}", {"record": masked.person.pk}).json()
+    assert item["key"] == f"pk={codec.MASK_REDACTED}" and len(item["changes"]) == 1
+
+
 # --- alerts ---------------------------------------------------------------------------------
 
 
