@@ -171,8 +171,13 @@ def login_failed_details(*, username: str) -> dict:
 def _login_failed(sender, credentials, request=None, **kwargs):
     # credentials arrive cleansed (the password masked); only the name tried is considered.
     username = str(credentials.get("username", ""))[:150]
-    audit_record(actor=None, action="auth.user.login_failed", request=request,
-                 details=login_failed_details(username=username))
+    details = login_failed_details(username=username)
+    # The account tried, when there is one, is the entry's target: the Audit page's user filter
+    # finds an account's failed logins with its other entries.
+    target = None
+    if details["username"] == username:
+        target = get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: username}).first()
+    audit_record(actor=None, action="auth.user.login_failed", target=target, request=request, details=details)
 
 
 def receivers_connect() -> None:

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
@@ -28,7 +29,8 @@ def _time(params: Mapping, name: str) -> datetime | None:
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """Which entries to show: `actor` (a username, exact), `action` (exact, or a prefix ending
+    """Which entries to show: `actor` (a username, exact: entries by that user, and those whose
+    target is their account, such as failed logins), `action` (exact, or a prefix ending
     in "." such as "workers.trigger."), `since` and `until` (aware datetimes, inclusive)."""
 
     actor: str = ""
@@ -49,7 +51,8 @@ class AuditFilter:
 
     def apply(self, queryset):
         if self.actor:
-            queryset = queryset.filter(actor=self.actor)
+            # By the user, or about their account (a failed login is by no one, to them).
+            queryset = queryset.filter(Q(actor=self.actor) | Q(target_type="auth.user", target_repr=self.actor))
         if self.action:
             queryset = queryset.filter(action__startswith=self.action) if self.action.endswith(".") else queryset.filter(action=self.action)
         if self.since:

@@ -54,10 +54,12 @@ class RoleUserAdmin(UserAdmin):
     with the Admin role): is_superuser, is_staff and user_permissions are read-only, `groups`
     offers the three roles only (other groups a user is in are kept), one's own groups are
     read-only, and superusers cannot be changed, deleted or given a new password. Superusers get
-    Django's UserAdmin unchanged."""
+    Django's UserAdmin otherwise unchanged; last_login and date_joined are read-only for all."""
 
     def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
+        # Written by Django, never by hand; the form's widgets also keep only whole seconds, so
+        # saving a user would change date_joined and audit a change nobody made.
+        fields = [*super().get_readonly_fields(request, obj), "last_login", "date_joined"]
         if not request.user.is_superuser:
             fields += USER_POWER_FIELDS
             if obj is not None and obj.pk == request.user.pk:

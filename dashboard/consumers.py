@@ -14,11 +14,13 @@ reading the user and their permissions afresh for every batch on every socket (s
 and its permission cache are the connect's), which costs more than the window it closes.
 """
 
+from types import SimpleNamespace
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from audit.chain import audit_record
-from dashboard.http import UNMASK_PERMISSION, unmask_asked
+from dashboard.http import UNMASK_PERMISSION, query_audited, unmask_asked
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
 from streams.records import masking_load, records_matching
@@ -61,15 +63,27 @@ def _matching_ids(flt: FeedFilter, ids: list[int], *, unmasked: bool) -> set[int
     return {record.pk for record in shown}
 
 
-async def _unmask_granted(consumer, *, surface: str) -> bool:
+async def _unmask_granted(consumer, *, surface: str, params: dict) -> bool:
     """Whether the socket's user may see item data unmasked; audited when granted, as every
     unmasked view is (dashboard.http.masking_for)."""
     user = consumer.scope["user"]
     if not await user.ahas_perm(UNMASK_PERMISSION):
         return False
     await database_sync_to_async(audit_record)(
-        actor=user, action="streams.changerecord.unmask", details={"surface": surface, "path": consumer.scope.get("path", "")})
+        actor=user, action="streams.changerecord.unmask", request=_scope_request(consumer.scope),
+        details={"surface": surface, "path": consumer.scope.get("path", ""), "query": query_audited(params=params)})
     return True
+
+
+def _scope_request(scope) -> SimpleNamespace:
+    """What audit.chain.request_address reads of a request (META's REMOTE_ADDR and
+    X-Forwarded-For), from a socket's ASGI scope."""
+    headers = dict(scope.get("headers") or [])
+    client = scope.get("client") or ("", 0)
+    return SimpleNamespace(META={
+        "REMOTE_ADDR": client[0] or "",
+        "HTTP_X_FORWARDED_FOR": headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+    })
 
 
 class FeedConsumer(AsyncJsonWebsocketConsumer):
@@ -105,7 +119,7 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": str(exc)})
             return
         asked = isinstance(params, dict) and unmask_asked(params)
-        if asked and not await _unmask_granted(self, surface="feed_socket"):
+        if asked and not await _unmask_granted(self, surface="feed_socket", params=params):
             await self.send_json({"type": "error", "message": "Seeing item data unmasked needs the Admin role; records stay masked."})
             asked = False
         self.unmasked = asked
@@ -178,7 +192,7 @@ class InvocationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": str(exc)})
             return
         asked = unmask_asked(content)
-        if asked and not await _unmask_granted(self, surface="invocations_socket"):
+        if asked and not await _unmask_granted(self, surface="invocations_socket", params=content):
             await self.send_json({"type": "error", "message": "Seeing item data unmasked needs the Admin role; error messages stay withheld."})
             asked = False
         self.unmasked = asked

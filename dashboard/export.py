@@ -15,7 +15,15 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from audit.chain import audit_record
-from dashboard.http import UNMASK_PERMISSION, api_auser, bad_request, permission_refused, unauthenticated, unmask_asked
+from dashboard.http import (
+    UNMASK_PERMISSION,
+    api_auser,
+    bad_request,
+    permission_refused,
+    query_audited,
+    unauthenticated,
+    unmask_asked,
+)
 from dashboard.tokens import TokenRefused
 from streams.feed import FeedFilter, FilterError
 from streams.masking import Masking
@@ -58,16 +66,10 @@ def cell_neutralise(*, text: str) -> str:
     return text
 
 
-# FeedFilter parameters whose values come from items (a key, an attribute path, text, an event
-# pattern's values): the audit entry says they were given, never what they were.
-ITEM_DATA_PARAMS = frozenset({"key", "path", "q", "pattern"})
-GIVEN = "<given>"
-
-
 def export_filters_audited(*, flt: FeedFilter) -> list[list[str]]:
     """flt's query parameters as [[name, value], ...] for an export's audit entry: source ids,
     event names, key_match and the time range as given; ITEM_DATA_PARAMS' values as GIVEN."""
-    return [[name, GIVEN if name in ITEM_DATA_PARAMS else value] for name, value in flt.to_params()]
+    return query_audited(params=flt.to_params())
 
 
 def _batch(flt: FeedFilter, before_id: int | None, masking: Masking) -> tuple[list[ChangeRecord], int | None]:

@@ -2,6 +2,7 @@
 permission checks (the permissions are dashboard/roles.py's) and who an API request acts for
 (the session's user, or an API token's owner: dashboard/tokens.py)."""
 
+from collections.abc import Mapping
 from functools import wraps
 
 from asgiref.sync import sync_to_async
@@ -113,6 +114,23 @@ def feed_filter(request) -> FeedFilter:
 
 
 UNMASKED_PARAM = "unmasked"
+# Query parameters whose values come from items (a key, an attribute path, text, an event
+# pattern's values): audit entries say they were given, never what they were.
+ITEM_DATA_PARAMS = frozenset({"key", "path", "q", "pattern"})
+GIVEN = "<given>"
+
+
+def query_audited(*, params) -> list[list[str]]:
+    """A query string's parameters as [[name, value], ...] for an audit entry, in their order:
+    ITEM_DATA_PARAMS' values as GIVEN, the others (source ids, event names, times, record ids,
+    paging) as given."""
+    if hasattr(params, "lists"):  # a QueryDict
+        pairs = params.lists()
+    elif isinstance(params, Mapping):  # a socket's subscribe message
+        pairs = ((name, value if isinstance(value, list) else [value]) for name, value in params.items())
+    else:  # (name, value) pairs
+        pairs = ((name, [value]) for name, value in params)
+    return [[name, GIVEN if name in ITEM_DATA_PARAMS else value] for name, values in pairs for value in values]
 
 
 class UnmaskRefused(PermissionDenied):
@@ -129,15 +147,16 @@ def masking_for(*, user, unmasked: bool, request=None, surface: str) -> Masking:
     masking_load), or none when `unmasked` was asked for and `user` holds UNMASK_PERMISSION.
 
     Each unmasked view is written to the audit log ("streams.changerecord.unmask", with
-    `surface`, such as "record", and the request's path but never its query string, which may
-    hold filter values). Raises UnmaskRefused (Django answers 403) when `unmasked` is asked for
+    `surface`, such as "record", the request's path, and its query as query_audited gives it:
+    which records and filters, never the item values a filter was given). Raises UnmaskRefused (Django answers 403) when `unmasked` is asked for
     without the permission: a silent masked answer would look like unmasked data to a script."""
     if not unmasked:
         return masking_load()
     if not user.has_perm(UNMASK_PERMISSION):
         raise UnmaskRefused("Seeing item data unmasked needs the Admin role (streams.view_unmasked_changerecord).")
     audit_record(actor=user, action="streams.changerecord.unmask", request=request,
-                 details={"surface": surface, "path": request.path if request is not None else ""})
+                 details={"surface": surface, "path": request.path if request is not None else "",
+                          "query": query_audited(params=request.GET) if request is not None else []})
     return masking_load(unmasked=True)
 
 
@@ -148,17 +167,19 @@ def request_masking(request, *, surface: str) -> Masking:
 
 def unmask_context(request, *, masking: Masking) -> dict:
     """What templates/dashboard/_unmask_control.html needs: whether this page shows data
-    unmasked, whether it may (the viewer holds UNMASK_PERMISSION and some rule masks), and the
-    page's URL with ?unmasked= set and cleared."""
+    unmasked, whether masking rules apply to it (everyone is told so), whether "Show unmasked" is
+    offered (to holders of UNMASK_PERMISSION), and the page's URL with ?unmasked= set and cleared."""
     unmasked = unmask_asked(request.GET)
     params = request.GET.copy()
     params.pop(UNMASKED_PARAM, None)
     masked_query = params.urlencode()
     params[UNMASKED_PARAM] = "1"
+    masked_here = not unmasked and masking.active
     return {
         "unmask": {
             "shown_unmasked": unmasked,
-            "offered": not unmasked and masking.active and request.user.has_perm(UNMASK_PERMISSION),
+            "masked_here": masked_here,
+            "offered": masked_here and request.user.has_perm(UNMASK_PERMISSION),
             "unmasked_url": f"{request.path}?{params.urlencode()}",
             "masked_url": request.path + (f"?{masked_query}" if masked_query else ""),
         }

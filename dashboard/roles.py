@@ -34,6 +34,8 @@ _VIEWER = (
     "streams.view_shard",
     "streams.view_gap",
     "streams.view_changerecord",
+    # Which paths are masked, never what they hold: a viewer reading ••• can see why.
+    "streams.view_maskingrule",
     "workers.view_trigger",
     "workers.view_triggercursor",
     "workers.view_invocation",
@@ -59,7 +61,6 @@ _ADMIN = _OPERATOR + (
     "streams.add_streamsource",
     "streams.change_streamsource",
     "streams.delete_streamsource",
-    "streams.view_maskingrule",
     "streams.add_maskingrule",
     "streams.change_maskingrule",
     "streams.delete_maskingrule",

@@ -350,11 +350,14 @@ def test_it_shows_an_admin_masked_data_until_asked_and_audits_each_unmasked_view
     assert 'id="unmask-banner"' in text
     [entry] = unmask_entries()
     assert entry.actor == "admin"
-    assert entry.details == {"surface": "record", "path": f"/records/{masked.inserted.pk}/"}
+    assert entry.details == {"surface": "record", "path": f"/records/{masked.inserted.pk}/", "query": [["unmasked", "1"]]}
+    admin.get("/history/", {"key": "ORDER#1", "source": masked.orders.pk, "unmasked": "1"})
+    latest = AuditEntry.objects.filter(action="streams.changerecord.unmask").latest("id")
+    assert latest.details["query"] == [["key", "<given>"], ["source", str(masked.orders.pk)], ["unmasked", "1"]]
 
     api = admin.get(f"/api/records/{masked.person.pk}", {"unmasked": "1"}).json()
     assert api["partition_key"] == KEY
-    assert len(unmask_entries()) == 2
+    assert len(unmask_entries()) == 3
 
 
 @pytest.mark.parametrize("persona", ["viewer", "operator"])
@@ -615,13 +618,18 @@ def test_it_answers_a_viewer_asking_the_socket_for_unmasked_rows_with_an_error_a
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_pushes_unmasked_rows_to_an_admin_who_asks_and_audits_it(live_sources):
-    first, messages = feed_socket(socket_headers("admin"), subscribe={"key": KEY, "unmasked": "1"}, act=live_sources.push)
+def test_it_pushes_unmasked_rows_to_an_admin_who_asks_and_audits_it(live_sources, settings):
+    # Behind a proxy that sets X-Forwarded-For, the entry names the browser's address.
+    settings.AUDIT_TRUST_X_FORWARDED_FOR = True
+    headers = [*socket_headers("admin"), (b"x-forwarded-for", b"203.0.113.9")]
+    first, messages = feed_socket(headers, subscribe={"key": KEY, "unmasked": "1"}, act=live_sources.push)
     assert [item["type"] for item in first] == ["subscribed"]
     [row] = messages[0]["records"]
     assert row["partition_key"] == KEY
     [entry] = AuditEntry.objects.filter(action="streams.changerecord.unmask")
-    assert entry.details["surface"] == "feed_socket"
+    assert entry.details["surface"] == "feed_socket" and entry.address == "203.0.113.9"
+    # Which filter, never the key it was given.
+    assert entry.details["query"] == [["key", "<given>"], ["unmasked", "1"]]
 
 
 @pytest.mark.django_db(transaction=True)

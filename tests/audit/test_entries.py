@@ -151,6 +151,8 @@ def test_it_records_logins_and_failed_logins_without_the_password():
 
     failed, succeeded = only("auth.user.login_failed"), only("auth.user.login")
     assert (failed.actor, failed.details) == ("", {"username": "viewer"})
+    # By no one, to the viewer's account: the Audit page's user filter finds it with theirs.
+    assert (failed.target_type, failed.target_repr) == ("auth.user", "viewer")
     assert (succeeded.actor, succeeded.address) == ("viewer", "127.0.0.1")
     assert "wrong-password-9" not in json.dumps(list(AuditEntry.objects.values("before", "after", "details")))
     assert not entries("auth.user.change")
@@ -162,7 +164,7 @@ def test_it_keeps_no_typed_name_of_a_failed_login_for_a_user_that_does_not_exist
     Client().post("/admin/login/", {"username": "hunter2-my-password", "password": "y"})
 
     first, second = entries("auth.user.login_failed")
-    assert first.details["username"] == "unknown user"
+    assert first.details["username"] == "unknown user" and first.target_type == ""
     assert first.details["attempt"] == second.details["attempt"]  # attempts with one name group
     assert "hunter2" not in json.dumps(list(AuditEntry.objects.values("before", "after", "details")))
 
@@ -183,3 +185,12 @@ def test_it_shows_admins_the_audit_log_filtered_and_paged(admin):
     assert second.context["next_url"] is None
     assert admin.get("/audit/?since=2000-01-01T00:00&until=2000-01-02T00:00").context["entries"] == []
     assert admin.get("/audit/?since=not-a-time").context["error"].startswith("since must be")
+
+
+def test_it_finds_an_accounts_failed_logins_by_its_user(admin):
+    persona_user(name="viewer", role="Viewer")
+    Client().post("/admin/login/", {"username": "viewer", "password": "wrong-password-9"})
+
+    shown = admin.get("/audit/?user=viewer&action=auth.user.login_failed").context["entries"]
+
+    assert [(entry.action, entry.actor) for entry in shown] == [("auth.user.login_failed", "")]

@@ -465,7 +465,7 @@ def test_it_shows_an_admin_masked_values_until_asked_and_audits_each_unmasked_vi
     expect(page.locator("#link-item-history")).to_have_attribute("href", re.compile(r"[?&]unmasked=1"))
     [entry] = AuditEntry.objects.filter(action=UNMASK_ACTION)
     assert entry.actor == "admin"
-    assert entry.details == {"surface": "record", "path": f"/records/{modify.pk}/"}
+    assert entry.details == {"surface": "record", "path": f"/records/{modify.pk}/", "query": [["unmasked", "1"]]}
     screenshot(page, "admin-unmasked")
 
     with page.expect_navigation():
@@ -489,7 +489,8 @@ def test_it_gives_a_viewer_masked_values_to_see_and_to_copy_and_no_way_to_unmask
         f'S {hashed({"S": "Paris"})} → {hashed({"S": "Lyon"})}'
     )
     expect(page.locator("#unmask-on")).to_have_count(0)
-    expect(page.locator("#unmask-offer")).to_have_count(0)
+    # Told that masking applies, with no way round it.
+    expect(page.locator("#unmask-offer")).to_contain_text("Masking rules apply")
     expect(page.locator("#download-lambda")).not_to_have_attribute("href", re.compile("unmasked"))
 
     page.get_by_role("button", name="Copy as JSON").click()
