@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
+from audit.models import AuditEntry
 from dashboard.roles import ROLES
 from tests.support.personas import PASSWORD, persona_user
 
@@ -118,3 +119,17 @@ def test_it_still_lets_a_superuser_make_a_superuser(client):
     assert client.post(f"/admin/auth/user/{other.pk}/change/",
                        change_form(other, is_superuser="on", is_staff="on")).status_code == 302
     assert User.objects.get(pk=other.pk).is_superuser
+
+
+def test_it_audits_no_change_when_a_user_is_saved_as_it_stands(admin):
+    # The form's date and time widgets keep whole seconds only: were date_joined editable,
+    # saving would shift it and audit a change nobody made.
+    other = persona_user(name="other", role="Viewer")
+    joined = User.objects.get(pk=other.pk).date_joined
+    assert joined.microsecond  # as Django stamps it
+
+    response = admin.post(f"/admin/auth/user/{other.pk}/change/", change_form(other))
+
+    assert response.status_code == 302
+    assert User.objects.get(pk=other.pk).date_joined == joined
+    assert not AuditEntry.objects.filter(action="auth.user.change", target_id=str(other.pk)).exists()
