@@ -9,7 +9,7 @@ none included (`**.ssn` masks `ssn` at the top and at any depth). Keys are attri
 item like any other, so a rule on the partition key's name masks it in Keys, in both images,
 in the key shown and in the item's history link.
 
-What a masked value looks like (codec.MASK_REDACTED, codec.MASK_HASH), its type tag kept:
+What a masked value looks like (codec.MASK_REDACTED, codec.MASK_HASH_PREFIX), its type tag kept:
   redact  {"S": "•••"}, {"N": "•••"}, {"M": "•••"}: nothing of the value is left;
   hash    {"S": "hmac:3f9a1c2b7e4d5a60"}: HMAC-SHA256 (SHARDWATCH_MASKING_KEY) of the value's
           canonical typed JSON, cut to 64 bits. Equal values give equal hashes, so a change and
@@ -39,9 +39,15 @@ from streams import codec
 from streams.diff import path_child
 
 __all__ = [
-    "MaskingError",
+    "ANY_DEPTH",
+    "ANY_ONE",
     "MODES",
     "Masking",
+    "MaskingError",
+    "UNMASK_PERMISSION",
+    "WITHHELD",
+    "Wildcard",
+    "path_text",
     "rule_path_parse",
 ]
 
@@ -264,6 +270,7 @@ class Masking:
     _compiled: dict = field(default=None, init=False, repr=False, compare=False)
     _transitions: dict = field(default=None, init=False, repr=False, compare=False)
     _state_ids: dict = field(default=None, init=False, repr=False, compare=False)
+    _states: list = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # Walks carry a state as a small int (0: no rule can match here or below), and
