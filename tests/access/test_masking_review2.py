@@ -12,6 +12,7 @@ from audit.models import AuditEntry
 from streams import codec
 from streams.models import ChangeRecord, MaskingRule, Shard, Stream, StreamSource, digest_item_key, sequence_key
 from streams.records import PATTERN_SCAN_MAX
+from tests.support.triggering import trigger_for
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +107,31 @@ def test_it_accepts_removing_an_attribute_below_every_top_level_one():
     source = source_create("orders")
     MaskingRule(source=source, path="*.ssn", mode="remove").full_clean()
     MaskingRule(source=source, path="**.ssn", mode="remove").full_clean()
+
+
+def test_it_audits_an_admin_trying_a_pattern_on_the_stored_values_of_a_masked_source(admin, viewer):
+    # The Admin's try matches the stored values: which records match tells them masked values,
+    # as "Show unmasked" would, and is written to the audit log as that is.
+    orders = source_create("orders")
+    MaskingRule.objects.create(source=orders, path="ssn", mode="redact")
+    records_write(orders, [{"pk": {"S": "ORDER#1"}, "ssn": {"S": "078-05-1120"}}])
+    pattern = json.dumps({"dynamodb": {"NewImage": {"ssn": {"S": ["078-05-1120"]}}}})
+    trigger = trigger_for(orders, "note_images_answering", filter_patterns=[pattern])
+    url = f"/admin/workers/trigger/{trigger.pk}/test-pattern/"
+
+    assert "<strong>0</strong> of 1" in viewer.get(url).content.decode()
+    assert not AuditEntry.objects.filter(action="streams.changerecord.unmask").exists()
+    assert "<strong>1</strong> of 1" in admin.get(url, {"last": "7"}).content.decode()
+
+    [entry] = AuditEntry.objects.filter(action="streams.changerecord.unmask")
+    assert entry.details == {"surface": "pattern_try", "path": url, "query": [["last", "7"]]}
+    assert "078-05-1120" not in json.dumps(entry.details)
+
+
+def test_it_does_not_audit_trying_a_pattern_on_a_source_without_rules(admin):
+    orders = source_create("orders")
+    records_write(orders, [{"pk": {"S": "ORDER#1"}}])
+    trigger = trigger_for(orders, "note_images_answering")
+
+    assert "<strong>1</strong> of 1" in admin.get(f"/admin/workers/trigger/{trigger.pk}/test-pattern/").content.decode()
+    assert not AuditEntry.objects.filter(action="streams.changerecord.unmask").exists()
