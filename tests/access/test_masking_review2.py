@@ -135,3 +135,40 @@ def test_it_does_not_audit_trying_a_pattern_on_a_source_without_rules(admin):
 
     assert "<strong>1</strong> of 1" in admin.get(f"/admin/workers/trigger/{trigger.pk}/test-pattern/").content.decode()
     assert not AuditEntry.objects.filter(action="streams.changerecord.unmask").exists()
+
+
+@pytest.mark.parametrize("persona", ["viewer", "operator"])
+def test_it_shows_a_viewer_the_rules_and_refuses_their_changes(persona, request):
+    client = request.getfixturevalue(persona)
+    orders = source_create("orders")
+    rule = MaskingRule.objects.create(source=orders, path="ssn", mode="redact")
+    url = f"/admin/streams/streamsource/{orders.pk}/change/"
+
+    page = client.get(url)
+    assert page.status_code == 200 and "ssn" in page.content.decode()
+    assert 'name="masking_rules-0-path"' not in page.content.decode()
+    form = {
+        "retention_days": "7", "enabled": "on",
+        "masking_rules-TOTAL_FORMS": "2", "masking_rules-INITIAL_FORMS": "1",
+        "masking_rules-0-id": str(rule.pk), "masking_rules-0-source": str(orders.pk),
+        "masking_rules-0-path": "status", "masking_rules-0-mode": "hash", "masking_rules-0-DELETE": "on",
+        "masking_rules-1-path": "other", "masking_rules-1-mode": "redact",
+    }
+    assert client.post(url, form).status_code == 403
+    assert list(MaskingRule.objects.values_list("path", "mode")) == [("ssn", "redact")]
+
+
+@pytest.mark.parametrize("query", [
+    "source__records__new_image__icontains=078",
+    "source__records__partition_key__startswith=ORD",
+    "trigger__source__records__keys__icontains=078",
+    "shard__records__new_image__icontains=078",
+    "invocation__error_message__icontains=078",
+])
+@pytest.mark.parametrize("model", ["streams/changerecord", "workers/invocation", "workers/deadletter"])
+def test_it_refuses_admin_list_lookups_that_reach_item_data_through_a_relation(model, query, admin):
+    orders = source_create("orders")
+    MaskingRule.objects.create(source=orders, path="ssn", mode="redact")
+    records_write(orders, [{"pk": {"S": "ORDER#1"}, "ssn": {"S": "078-05-1120"}}])
+
+    assert admin.get(f"/admin/{model}/?{query}").status_code == 400
