@@ -23,7 +23,7 @@ from audit.chain import audit_record
 from dashboard.http import UNMASK_PERMISSION, query_audited, unmask_asked
 from streams.feed import FeedFilter, FilterError
 from streams.models import ChangeRecord, StreamSource
-from streams.records import masking_load, records_matching
+from streams.records import masking_load, records_filtered, records_matching
 from workers.models import Trigger
 from workers.timeline import INVOCATIONS_GROUP, InvocationFilter, invocation_rows_masked
 
@@ -56,7 +56,7 @@ def _source_groups(source_ids: tuple[int, ...]) -> list[str]:
 @database_sync_to_async
 def _matching_ids(flt: FeedFilter, ids: list[int], *, unmasked: bool) -> set[int]:
     masking = masking_load(unmasked=unmasked)
-    records = flt.apply(ChangeRecord.objects.filter(pk__in=ids), masked_sources=masking.sources)
+    records = records_filtered(flt=flt, masking=masking, queryset=ChangeRecord.objects.filter(pk__in=ids))
     if not flt.pattern and not masking.active:
         return set(records.values_list("pk", flat=True))
     shown = records_matching(flt=flt, masking=masking, records=records.select_related("source", "shard__stream"))

@@ -28,7 +28,7 @@ from dashboard.tokens import TokenRefused
 from streams.feed import FeedFilter, FilterError
 from streams.masking import Masking
 from streams.models import ChangeRecord
-from streams.records import masking_load, records_matching
+from streams.records import masking_load, records_filtered, records_matching
 from streams.rows import record_export
 
 BATCH = 500
@@ -75,7 +75,7 @@ def export_filters_audited(*, flt: FeedFilter) -> list[list[str]]:
 def _batch(flt: FeedFilter, before_id: int | None, masking: Masking) -> tuple[list[ChangeRecord], int | None]:
     """The next page of matching records as `masking` shows them (matched as shown: streams.
     records.records_matching), and the id to continue before (None at the end)."""
-    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"), masked_sources=masking.sources)
+    queryset = records_filtered(flt=flt, masking=masking, queryset=ChangeRecord.objects.select_related("source", "shard__stream"))
     if before_id is not None:
         queryset = queryset.filter(id__lt=before_id)
     scanned = list(queryset.order_by("-id")[:BATCH])

@@ -164,11 +164,15 @@ class FeedFilter:
             return True
         return self._compiled.matches(lambda_record(record))
 
-    def q(self, *, masked_sources: frozenset = frozenset()) -> Q:
-        """The filter as a database condition on the stored values. For `masked_sources`
-        (those whose items the viewer sees masked) the key is left to matches_shown, which tests
-        the masked value: a viewer shown a hash finds the records that hash stands for, and
-        never finds a record by the value the hash hides."""
+    def q(self, *, masked_sources: frozenset = frozenset(), key_masked_sources: frozenset | None = None) -> Q:
+        """The filter as a database condition on the stored values. For `key_masked_sources`
+        (those whose partition key the viewer sees masked; `masked_sources` when not given) the
+        key is left to matches_shown, which tests the masked value: a viewer shown a hash finds
+        the records that hash stands for, and never finds a record by the value the hash hides.
+        Where masking leaves the key as stored, the database tests it, so a key search there is
+        not bounded by a scan (streams.records.records_filtered)."""
+        if key_masked_sources is None:
+            key_masked_sources = masked_sources
         condition = Q()
         if self.sources:
             condition &= Q(source_id__in=self.sources)
@@ -176,7 +180,7 @@ class FeedFilter:
             condition &= Q(event_name__in=self.events)
         if self.key:
             lookup = "partition_key" if self.key_match == "equals" else "partition_key__startswith"
-            condition &= _unless_masked(Q(**{lookup: self._key_column_value}), masked_sources)
+            condition &= _unless_masked(Q(**{lookup: self._key_column_value}), key_masked_sources)
         if self.path:
             # Masking only takes paths away or folds them into their map's, which a path filter
             # of the map matches too: the stored paths find everything the masked ones could.
@@ -191,10 +195,11 @@ class FeedFilter:
             condition &= Q(approximate_creation_time__lte=self.end)
         return condition
 
-    def apply(self, queryset, *, masked_sources: frozenset = frozenset()):
+    def apply(self, queryset, *, masked_sources: frozenset = frozenset(), key_masked_sources: frozenset | None = None):
         """`queryset` narrowed by q() and the text filter, on the stored values; for
-        `masked_sources` the key and text tests are left to matches_shown (see q)."""
-        queryset = queryset.filter(self.q(masked_sources=masked_sources))
+        `masked_sources` the text test, and for `key_masked_sources` the key test, are left to
+        matches_shown (see q)."""
+        queryset = queryset.filter(self.q(masked_sources=masked_sources, key_masked_sources=key_masked_sources))
         if self.text:
             queryset = queryset.annotate(
                 _keys_text=Cast("keys", TextField()),

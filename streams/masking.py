@@ -299,6 +299,15 @@ class Masking:
     def covers(self, source_id: int) -> bool:
         return source_id in self._compiled
 
+    def attribute_masked(self, *, source_id: int, name: str) -> bool:
+        """Whether a rule of `source_id` reaches the top-level attribute `name` itself (redacts,
+        hashes or removes it whole). For a key attribute, a scalar, no other rule can change it:
+        one that does not reach it leaves the key shown as stored."""
+        if not self.covers(source_id):
+            return False
+        verdict, _below = self._next(self._start(source_id), name)
+        return verdict is not None
+
     def _state_id(self, states: _States) -> int:
         found = self._state_ids.get(states)
         if found is None:

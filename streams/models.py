@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from streams import aws
 from streams.leases import LeaseQuerySet
-from streams.masking import MaskingError, Wildcard, rule_path_parse
+from streams.masking import Masking, MaskingError, rule_path_parse
 
 
 def sequence_key(sequence_number: str) -> str:
@@ -297,9 +297,9 @@ class MaskingRule(models.Model):
             raise ValidationError({"path": str(exc)}) from None
         self.path = self.path.strip()
         key_schema = self.source.key_schema if self.source_id else []
-        if self.mode == self.Mode.REMOVE and len(segments) == 1 and (
-            segments[0] in key_schema or (isinstance(segments[0], Wildcard) and key_schema)
-        ):
+        # Asked of the rule's own matching, so wildcards (**.pk, **.*) count as they would mask.
+        alone = Masking(rules_by_source={0: ((segments, self.mode),)})
+        if self.mode == self.Mode.REMOVE and any(alone.attribute_masked(source_id=0, name=name) for name in key_schema):
             raise ValidationError({"mode": "A key attribute cannot be removed: a record without its key names no "
                                            "item (it is redacted in Keys instead). Use redact or hash."})
 

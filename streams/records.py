@@ -13,7 +13,7 @@ from django.db.models import Q
 from streams import codec
 from streams.feed import FeedFilter
 from streams.masking import ANY_DEPTH, MODES, Masking, MaskingError, rule_path_parse
-from streams.models import ChangeRecord, MaskingRule, digest_item_key
+from streams.models import ChangeRecord, MaskingRule, StreamSource, digest_item_key
 from streams.rows import FEED_FIELDS
 
 PAGE_MAX = 500
@@ -27,7 +27,7 @@ def records_page(*, flt: FeedFilter, masking: Masking = NO_MASKING, before_id: i
     (streams.masking), and are matched as they are shown: under masking, the key, path and
     text filters are tested again on the masked record, so no filter finds a masked value."""
     limit = max(1, min(limit, PAGE_MAX))
-    if flt.pattern or (masking.active and flt.item_filtered):
+    if flt.pattern or (flt.item_filtered and _masked_in_reach(flt=flt, masking=masking)):
         return _scanned_page(flt=flt, masking=masking, before_id=before_id, after_id=after_id, limit=limit)
     queryset = flt.apply(ChangeRecord.objects.select_related("source").only(*FEED_FIELDS, "source__table_name", "source__key_schema"))
     if after_id is not None:
@@ -46,6 +46,30 @@ PATTERN_SCAN_MAX = 5000
 PATTERN_CHUNK = 500
 
 
+def _masked_in_reach(*, flt: FeedFilter, masking: Masking) -> frozenset:
+    # The sources with rules that the filter can match: a filter naming only sources without
+    # rules is answered by the database alone, as if no source had any.
+    return masking.sources & frozenset(flt.sources) if flt.sources else masking.sources
+
+
+def records_filtered(*, flt: FeedFilter, masking: Masking, queryset):
+    """`queryset` narrowed by flt as far as the stored values may answer it for a viewer who
+    sees records as `masking` shows them: for sources with rules, the text, and the key where a
+    rule masks the partition key, are left out, to be tested on the masked records
+    (records_matching, which every record this gives must still pass)."""
+    masked = _masked_in_reach(flt=flt, masking=masking)
+    if not masked:
+        return flt.apply(queryset)
+    key_masked = masked
+    if flt.key:
+        schemas = StreamSource.objects.filter(pk__in=masked).values_list("pk", "key_schema")
+        key_masked = frozenset(
+            pk for pk, schema in schemas
+            if not schema or masking.attribute_masked(source_id=pk, name=schema[0])
+        )
+    return flt.apply(queryset, masked_sources=masked, key_masked_sources=key_masked)
+
+
 def records_matching(*, flt: FeedFilter, masking: Masking, records) -> list[ChangeRecord]:
     """Of saved records (each with source and shard.stream loaded, images included) that
     flt.apply already let through, those that match as `masking` shows them, masked."""
@@ -61,7 +85,7 @@ def records_matching(*, flt: FeedFilter, masking: Masking, records) -> list[Chan
 
 
 def _scanned_page(*, flt: FeedFilter, masking: Masking, before_id, after_id, limit) -> list[ChangeRecord]:
-    queryset = flt.apply(ChangeRecord.objects.select_related("source", "shard__stream"), masked_sources=masking.sources)
+    queryset = records_filtered(flt=flt, masking=masking, queryset=ChangeRecord.objects.select_related("source", "shard__stream"))
     ascending = after_id is not None
     cursor = after_id if ascending else before_id
     found: list[ChangeRecord] = []

@@ -156,6 +156,12 @@ class TriggerAdmin(admin.ModelAdmin):
         else:
             tried, matched = pattern_try(trigger=trigger, last=last)
             matched = [masking.record_mask(record) for record in matched]
+            if masking.covers(trigger.source_id):
+                # Which records match the stored values tells masked values, as "Show unmasked"
+                # would: audited as that is (dashboard.http.masking_for), the pattern left out
+                # since it may hold them.
+                audit_record(actor=request.user, action="streams.changerecord.unmask", request=request,
+                             details={"surface": "pattern_try", "path": request.path, "query": [["last", str(last)]]})
         context = {**self.admin_site.each_context(request), "trigger": trigger, "tried": tried, "tried_asked": last,
                    "tried_masked": tried_masked,
                    "matched": matched, "skipped": tried - len(matched), "title": "Test FilterCriteria"}
