@@ -153,11 +153,19 @@ def api_records(request):
     page = records_page(flt=flt, masking=masking, before_id=before, after_id=since, limit=limit)
     rows = feed_rows(page)
     body = {"records": rows, "filter": flt.as_json()}
+    # A search that stopped at its scan budget (streams.records.RecordsPage) goes on from where
+    # it stopped, even with fewer rows than asked for, or none.
+    full = len(rows) == limit
     if since is None:
-        body["next_before"] = rows[-1]["id"] if len(rows) == limit else None
+        body["next_before"] = rows[-1]["id"] if full else page.resume_id
     else:
-        body["last_id"] = rows[-1]["id"] if rows else since
-        body["more"] = len(rows) == limit
+        if full:
+            body["last_id"] = rows[-1]["id"]
+        elif page.resume_id is not None:
+            body["last_id"] = page.resume_id
+        else:
+            body["last_id"] = rows[-1]["id"] if rows else since
+        body["more"] = full or page.resume_id is not None
     return JsonResponse(body)
 
 

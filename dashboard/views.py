@@ -19,7 +19,7 @@ from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
 from streams.masking import WITHHELD, Masking
 from streams.models import ChangeRecord, StreamSource
-from streams.records import PAGE_MAX, record_get, records_page
+from streams.records import PAGE_MAX, RecordsPage, record_get, records_page
 from streams.rows import feed_rows, key_parts
 from streams.selectors import readers_summary, source_health
 from workers.models import INVOCATION_OUTCOMES, Invocation, Trigger
@@ -90,6 +90,14 @@ def _feed_query(flt: FeedFilter, unmask: dict) -> str:
     return urlencode(params)
 
 
+def _older_than(*, rows: list[dict], page: RecordsPage, limit: int) -> int | None:
+    """Where the next older page starts: before the last row of a full page, or where a search
+    stopped at its scan budget (RecordsPage.resume_id); None when nothing older is left."""
+    if len(rows) == limit:
+        return rows[-1]["id"]
+    return page.resume_id
+
+
 FEED_ROWS = 100
 
 
@@ -98,8 +106,9 @@ def feed(request):
     context = _filter_context(request)
     masking, unmask = _masked_context(request, surface="feed")
     context.update(unmask, feed_query=_feed_query(context["filter"], unmask))
-    rows = feed_rows(records_page(flt=context["filter"], masking=masking, limit=FEED_ROWS)) if not context["filter_error"] else []
-    older = rows[-1]["id"] if len(rows) == FEED_ROWS else None
+    page = records_page(flt=context["filter"], masking=masking, limit=FEED_ROWS) if not context["filter_error"] else RecordsPage()
+    rows = feed_rows(page)
+    older = _older_than(rows=rows, page=page, limit=FEED_ROWS)
     # Only a REMOVE can be a TTL deletion: the row template of a feed without REMOVEs needs no
     # TTL badge (templates/dashboard/_change_summary.html).
     events = context["filter"].events
@@ -120,8 +129,9 @@ def history(request):
         limit = int_param(request, "limit", default=HISTORY_PAGE, minimum=1, maximum=PAGE_MAX)
     except FilterError as exc:
         before, limit, context["filter_error"] = None, HISTORY_PAGE, str(exc)
-    rows = [] if context["filter_error"] else feed_rows(records_page(flt=context["filter"], masking=masking, before_id=before, limit=limit))
-    older = rows[-1]["id"] if len(rows) == limit else None
+    page = RecordsPage() if context["filter_error"] else records_page(flt=context["filter"], masking=masking, before_id=before, limit=limit)
+    rows = feed_rows(page)
+    older = _older_than(rows=rows, page=page, limit=limit)
     unmasked = unmask["unmask"]["shown_unmasked"]
     links = {
         "older_url": _history_url(context["filter"], limit=limit, before=older, unmasked=unmasked) if older else "",

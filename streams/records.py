@@ -20,8 +20,18 @@ PAGE_MAX = 500
 NO_MASKING = Masking()
 
 
+class RecordsPage(list):
+    """The records of one page, in order, and `resume_id`. A scanned page (an event pattern, or
+    filters tested again on masked records) looks at PATTERN_SCAN_MAX records at most; when it
+    stops there before the page is full, resume_id is the last id it looked at, where the next
+    page starts (before= going back, since= going forward), so a search goes on instead of
+    ending quietly. None otherwise: the page is full, or nothing is left."""
+
+    resume_id: int | None = None
+
+
 def records_page(*, flt: FeedFilter, masking: Masking = NO_MASKING, before_id: int | None = None,
-                 after_id: int | None = None, limit: int = 50) -> list[ChangeRecord]:
+                 after_id: int | None = None, limit: int = 50) -> RecordsPage:
     """Keyset pages in saved order: newest first, or with after_id the ones saved after it,
     oldest first (what a reconnecting page missed). Records come back as `masking` shows them
     (streams.masking), and are matched as they are shown: under masking, the key, path and
@@ -36,7 +46,7 @@ def records_page(*, flt: FeedFilter, masking: Masking = NO_MASKING, before_id: i
         if before_id is not None:
             queryset = queryset.filter(id__lt=before_id)
         page = queryset.order_by("-id")[:limit]
-    return [masking.record_mask(record) for record in page]
+    return RecordsPage(masking.record_mask(record) for record in page)
 
 
 # An event pattern, or a filter re-tested on masked records, is tested in Python on each record;
@@ -84,23 +94,29 @@ def records_matching(*, flt: FeedFilter, masking: Masking, records) -> list[Chan
     return found
 
 
-def _scanned_page(*, flt: FeedFilter, masking: Masking, before_id, after_id, limit) -> list[ChangeRecord]:
+def _scanned_page(*, flt: FeedFilter, masking: Masking, before_id, after_id, limit) -> RecordsPage:
     queryset = records_filtered(flt=flt, masking=masking, queryset=ChangeRecord.objects.select_related("source", "shard__stream"))
     ascending = after_id is not None
     cursor = after_id if ascending else before_id
     found: list[ChangeRecord] = []
     scanned = 0
+    exhausted = False
     while len(found) < limit and scanned < PATTERN_SCAN_MAX:
         page = queryset
         if cursor is not None:
             page = page.filter(id__gt=cursor) if ascending else page.filter(id__lt=cursor)
         chunk = list(page.order_by("id" if ascending else "-id")[:PATTERN_CHUNK])
-        if not chunk:
-            break
         scanned += len(chunk)
-        cursor = chunk[-1].pk
-        found.extend(records_matching(flt=flt, masking=masking, records=chunk))
-    return found[:limit]
+        if chunk:
+            cursor = chunk[-1].pk
+            found.extend(records_matching(flt=flt, masking=masking, records=chunk))
+        if len(chunk) < PATTERN_CHUNK:
+            exhausted = True
+            break
+    page = RecordsPage(found[:limit])
+    if len(page) < limit and not exhausted:
+        page.resume_id = cursor
+    return page
 
 
 def record_get(*, record_id: int, masking: Masking = NO_MASKING) -> ChangeRecord:

@@ -40,6 +40,10 @@
   const errorBox = document.getElementById("feed-filter-error");
   const emptyNote = document.getElementById("feed-empty");
   const olderButton = document.getElementById("feed-older");
+  // Where "Load older" goes on from: the list's last row, or, after a search that stopped at its
+  // scan budget before finding a page (streams.records.RecordsPage.resume_id), the last record
+  // it looked at, which the server gives as next_before (or data-before on the page).
+  let nextBefore = validId(Number(olderButton.dataset.before)) ? Number(olderButton.dataset.before) : null;
   const olderStatus = document.getElementById("feed-older-status");
   const form = document.getElementById("feed-filter");
 
@@ -167,6 +171,7 @@
       dropped = true;
     }
     if (dropped) {
+      nextBefore = null; // the list's last row is where older records start again
       olderButton.hidden = false;
       olderStatus.textContent = "";
     }
@@ -174,7 +179,7 @@
 
   function updateList() {
     emptyNote.hidden = tbody.firstElementChild !== null;
-    if (!tbody.firstElementChild) {
+    if (!tbody.firstElementChild && nextBefore === null) {
       olderButton.hidden = true;
     }
   }
@@ -247,7 +252,8 @@
 
   async function loadOlder() {
     const oldest = tbody.lastElementChild;
-    if (!oldest) {
+    const before = nextBefore !== null ? nextBefore : oldest ? rowId(oldest) : null;
+    if (before === null) {
       return;
     }
     if (!paused && filterValid) {
@@ -257,22 +263,27 @@
     olderButton.disabled = true;
     olderStatus.textContent = "Loading…";
     try {
-      const body = await getJson(apiQuery({ before: rowId(oldest), limit: OLDER_LIMIT }));
+      const body = await getJson(apiQuery({ before, limit: OLDER_LIMIT }));
       if (tbody.lastElementChild !== oldest) {
         olderStatus.textContent = "";
         return; // the list changed meanwhile; the button is there to try again
       }
       const fragment = document.createDocumentFragment();
-      for (const row of body.records || []) {
-        if (validId(row.id) && row.id < rowId(oldest) && !rendered.has(row.id)) {
+      const records = body.records || [];
+      for (const row of records) {
+        if (validId(row.id) && row.id < before && !rendered.has(row.id)) {
           fragment.appendChild(buildRow(row));
           rendered.add(row.id);
         }
       }
       tbody.appendChild(fragment);
-      if (body.next_before === null || body.next_before === undefined) {
+      updateList();
+      nextBefore = validId(body.next_before) ? body.next_before : null;
+      if (nextBefore === null) {
         olderButton.hidden = true;
         olderStatus.textContent = "No older records.";
+      } else if (records.length === 0) {
+        olderStatus.textContent = "No match among the records searched so far; Load older searches further back.";
       } else {
         olderStatus.textContent = paused && filterValid ? "Paused while you read back; Resume shows the new rows." : "";
       }

@@ -7,8 +7,10 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 
+from streams import records
 from streams.models import ChangeRecord
 from streams.sources import source_add
+from tests.support.fake_sources import numbered
 from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +189,28 @@ def test_it_sends_a_content_security_policy_without_inline_scripts(viewer, order
     script_src = next(part for part in policy.split(";") if part.strip().startswith("script-src"))
     assert script_src.split() == ["script-src", "'self'"]
     assert "unsafe-inline" not in script_src
+
+
+def test_it_goes_on_with_a_search_that_stopped_at_its_scan_budget(viewer, one_shard_source, monkeypatch):
+    # The budget is shrunk so that ten records outlast it: a pattern matching only the oldest
+    # must still be reached by paging, and paging must not end before it.
+    monkeypatch.setattr(records, "PATTERN_SCAN_MAX", 4)
+    monkeypatch.setattr(records, "PATTERN_CHUNK", 2)
+    source = one_shard_source(numbered("ORDER#", 10))
+    assert read_until_idle(source_id=source.pk) == 10
+    oldest = ChangeRecord.objects.order_by("id").first()
+    pattern = json.dumps({"dynamodb": {"Keys": {"pk": {"S": [oldest.partition_key]}}}})
+
+    found, pages, before = [], 0, None
+    while True:
+        body = viewer.get("/api/records", {"pattern": pattern, "limit": 5, **({"before": before} if before else {})}).json()
+        found += ids(body["records"])
+        pages += 1
+        before = body["next_before"]
+        if before is None:
+            break
+
+    assert found == [oldest.pk] and pages == 3  # 4 looked at, 4 more, the last 2 and the match
+    forward = viewer.get("/api/records", {"pattern": pattern, "since": 0, "limit": 5}).json()
+    assert ids(forward["records"]) == [oldest.pk] and forward["more"] is True
+    assert forward["last_id"] == ChangeRecord.objects.order_by("id")[3].pk
