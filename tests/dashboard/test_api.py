@@ -214,3 +214,17 @@ def test_it_goes_on_with_a_search_that_stopped_at_its_scan_budget(viewer, one_sh
     forward = viewer.get("/api/records", {"pattern": pattern, "since": 0, "limit": 5}).json()
     assert ids(forward["records"]) == [oldest.pk] and forward["more"] is True
     assert forward["last_id"] == ChangeRecord.objects.order_by("id")[3].pk
+
+
+def test_it_leads_history_on_past_a_search_that_stopped_at_its_scan_budget(viewer, one_shard_source, monkeypatch):
+    monkeypatch.setattr(records, "PATTERN_SCAN_MAX", 4)
+    monkeypatch.setattr(records, "PATTERN_CHUNK", 2)
+    source = one_shard_source(numbered("ORDER#", 10))
+    assert read_until_idle(source_id=source.pk) == 10
+    stopped_at = ChangeRecord.objects.order_by("-id")[3].pk
+    pattern = json.dumps({"dynamodb": {"Keys": {"pk": {"S": ["ORDER#0"]}}}})
+
+    page = viewer.get("/history/", {"pattern": pattern}).content.decode()
+
+    assert "No match among the records searched so far" in page
+    assert f"before={stopped_at}" in page
