@@ -119,3 +119,13 @@ def test_it_makes_one_demo_user_of_each_role_and_prints_their_passwords(settings
         roles[username] = list(user.groups.values_list("name", flat=True))
         assert not user.is_superuser
     assert roles == {"viewer": ["Viewer"], "operator": ["Operator"], "admin": ["Admin"]}
+
+
+def test_it_tells_a_user_refused_a_page_why_and_who_they_are(viewer):
+    page = viewer.get("/audit/")
+    unmasked = viewer.get("/feed/", {"unmasked": "1"})
+
+    assert page.status_code == 403 and unmasked.status_code == 403
+    text = page.content.decode()
+    assert "Your role does not allow this page" in text and "with the role Viewer" in text
+    assert "needs the Admin role" in unmasked.content.decode()
