@@ -41,6 +41,7 @@ from streams.diff import path_child
 __all__ = [
     "ANY_DEPTH",
     "ANY_ONE",
+    "CHANGES_REMOVED",
     "MODES",
     "Masking",
     "MaskingError",
@@ -483,6 +484,8 @@ class Masking:
                 name: self.image_mask(image, source_id=source.pk) for name, image in row["images_as_sent"].items()
             }
         masked["diff"] = self.diff_mask(row.get("diff") or [], source_id=source.pk)
+        # A change whose every path a rule removes would read as a change of nothing.
+        masked["changes_removed"] = bool(row.get("diff")) and not masked["diff"]
         if "changed_paths" in row:
             masked["changed_paths"] = (
                 "\n" + "\n".join(change["path"] for change in masked["diff"]) + "\n" if masked["diff"] else ""
@@ -530,3 +533,5 @@ _RECORD_FIELDS = (
     "keys", "old_image", "new_image", "images_as_sent", "diff", "changed_paths", "item_key", "partition_key",
     "decode_error", "shape_error",
 )
+# What a summary says of a change that touched only attributes a rule removes.
+CHANGES_REMOVED = "(only attributes that masking removes changed)"

@@ -10,6 +10,7 @@ that link (the dashboard) pass their links in.
 
 from streams import codec
 from streams.diff import summarize
+from streams.masking import CHANGES_REMOVED
 
 # What a feed row needs; the images stay in the database until a record is opened.
 FEED_FIELDS = (
@@ -51,7 +52,7 @@ def feed_row(row: dict, *, source) -> dict:
         "key": key_display(keys=row["keys"], key_schema=source.key_schema),
         "item_key": row["item_key"],
         "partition_key": row["partition_key"],
-        "summary": summarize(row["diff"]) if row["diff_complete"] else "",
+        "summary": _summary(diff=row["diff"], complete=row["diff_complete"], removed=row.get("changes_removed", False)),
         "diff_complete": row["diff_complete"],
         "paths": sorted({change["path"] for change in row["diff"]}),
         "approximate_creation_time": row["approximate_creation_time"].isoformat(),
@@ -61,9 +62,17 @@ def feed_row(row: dict, *, source) -> dict:
     }
 
 
+def _summary(*, diff: list, complete: bool, removed: bool) -> str:
+    if not complete:
+        return ""
+    return summarize(diff) or (CHANGES_REMOVED if removed else "")
+
+
 def record_as_row(record) -> dict:
-    """A saved record as the row dict feed_row takes. Needs only FEED_FIELDS loaded."""
-    return {name: getattr(record, name) for name in FEED_FIELDS}
+    """A saved record as the row dict feed_row takes. Needs only FEED_FIELDS loaded; a masked
+    copy (streams.masking) also says whether masking removed every change."""
+    return {**{name: getattr(record, name) for name in FEED_FIELDS},
+            "changes_removed": getattr(record, "changes_removed", False)}
 
 
 def feed_rows(records) -> list[dict]:
@@ -134,7 +143,7 @@ def record_export(record) -> dict:
         "table": record.source.table_name,
         "event_name": record.event_name,
         "key": key_display(keys=record.keys, key_schema=record.source.key_schema),
-        "summary": summarize(record.diff) if record.diff_complete else "",
+        "summary": _summary(diff=record.diff, complete=record.diff_complete, removed=getattr(record, "changes_removed", False)),
         "sequence_number": record.sequence_number,
         "shard_id": record.shard.shard_id,
         "is_ttl_delete": record.is_ttl_delete,

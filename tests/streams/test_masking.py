@@ -3,12 +3,15 @@ how images and diffs are masked. No database: Masking is built from rules direct
 streams.records.masking_load builds it."""
 
 import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
 from streams import codec
 from streams.diff import diff_images
-from streams.masking import ANY_DEPTH, ANY_ONE, Masking, MaskingError, Wildcard, rule_path_parse
+from streams.masking import ANY_DEPTH, ANY_ONE, CHANGES_REMOVED, Masking, MaskingError, Wildcard, rule_path_parse
+from streams.rows import feed_row
 
 SOURCE = 7
 KEY = b"test-masking-key"
@@ -302,3 +305,18 @@ def test_it_keeps_the_missing_side_of_an_added_or_removed_map_missing():
     assert added["new"] == {"M": {"email": {"S": codec.MASK_REDACTED}, "name": {"S": "Ann"}}}
     [removed] = masking(("customer.email", "redact")).diff_mask(diff_images(old=added["new"], new=None), source_id=SOURCE)
     assert removed["new"] is None
+
+
+def test_it_says_so_when_masking_removes_every_change_of_a_record():
+    source = SimpleNamespace(pk=SOURCE, table_name="orders", key_schema=["pk"])
+    old, new = {"pk": {"S": "o1"}, "note": {"S": "a"}}, {"pk": {"S": "o1"}, "note": {"S": "b"}}
+    row = {"id": 1, "event_name": "MODIFY", "keys": {"pk": {"S": "o1"}}, "item_key": "", "partition_key": "o1",
+           "diff": diff_images(old=old, new=new), "diff_complete": True,
+           "approximate_creation_time": datetime(2026, 11, 30, tzinfo=UTC), "sequence_number": "1",
+           "is_ttl_delete": False, "decode_error": ""}
+
+    shown = feed_row(masking(("note", "remove")).row_mask(row, source=source), source=source)
+    plain = feed_row(masking(("other", "remove")).row_mask(row, source=source), source=source)
+
+    assert (shown["summary"], shown["paths"]) == (CHANGES_REMOVED, [])
+    assert plain["summary"] == 'note: "a" → "b"'
