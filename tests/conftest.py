@@ -174,14 +174,12 @@ def orders_table(make_table, dynamodb):
 
 
 @pytest.fixture
-def one_shard_source():
-    """make(records) -> a source read from a fake stream (tests/support/fake_streams.py) of one
-    shard holding `records`: DynamoDB Local refuses to store some values (an empty set, NULL
-    false, an unknown tag), so only a fake stream can send them; ingest keeps such values as
-    sent (streams.ingest)."""
+def fake_source():
+    """`fake_source(fake)`: a source read from the fake Streams API `fake`
+    (tests/support/fake_streams.py), which may send what DynamoDB Local will not (many shards,
+    splits, values no DynamoDB sends); the client is forgotten after the test."""
     from streams import aws
     from tests.support.fake_sources import fake_source_create
-    from tests.support.fake_streams import FakeShard, FakeStreams
 
-    yield lambda records: fake_source_create(FakeStreams([FakeShard("shardId-1", records=records)]))
+    yield fake_source_create
     aws.forget_clients()

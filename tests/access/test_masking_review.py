@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from streams.models import ChangeRecord, MaskingRule
-from tests.support.fake_streams import stream_record
+from tests.support.fake_streams import FakeShard, FakeStreams, stream_record
 from tests.support.readers import read_until_idle
 from workers.models import DeadLetter, Invocation, Outcome, Trigger
 
@@ -71,7 +71,7 @@ def test_it_finds_no_invocation_or_dead_letter_by_withheld_text_through_the_admi
     assert letter_url not in operator.get("/admin/workers/deadletter/", {"reason__icontains": "alice"}).content.decode()
 
 
-def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(one_shard_source, viewer):
+def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(fake_source, viewer):
 
     untyped_map = stream_record(sequence_number=f"{1:021d}", pk="untyped",
                                 new={"profile": {"ssn": {"S": SECRET}, "name": {"S": "Al"}}})
@@ -79,7 +79,7 @@ def test_it_masks_what_a_rule_reaches_inside_a_value_in_no_typed_form(one_shard_
                                 new={"profile": {"Q": {"ssn": {"S": SECRET}}}})
     text_image = stream_record(sequence_number=f"{3:021d}", pk="text", new={})
     text_image["dynamodb"]["NewImage"] = f"ssn {SECRET}"
-    source = one_shard_source([untyped_map, unknown_tag, text_image])
+    source = fake_source(FakeStreams([FakeShard("shardId-1", records=[untyped_map, unknown_tag, text_image])]))
     MaskingRule.objects.create(source=source, path="**.ssn", mode="redact")
     read_until_idle(source_id=source.pk)
 

@@ -1,9 +1,7 @@
 import pytest
 
 from alerts.models import Channel
-from streams import aws
 from tests.support.alert_receivers import alert_receiver, smtp_inbox
-from tests.support.fake_sources import fake_source_create
 from workers.targets.webhook import webhook_secret_new
 
 
@@ -41,10 +39,3 @@ def channels(receiver, inbox):
     found.webhook, found.slack, found.email, found.secret = webhook, slack, email, secret
     found.all = [webhook, slack, email]
     return found
-
-
-@pytest.fixture
-def fake_source():
-    """`fake_source(fake)`: a source read from the fake Streams API `fake`."""
-    yield fake_source_create
-    aws.forget_clients()

@@ -11,6 +11,7 @@ from streams import records
 from streams.models import ChangeRecord
 from streams.sources import source_add
 from tests.support.fake_sources import numbered
+from tests.support.fake_streams import FakeShard, FakeStreams
 from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -191,12 +192,12 @@ def test_it_sends_a_content_security_policy_without_inline_scripts(viewer, order
     assert "unsafe-inline" not in script_src
 
 
-def test_it_goes_on_with_a_search_that_stopped_at_its_scan_budget(viewer, one_shard_source, monkeypatch):
+def test_it_goes_on_with_a_search_that_stopped_at_its_scan_budget(viewer, fake_source, monkeypatch):
     # The budget is shrunk so that ten records outlast it: a pattern matching only the oldest
     # must still be reached by paging, and paging must not end before it.
     monkeypatch.setattr(records, "PATTERN_SCAN_MAX", 4)
     monkeypatch.setattr(records, "PATTERN_CHUNK", 2)
-    source = one_shard_source(numbered("ORDER#", 10))
+    source = fake_source(FakeStreams([FakeShard("shardId-1", records=numbered("ORDER#", 10))]))
     assert read_until_idle(source_id=source.pk) == 10
     oldest = ChangeRecord.objects.order_by("id").first()
     pattern = json.dumps({"dynamodb": {"Keys": {"pk": {"S": [oldest.partition_key]}}}})
@@ -216,10 +217,10 @@ def test_it_goes_on_with_a_search_that_stopped_at_its_scan_budget(viewer, one_sh
     assert forward["last_id"] == ChangeRecord.objects.order_by("id")[3].pk
 
 
-def test_it_leads_history_on_past_a_search_that_stopped_at_its_scan_budget(viewer, one_shard_source, monkeypatch):
+def test_it_leads_history_on_past_a_search_that_stopped_at_its_scan_budget(viewer, fake_source, monkeypatch):
     monkeypatch.setattr(records, "PATTERN_SCAN_MAX", 4)
     monkeypatch.setattr(records, "PATTERN_CHUNK", 2)
-    source = one_shard_source(numbered("ORDER#", 10))
+    source = fake_source(FakeStreams([FakeShard("shardId-1", records=numbered("ORDER#", 10))]))
     assert read_until_idle(source_id=source.pk) == 10
     stopped_at = ChangeRecord.objects.order_by("-id")[3].pk
     pattern = json.dumps({"dynamodb": {"Keys": {"pk": {"S": ["ORDER#0"]}}}})

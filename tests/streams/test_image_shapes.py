@@ -22,7 +22,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from streams.lambda_event import event_json, event_rows
 from streams.models import ChangeRecord, Shard
 from streams.sources import source_add
-from tests.support.fake_streams import stream_record
+from tests.support.fake_streams import FakeShard, FakeStreams, stream_record
 from tests.support.readers import read_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -266,7 +266,7 @@ def test_it_sends_and_serves_the_reshaped_images_everywhere(table, dynamodb, own
     assert 'id="reshaped-note"' in page and "OldImage, NewImage" in page
 
 
-def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(one_shard_source, owner):
+def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(fake_source, owner):
     # Shapes no DynamoDB sends (AttributeValue, DynamoDB API reference: sets are never empty,
     # NULL holds true, the tags are S N B SS NS BS M L NULL BOOL), beside empty maps. Ingest
     # walks an image whose text holds {} or [] (an empty set does itself), so that is where
@@ -294,7 +294,7 @@ def test_it_keeps_and_flags_what_it_cannot_type_and_saves_the_whole_batch(one_sh
         lone,
         stream_record(sequence_number=f"{5:021d}", pk="after", new=aws_shaped),
     ]
-    source = one_shard_source(records)
+    source = fake_source(FakeStreams([FakeShard("shardId-1", records=records)]))
 
     read_until_idle(source_id=source.pk)
 
