@@ -17,7 +17,6 @@ from alerts.models import AlertState
 from alerts.selectors import alerts_firing, alerts_history, alerts_silenced, deliveries_recent
 from audit.chain import audit_record
 from dashboard.http import page_permission_required, request_masking, unmask_context
-from streams.masking import WITHHELD
 from workers.models import TriggerCursor
 from workers.operations import CursorActionRefused, cursor_batch_bisect, cursor_batch_skip
 from workers.selectors import cursor_failing_batch
@@ -89,9 +88,10 @@ def cursor(request, pk: int):
     invocation, records = cursor_failing_batch(cursor=cursor)
     # Only the records' ids and sequence numbers are shown; the handler's error may quote them.
     masking = request_masking(request, surface="cursor")
+    if invocation is not None:
+        invocation.error_message = masking.text_shown(invocation.error_message, source_id=cursor.trigger.source_id)
     return render(request, "dashboard/cursor.html", {
         "cursor": cursor, "invocation": invocation, "records": records[:50], "record_count": len(records),
-        "text_visible": masking.text_visible(source_id=cursor.trigger.source_id), "withheld": WITHHELD,
         **unmask_context(request, masking=masking),
     })
 

@@ -17,7 +17,7 @@ from dashboard.http import UNMASKED_PARAM, int_param, page_permission_required, 
 from dashboard.metrics import CONTENT_TYPE, metrics_access, metrics_text
 from streams.feed import FeedFilter, FilterError
 from streams.lambda_event import lambda_event
-from streams.masking import WITHHELD, Masking
+from streams.masking import Masking
 from streams.models import ChangeRecord, StreamSource
 from streams.records import PAGE_MAX, RecordsPage, record_get, records_page
 from streams.rows import feed_rows, key_parts
@@ -204,9 +204,7 @@ def timeline(request):
     rows = [] if error else invocations_timeline(flt=flt, limit=TIMELINE_ROWS)
     masking, unmask = _masked_context(request, surface="timeline")
     for row in rows:
-        # A handler's error may quote the records it was given (workers.timeline.invocation_rows_masked).
-        if row.error_message and not masking.text_visible(source_id=row.trigger.source_id):
-            row.error_message = WITHHELD
+        row.error_message = masking.text_shown(row.error_message, source_id=row.trigger.source_id)
     return render(
         request,
         "dashboard/timeline.html",
@@ -236,14 +234,17 @@ def invocation(request, pk: int):
     missing = len(invocation.record_ids) - len(records)
     payload = json.dumps(lambda_event(records), indent=2) if records else ""
     # The handler wrote its error and response from the records it was given, masked or not.
-    text_visible = masking.text_visible(source_id=invocation.trigger.source_id)
+    source_id = invocation.trigger.source_id
+    invocation.error_message = masking.text_shown(invocation.error_message, source_id=source_id)
+    invocation.response_body = masking.text_shown(invocation.response_body, source_id=source_id)
+    letters = list(invocation.dead_letters.order_by("-created_at"))
+    for letter in letters:
+        letter.reason = masking.text_shown(letter.reason, source_id=source_id)
     return render(
         request,
         "dashboard/invocation.html",
         {
             **unmask,
-            "text_visible": text_visible,
-            "withheld": WITHHELD,
             "invocation": invocation,
             "payload": payload,
             "missing": missing,
@@ -255,7 +256,7 @@ def invocation(request, pk: int):
             ],
             "diffs_capped": len(records) > INVOCATION_DIFFS_SHOWN,
             "diffs_shown": INVOCATION_DIFFS_SHOWN,
-            "dead_letters": list(invocation.dead_letters.order_by("-created_at")),
+            "dead_letters": letters,
         },
     )
 
@@ -272,8 +273,7 @@ def dead_letters(request):
     for letter in letters:
         letter.record_count = len(letter.record_ids)
         # A reason quotes the handler's last error, which may quote the records it was given.
-        if not masking.text_visible(source_id=letter.trigger.source_id):
-            letter.reason = WITHHELD
+        letter.reason = masking.text_shown(letter.reason, source_id=letter.trigger.source_id)
     return render(request, "dashboard/dead_letters.html", {**unmask, "dead_letters": letters, "trigger": trigger})
 
 

@@ -522,10 +522,11 @@ class Masking:
         masked.is_masked = True
         return masked
 
-    def text_visible(self, *, source_id: int) -> bool:
-        """Whether free text about a source's records (a handler's error message or response, a
-        dead letter's reason) may be shown: not under masking, where it may quote masked values."""
-        return not self.covers(source_id)
+    def text_shown(self, text: str, *, source_id: int | None) -> str:
+        """Free text about a source's records (a handler's error message or response, a dead
+        letter's reason) as this viewer may see it: as it is, or WITHHELD where the source has
+        rules, since it may quote the values they mask. "" stays "" (there is nothing to hide)."""
+        return WITHHELD if text and self.covers(source_id) else text
 
 
 # The record fields row_mask works on; deferred fields (not loaded) are left alone.

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from streams.feed import FilterError
-from streams.masking import WITHHELD
 from streams.push import group_publish
 from workers.models import INVOCATION_OUTCOMES, Invocation, Trigger
 
@@ -54,8 +53,7 @@ def invocation_rows_masked(*, rows: list[dict], masking) -> list[dict]:
         return rows
     sources = dict(Trigger.objects.filter(pk__in={row["trigger_id"] for row in rows}).values_list("pk", "source_id"))
     return [
-        row if masking.text_visible(source_id=sources.get(row["trigger_id"])) or not row["error_message"]
-        else {**row, "error_message": WITHHELD}
+        {**row, "error_message": masking.text_shown(row["error_message"], source_id=sources.get(row["trigger_id"]))}
         for row in rows
     ]
 
