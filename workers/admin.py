@@ -145,23 +145,19 @@ class TriggerAdmin(admin.ModelAdmin):
             last = max(1, min(int(request.GET.get("last", 100)), 5000))
         except ValueError:
             last = 100
-        # Tried on the records as this viewer may see them: which records a pattern on a masked
-        # attribute matches would otherwise tell its values. Holders of the unmask permission
-        # try it on the stored data, as the trigger will.
-        # Either way the page shows them masked, as the dashboard does before "Show unmasked".
+        # The page shows the records masked, as the dashboard does before "Show unmasked". The
+        # patterns are tried on them as shown, except for holders of the unmask permission, who
+        # try them on the stored data, as the trigger will.
         masking = masking_load()
-        tried_masked = masking.covers(trigger.source_id) and not request.user.has_perm(UNMASK_PERMISSION)
-        if tried_masked:
-            tried, matched = pattern_try(trigger=trigger, last=last, masking=masking)
-        else:
-            tried, matched = pattern_try(trigger=trigger, last=last)
-            matched = [masking.record_mask(record) for record in matched]
-            if masking.covers(trigger.source_id):
-                # Which records match the stored values tells masked values, as "Show unmasked"
-                # would: audited as that is (dashboard.http.masking_for), the pattern left out
-                # since it may hold them.
-                audit_record(actor=request.user, action="streams.changerecord.unmask", request=request,
-                             details={"surface": "pattern_try", "path": request.path, "query": [["last", str(last)]]})
+        match_stored = request.user.has_perm(UNMASK_PERMISSION)
+        tried, matched = pattern_try(trigger=trigger, last=last, masking=masking, match_stored=match_stored)
+        tried_masked = masking.covers(trigger.source_id) and not match_stored
+        if match_stored and masking.covers(trigger.source_id):
+            # Which records match the stored values tells masked values, as "Show unmasked"
+            # would: audited as that is (dashboard.http.masking_for), the pattern left out since
+            # it may hold them.
+            audit_record(actor=request.user, action="streams.changerecord.unmask", request=request,
+                         details={"surface": "pattern_try", "path": request.path, "query": [["last", str(last)]]})
         context = {**self.admin_site.each_context(request), "trigger": trigger, "tried": tried, "tried_asked": last,
                    "tried_masked": tried_masked,
                    "matched": matched, "skipped": tried - len(matched), "title": "Test FilterCriteria"}

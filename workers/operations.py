@@ -84,20 +84,23 @@ def dead_letter_retry(*, letter: DeadLetter) -> list[Invocation]:
     return invocations
 
 
-def pattern_try(*, trigger: Trigger, last: int = 100, masking: Masking = NO_MASKING) -> tuple[int, list[ChangeRecord]]:
-    """The trigger's filter patterns against its source's newest `last` records as `masking`
-    shows them: how many were tried, and which would be sent. Under masking the patterns see
-    masked values, so which records match never tells a viewer a masked value (the trigger
-    itself matches the stored ones, and may send more)."""
+def pattern_try(*, trigger: Trigger, last: int = 100, masking: Masking = NO_MASKING,
+                match_stored: bool = False) -> tuple[int, list[ChangeRecord]]:
+    """The trigger's filter patterns against its source's newest `last` records: how many were
+    tried, and which would be sent, as `masking` shows them. The patterns see the records as
+    shown too, so which records match never tells a viewer a masked value (the trigger itself
+    matches the stored ones, and may send more); with `match_stored` (for a viewer who may see
+    data unmasked) they see the stored values, as the trigger does."""
     patterns = patterns_compile(tuple(trigger.filter_patterns))
-    records = [
-        masking.record_mask(record)
-        for record in ChangeRecord.objects.filter(source_id=trigger.source_id)
-        .select_related("source", "shard__stream").order_by("-id")[:last]
+    stored = list(
+        ChangeRecord.objects.filter(source_id=trigger.source_id).select_related("source", "shard__stream").order_by("-id")[:last]
+    )
+    shown = [masking.record_mask(record) for record in stored]
+    tested = stored if match_stored else shown
+    return len(stored), [
+        record for record, test in zip(shown, tested)
+        if not patterns or any(pattern.matches(lambda_record(test)) for pattern in patterns)
     ]
-    if not patterns:
-        return len(records), records
-    return len(records), [record for record in records if any(p.matches(lambda_record(record)) for p in patterns)]
 
 
 class CursorActionRefused(Exception):
