@@ -218,12 +218,13 @@ def records_build(*, records: list[dict], shard: Shard, received_at) -> tuple[li
         except (KeyError, TypeError, ValueError) as exc:
             # Without a sequence number a record cannot be stored or ordered; say so on the
             # source rather than stall the shard behind it.
-            log.error("unusable stream record on shard %s: %r", shard.shard_id, exc)
+            # The type only, in the log and on the gap: the message may quote item data.
+            log.error("unusable stream record on shard %s: %s", shard.shard_id, type(exc).__name__)
             gaps.append(Gap(
                 source_id=source.pk,
                 shard=shard,
                 after_sequence_number=rows[-1]["sequence_number"] if rows else shard.checkpoint,
-                reason=f"A stream record without a usable sequence number was skipped ({type(exc).__name__}: {exc}).",
+                reason=f"A stream record without a usable sequence number was skipped ({type(exc).__name__}).",
             ))
     return rows, gaps
 

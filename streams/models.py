@@ -28,7 +28,9 @@ PARTITION_KEY_INDEXED = 512
 
 
 def digest_item_key(item_key: str) -> str:
-    return hashlib.sha1(item_key.encode()).hexdigest()
+    # surrogatepass: a key holding a lone surrogate (no DynamoDB string does, but a record kept
+    # as received may) still has a digest; every other text encodes as plain UTF-8.
+    return hashlib.sha1(item_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class StreamSource(models.Model):

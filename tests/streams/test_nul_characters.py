@@ -217,3 +217,25 @@ def test_it_stores_a_record_the_database_refuses_flagged_and_logs_no_item_data(f
     assert [line["level"] for line in logged] == ["WARNING", "ERROR"]
     assert "000000000000000000001" in logged[1]["message"]
     assert all("secret" not in str(line) for line in lines())
+
+
+def test_it_stores_a_record_holding_a_lone_surrogate_flagged_with_it_written_out(fake_source):
+    # Not what DynamoDB sends (its strings are UTF-8, which cannot hold a lone surrogate), but
+    # what a decoder of broken JSON may hand over: no text column or JSON writer takes it, so
+    # row_kept writes it out as \\udXXX text and the shard reads on.
+    broken = stream_record(sequence_number="000000000000000000001", pk="k\ud800x", new={"s": {"S": "v"}})
+    after = stream_record(sequence_number="000000000000000000002", pk="k2", new={"s": {"S": "fine"}})
+    source = fake_source(FakeStreams([FakeShard("shardId-00001", records=[broken, after])]))
+    readers = Readers(source_ids=[source.pk])
+    try:
+        with json_lines("streams") as lines:
+            readers.until_idle()
+    finally:
+        readers.stop()
+
+    kept, plain = ChangeRecord.objects.filter(source=source).order_by("sequence_key")
+    assert kept.decode_error.startswith("Could not be stored as read")
+    assert kept.partition_key == "k\\ud800x"
+    assert all("ud800" not in str(line) for line in lines())
+    assert plain.decode_error == "" and plain.partition_key == "k2"
+    assert Shard.objects.get(stream__source=source).checkpoint == "000000000000000000002"
